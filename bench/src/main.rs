@@ -1,1 +1,568 @@
-fn main() {}
+//! mitogen-bench: side-by-side benchmarks of mitogen-rs against Python
+//! Mitogen 0.3.54, with raw baselines of the machine measured in the same run.
+//!
+//! Usually started by `bench/run.sh`, which prepares the Python venv. See
+//! docs/performance.md for the method and the definitions.
+//!
+//! ```text
+//! mitogen-bench [--quick|--full] [--rounds N] [--only a,b,...]
+//!               [--python PATH] [--out PATH] [--no-python] [--no-ours] [--no-raw]
+//! ```
+//!
+//! Hidden subcommands (the runner re-executes itself):
+//! `__ours [--quick|--full] [--only a,b] [--no-isolate]`, `__raw-echo`,
+//! `__raw-sink BYTES`.
+
+mod ours;
+mod raw;
+mod stats;
+mod workloads;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use stats::median_opt;
+use workloads::{Better, Profile, Raw, Workload, FULL_ONLY_NOTE, WORKLOADS};
+
+const BENCH_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+const USAGE: &str = "\
+usage: mitogen-bench [--quick|--full] [--rounds N] [--only a,b,...]
+                     [--python PATH] [--out PATH]
+                     [--no-python] [--no-ours] [--no-raw]
+
+  --quick        small iteration counts, scale_500 skipped (default)
+  --full         larger iteration counts, scale_500 included
+  --rounds N     rounds; the median over rounds is reported
+                 (default 3 quick, 5 full)
+  --only a,b     only these workloads
+  --python PATH  interpreter with mitogen==0.3.54 (default bench/.venv/bin/python)
+  --out PATH     JSON results (default bench/results/latest.json)
+  --no-python / --no-ours / --no-raw   skip a peer";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("__raw-echo") => raw::echo_main().map_err(|e| e.to_string()),
+        Some("__raw-sink") => match args.get(1).and_then(|s| s.parse().ok()) {
+            Some(total) => raw::sink_main(total).map_err(|e| e.to_string()),
+            None => Err("__raw-sink BYTES".into()),
+        },
+        Some("__ours") => ours_main(&args[1..]),
+        _ => run_main(&args),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mitogen-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    Python,
+    Raw,
+    Ours,
+}
+
+struct Opts {
+    profile: Profile,
+    rounds: usize,
+    only: Option<Vec<String>>,
+    python: PathBuf,
+    out: PathBuf,
+    peers: Vec<Peer>,
+}
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let mut profile = Profile::QUICK;
+    let mut rounds = None;
+    let mut only = None;
+    let mut python = Path::new(BENCH_DIR).join(".venv/bin/python");
+    let mut out = Path::new(BENCH_DIR).join("results/latest.json");
+    let mut peers = vec![Peer::Python, Peer::Raw, Peer::Ours];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--quick" => profile = Profile::QUICK,
+            "--full" => profile = Profile::FULL,
+            "--rounds" => {
+                let v = value("--rounds")?;
+                rounds = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or(format!("--rounds: bad value {v:?}"))?,
+                );
+            }
+            "--only" => only = Some(split_list(&value("--only")?)),
+            "--python" => python = value("--python")?.into(),
+            "--out" => out = value("--out")?.into(),
+            "--no-python" => peers.retain(|&p| p != Peer::Python),
+            "--no-ours" => peers.retain(|&p| p != Peer::Ours),
+            "--no-raw" => peers.retain(|&p| p != Peer::Raw),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if let Some(only) = &only {
+        for name in only {
+            if !WORKLOADS.iter().any(|w| w.name == name) {
+                return Err(format!("--only: unknown workload {name:?}"));
+            }
+        }
+    }
+    let rounds = rounds.unwrap_or(if profile.full { 5 } else { 3 });
+    Ok(Opts {
+        profile,
+        rounds,
+        only,
+        python,
+        out,
+        peers,
+    })
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn selected<'a>(only: &'a Option<Vec<String>>) -> impl Iterator<Item = &'static Workload> + 'a {
+    WORKLOADS.iter().filter(move |w| match only {
+        Some(o) => o.iter().any(|n| n == w.name),
+        None => true,
+    })
+}
+
+type Values = HashMap<String, Option<f64>>;
+
+/// Runs a peer process that prints one JSON object of results on stdout.
+fn run_json_peer(label: &str, cmd: &mut Command) -> Values {
+    let out = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("[{label}] cannot start {cmd:?}: {e}");
+            return Values::new();
+        }
+    };
+    if !out.status.success() {
+        eprintln!("[{label}] {cmd:?} failed: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{'));
+    let Some(line) = line else {
+        eprintln!("[{label}] no JSON object on stdout");
+        return Values::new();
+    };
+    match serde_json::from_str::<BTreeMap<String, Value>>(line) {
+        Ok(map) => map
+            .into_iter()
+            .map(|(k, v)| (k, v.as_f64().filter(|x| x.is_finite())))
+            .collect(),
+        Err(e) => {
+            eprintln!("[{label}] bad JSON ({e}): {line}");
+            Values::new()
+        }
+    }
+}
+
+#[derive(Default)]
+struct Samples {
+    ours: Vec<Option<f64>>,
+    mitogen: Vec<Option<f64>>,
+}
+
+fn run_main(args: &[String]) -> Result<(), String> {
+    let o = parse_opts(args)?;
+    let p = o.profile;
+    let script = Path::new(BENCH_DIR).join("py/workloads.py");
+    let only_arg = o.only.as_ref().map(|v| v.join(","));
+    let wanted: Vec<&Workload> = selected(&o.only).collect();
+    let wanted_raw: Vec<Raw> = Raw::ALL
+        .into_iter()
+        .filter(|r| o.only.is_none() || wanted.iter().any(|w| w.limit == Some(*r)))
+        .collect();
+
+    if o.peers.contains(&Peer::Python) && !o.python.exists() {
+        return Err(format!(
+            "{} not found: run bench/run.sh (it creates the venv), pass --python, or --no-python",
+            o.python.display()
+        ));
+    }
+
+    let mut samples: HashMap<&str, Samples> = HashMap::new();
+    let mut raw_samples: HashMap<Raw, Vec<Option<f64>>> = HashMap::new();
+    let started = Instant::now();
+    eprintln!(
+        "mitogen-bench: {} mode, {} round(s), peers {:?}",
+        &p.mode_flag()[2..],
+        o.rounds,
+        o.peers
+    );
+
+    for round in 0..o.rounds {
+        let mut order = o.peers.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        eprintln!("== round {}/{}: {:?}", round + 1, o.rounds, order);
+        for peer in order {
+            let t0 = Instant::now();
+            match peer {
+                Peer::Python => {
+                    let mut cmd = Command::new(&o.python);
+                    cmd.arg(&script)
+                        .arg(p.mode_flag())
+                        .arg("--profile")
+                        .arg(p.py_json());
+                    if let Some(only) = &only_arg {
+                        cmd.arg("--only").arg(only);
+                    }
+                    let vals = run_json_peer("py", &mut cmd);
+                    for w in &wanted {
+                        let v = vals.get(w.name).copied().flatten();
+                        samples.entry(w.name).or_default().mitogen.push(v);
+                    }
+                }
+                Peer::Ours => {
+                    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                    let mut cmd = Command::new(exe);
+                    cmd.arg("__ours").arg(p.mode_flag());
+                    if let Some(only) = &only_arg {
+                        cmd.arg("--only").arg(only);
+                    }
+                    let vals = run_json_peer("ours", &mut cmd);
+                    for w in &wanted {
+                        let v = vals.get(w.name).copied().flatten();
+                        samples.entry(w.name).or_default().ours.push(v);
+                    }
+                }
+                Peer::Raw => {
+                    for &r in &wanted_raw {
+                        let v = raw::measure(r, &p);
+                        eprintln!("[raw] {:<28} {}", r.name(), fmt_opt(v));
+                        raw_samples.entry(r).or_default().push(v);
+                    }
+                }
+            }
+            eprintln!("   {peer:?} took {:.1} s", t0.elapsed().as_secs_f64());
+        }
+    }
+
+    let raw_med: HashMap<Raw, Option<f64>> = raw_samples
+        .iter()
+        .map(|(r, v)| (*r, median_opt(v)))
+        .collect();
+    let rows: Vec<Row> = wanted
+        .iter()
+        .map(|w| {
+            let s = samples.remove(w.name).unwrap_or_default();
+            Row::new(w, &p, median_opt(&s.ours), median_opt(&s.mitogen), |r| {
+                raw_med.get(&r).copied().flatten()
+            })
+        })
+        .collect();
+
+    println!();
+    println!(
+        "mitogen-rs vs Python Mitogen 0.3.54 - {} mode, median of {} round(s), {:.0} s",
+        &p.mode_flag()[2..],
+        o.rounds,
+        started.elapsed().as_secs_f64()
+    );
+    println!("ratio > 1: we are ahead; limit_ratio 1.0: at the raw limit, larger: further away");
+    println!();
+    print_table(&rows);
+    if !wanted_raw.is_empty() {
+        println!();
+        println!("raw baselines (same run, median of rounds):");
+        for r in &wanted_raw {
+            println!(
+                "  {:<22} {:>10} {}",
+                r.name(),
+                fmt_opt(raw_med.get(r).copied().flatten()),
+                r.unit()
+            );
+        }
+    }
+
+    let json = Value::Array(rows.iter().map(Row::to_json).collect());
+    write_json(&o.out, &json)?;
+    println!();
+    println!("wrote {}", o.out.display());
+    Ok(())
+}
+
+struct Row {
+    w: &'static Workload,
+    ours: Option<f64>,
+    mitogen: Option<f64>,
+    ratio: Option<f64>,
+    limit: Option<f64>,
+    limit_ratio: Option<f64>,
+    note: Option<&'static str>,
+}
+
+/// `a / b` when both are present and positive.
+fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => Some(a / b).filter(|x| x.is_finite()),
+        _ => None,
+    }
+}
+
+impl Row {
+    fn new(
+        w: &'static Workload,
+        p: &Profile,
+        ours: Option<f64>,
+        mitogen: Option<f64>,
+        raw: impl Fn(Raw) -> Option<f64>,
+    ) -> Row {
+        let limit = w.limit.and_then(raw);
+        // Both ratios are "times better" / "times away", so > 1 reads the same
+        // way whichever direction the unit goes.
+        let (ratio, limit_ratio) = match w.better {
+            Better::Lower => (div(mitogen, ours), div(ours, limit)),
+            Better::Higher => (div(ours, mitogen), div(limit, ours)),
+        };
+        let note = w.note.or(if p.runs(w.name) {
+            None
+        } else {
+            Some(FULL_ONLY_NOTE)
+        });
+        Row {
+            w,
+            ours,
+            mitogen,
+            ratio,
+            limit,
+            limit_ratio,
+            note,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "name": self.w.name,
+            "unit": self.w.unit,
+            "better": self.w.better.as_str(),
+            "ours": self.ours,
+            "mitogen": self.mitogen,
+            "ratio": self.ratio,
+            "limit": self.limit,
+            "limit_ratio": self.limit_ratio,
+            "note": self.note,
+        })
+    }
+
+    fn cells(&self) -> [String; 8] {
+        [
+            self.w.name.to_owned(),
+            fmt_opt(self.ours),
+            fmt_opt(self.mitogen),
+            self.w.unit.to_owned(),
+            self.ratio.map_or("-".into(), |r| format!("{r:.2}")),
+            if self.w.limit.is_some() {
+                fmt_opt(self.limit)
+            } else {
+                "-".into()
+            },
+            self.limit_ratio.map_or("-".into(), |r| format!("{r:.2}")),
+            self.note.unwrap_or("").to_owned(),
+        ]
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1000.0 {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn fmt_opt(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), fmt_num)
+}
+
+fn print_table(rows: &[Row]) {
+    const HEAD: [&str; 8] = [
+        "workload",
+        "ours",
+        "mitogen",
+        "unit",
+        "ratio",
+        "limit",
+        "limit_ratio",
+        "note",
+    ];
+    let cells: Vec<[String; 8]> = rows.iter().map(Row::cells).collect();
+    let mut width = HEAD.map(str::len);
+    for c in &cells {
+        for (i, s) in c.iter().enumerate() {
+            width[i] = width[i].max(s.chars().count());
+        }
+    }
+    let line = |c: &[&str; 8]| {
+        let mut s = String::new();
+        for (i, v) in c.iter().enumerate() {
+            let pad = width[i] - v.chars().count();
+            // Text columns left-aligned, numbers right-aligned.
+            if matches!(i, 0 | 3 | 7) {
+                s.push_str(v);
+                if i != 7 {
+                    s.push_str(&" ".repeat(pad));
+                }
+            } else {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(v);
+            }
+            if i != 7 {
+                s.push_str("  ");
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(&HEAD);
+    let rule = width.map(|n| "-".repeat(n));
+    line(&rule.each_ref().map(String::as_str));
+    let mut in_scaling = false;
+    for (row, c) in rows.iter().zip(&cells) {
+        if !in_scaling && row.w.name.starts_with("scale_") {
+            in_scaling = true;
+            println!();
+            println!("scaling: create N local contexts, then one call on each");
+        }
+        line(&c.each_ref().map(String::as_str));
+    }
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+    text.push('\n');
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `__ours [--quick|--full] [--only a,b] [--no-isolate]`: our workloads in
+/// this fresh process; the isolated ones each in a further fresh process.
+/// Prints one JSON object, like `bench/py/workloads.py`.
+fn ours_main(args: &[String]) -> Result<(), String> {
+    let mut p = Profile::QUICK;
+    let mut only = None;
+    let mut isolate = true;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => p = Profile::QUICK,
+            "--full" => p = Profile::FULL,
+            "--only" => only = Some(split_list(it.next().ok_or("--only needs a value")?)),
+            "--no-isolate" => isolate = false,
+            other => return Err(format!("__ours: unknown argument {other:?}")),
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for w in selected(&only) {
+        let t0 = Instant::now();
+        let v = if isolate && w.isolated {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut cmd = Command::new(exe);
+            cmd.args(["__ours", p.mode_flag(), "--only", w.name, "--no-isolate"]);
+            run_json_peer("ours", &mut cmd)
+                .get(w.name)
+                .copied()
+                .flatten()
+        } else {
+            std::panic::catch_unwind(|| ours::run(w.name, &p)).unwrap_or_else(|_| {
+                eprintln!("[ours] {} panicked", w.name);
+                None
+            })
+        };
+        if v.is_some() {
+            eprintln!(
+                "[ours] {:<28} {}  ({:.1} s)",
+                w.name,
+                fmt_opt(v),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        out.insert(w.name.to_owned(), json!(v));
+    }
+    println!("{}", Value::Object(out));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, ours: Option<f64>, mitogen: Option<f64>, limit: f64) -> Row {
+        let w = WORKLOADS.iter().find(|w| w.name == name).unwrap();
+        Row::new(w, &Profile::QUICK, ours, mitogen, |_| Some(limit))
+    }
+
+    #[test]
+    fn ratios_lower_is_better() {
+        let r = row("call_roundtrip_us", Some(10.0), Some(100.0), 5.0);
+        assert_eq!(r.ratio, Some(10.0));
+        assert_eq!(r.limit, Some(5.0));
+        assert_eq!(r.limit_ratio, Some(2.0));
+    }
+
+    #[test]
+    fn ratios_higher_is_better() {
+        let r = row("arg_64mib_mbps", Some(50.0), Some(10.0), 100.0);
+        assert_eq!(r.ratio, Some(5.0));
+        assert_eq!(r.limit_ratio, Some(2.0));
+    }
+
+    #[test]
+    fn missing_values_give_null_ratios() {
+        let r = row("call_roundtrip_us", None, Some(100.0), 5.0);
+        assert_eq!((r.ratio, r.limit_ratio), (None, None));
+        let r = row("arg_64mib_mbps", Some(50.0), None, 100.0);
+        assert_eq!((r.ratio, r.limit_ratio), (None, Some(2.0)));
+        // No raw baseline applies: limit stays null whatever is measured.
+        let r = row("pipelined_calls_per_s", Some(50.0), Some(10.0), 100.0);
+        assert_eq!((r.limit, r.limit_ratio), (None, None));
+        let j = r.to_json();
+        assert!(j["limit"].is_null() && j["ratio"].as_f64() == Some(5.0));
+    }
+
+    #[test]
+    fn scale_500_is_full_only() {
+        assert!(!Profile::QUICK.runs("scale_500_create_call_ms"));
+        assert!(Profile::QUICK.runs("scale_100_create_call_ms"));
+        assert!(Profile::FULL.runs("scale_500_create_call_ms"));
+        let r = row("scale_500_create_call_ms", None, None, 1.0);
+        assert_eq!(r.note, Some(FULL_ONLY_NOTE));
+    }
+}

@@ -11,6 +11,16 @@ pub struct CodecError {
     reason: String,
 }
 
+impl CodecError {
+    /// An error for `what` ("decoding", "encoding") failing because of `reason`.
+    pub fn new(what: &'static str, reason: impl Into<String>) -> CodecError {
+        CodecError {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Encode a value as a message body.
 ///
 /// # Errors
@@ -57,6 +67,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// Decode one value from the front of `bytes`; return it and the rest
+/// (for bodies made of a small prefix followed by raw bytes).
+///
+/// # Errors
+/// The front of `bytes` does not describe a `T`.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+    postcard::take_from_bytes(bytes).map_err(|e| CodecError {
+        what: "decoding",
+        reason: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,7 +87,10 @@ mod tests {
     fn trailing_bytes_rejected() {
         let mut b = encode(&7u32).unwrap();
         b.push(0);
-        assert!(decode::<u32>(&b).unwrap_err().to_string().contains("trailing"));
+        assert!(decode::<u32>(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("trailing"));
     }
 
     #[test]

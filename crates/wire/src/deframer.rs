@@ -45,6 +45,11 @@ impl Deframer {
         }
     }
 
+    /// Change the largest body accepted from now on.
+    pub fn set_max_len(&mut self, max_len: u32) {
+        self.max_len = max_len;
+    }
+
     /// Bytes buffered and not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start

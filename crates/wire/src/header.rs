@@ -50,7 +50,9 @@ pub struct Header {
 #[non_exhaustive]
 pub enum FrameError {
     /// The first two bytes are not `MG`.
-    #[error("bad frame magic {0:#06x} (expected 0x4d47): the stream is corrupt or not speaking mitogen")]
+    #[error(
+        "bad frame magic {0:#06x} (expected 0x4d47): the stream is corrupt or not speaking mitogen"
+    )]
     BadMagic(u16),
     /// The version byte is not [`VERSION`].
     #[error("unsupported protocol version {0} (this build speaks {VERSION})")]
@@ -142,7 +144,10 @@ mod tests {
     fn rejects_garbage() {
         let mut b = Header::default().to_bytes();
         b[0] = b'x';
-        assert!(matches!(Header::from_bytes(&b), Err(FrameError::BadMagic(_))));
+        assert!(matches!(
+            Header::from_bytes(&b),
+            Err(FrameError::BadMagic(_))
+        ));
         let mut b = Header::default().to_bytes();
         b[2] = 9;
         assert_eq!(Header::from_bytes(&b), Err(FrameError::BadVersion(9)));

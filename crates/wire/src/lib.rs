@@ -33,7 +33,7 @@ mod deframer;
 pub mod handle;
 mod header;
 
-pub use codec::{decode, encode, encode_into, CodecError};
+pub use codec::{decode, decode_prefix, encode, encode_into, CodecError};
 pub use deframer::{Deframer, Frame};
 pub use header::{FrameError, Header, FLAG_DEAD, HEADER_LEN, MAGIC, VERSION};
 

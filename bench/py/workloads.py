@@ -1,0 +1,386 @@
+"""Python Mitogen side of the mitogen-rs side-by-side benchmarks.
+
+Run with the interpreter of bench/.venv (which has mitogen==0.3.54):
+
+    bench/.venv/bin/python bench/py/workloads.py [--quick|--full]
+        [--profile JSON] [--only a,b,...]
+
+Prints exactly one JSON object on stdout: {"workload_name": value_or_null, ...}.
+Diagnostics go to stderr. Every workload runs against a fresh Broker/Router,
+and the memory workloads run in a fresh interpreter of their own so that
+earlier workloads (64 MiB buffers, hundreds of children) do not inflate them.
+
+Each workload here has a one-for-one twin in bench/src/ours.rs; keep their
+definitions in step (see docs/performance.md).
+
+The functions the children run live in benchfuncs.py (next to this file),
+which the children fetch from the master on first use.
+"""
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+
+import mitogen.core
+import mitogen.master
+import mitogen.select
+
+from benchfuncs import length, make_bytes, noop, send_many
+
+MIB = 1024 * 1024
+MB = 1e6
+
+
+# --- Helpers ----------------------------------------------------------------
+
+
+def vmrss_kb(pid):
+    with open('/proc/%d/status' % (pid,)) as fp:
+        for line in fp:
+            if line.startswith('VmRSS:'):
+                return float(line.split()[1])
+    return None
+
+
+def log(fmt, *args):
+    sys.stderr.write('[py] ' + (fmt % args) + '\n')
+    sys.stderr.flush()
+
+
+def raise_nofile():
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except Exception:
+        pass
+
+
+class Session(object):
+    """A fresh Broker and Router, shut down (children and all) on exit."""
+
+    def __enter__(self):
+        self.broker = mitogen.master.Broker()
+        self.router = mitogen.master.Router(self.broker)
+        return self.router
+
+    def __exit__(self, *exc):
+        self.broker.shutdown()
+        self.broker.join()
+        gc.collect()
+        return False
+
+
+# --- Workloads --------------------------------------------------------------
+#
+# Each takes the iteration profile `p` (dict) and returns a float.
+
+
+def w_local_connect_first_call_ms(p):
+    """router.local() then one call of noop(); wall time, ms; median of n."""
+    samples = []
+    for _ in range(p['connect_n']):
+        with Session() as router:
+            t0 = time.perf_counter()
+            ctx = router.local()
+            ctx.call(noop)
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return median(samples)
+
+
+def w_call_roundtrip_us(p):
+    """Sequential ctx.call(noop) on a warm local child; µs per call."""
+    with Session() as router:
+        ctx = router.local()
+        for _ in range(p['rt_warm']):
+            ctx.call(noop)
+        n = p['rt_n']
+        t0 = time.perf_counter()
+        for _ in range(n):
+            ctx.call(noop)
+        return (time.perf_counter() - t0) * 1e6 / n
+
+
+def w_pipelined_calls_per_s(p):
+    """n noop calls with 100 in flight (call_async + Select); calls/s."""
+    inflight = 100
+    with Session() as router:
+        ctx = router.local()
+        for _ in range(p['rt_warm']):
+            ctx.call(noop)
+        n = p['pipe_n']
+        sel = mitogen.select.Select(oneshot=True)
+        t0 = time.perf_counter()
+        issued = 0
+        while issued < min(inflight, n):
+            sel.add(ctx.call_async(noop))
+            issued += 1
+        done = 0
+        while done < n:
+            sel.get()  # unpickles the result; raises on a remote error
+            done += 1
+            if issued < n:
+                sel.add(ctx.call_async(noop))
+                issued += 1
+        return n / (time.perf_counter() - t0)
+
+
+def w_arg_64mib_mbps(p):
+    """ctx.call(length, <64 MiB bytes>); MB/s (1e6 bytes), median of n."""
+    size = 64 * MIB
+    data = b'x' * size
+    samples = []
+    with Session() as router:
+        ctx = router.local()
+        ctx.call(noop)
+        for _ in range(p['bulk_n']):
+            t0 = time.perf_counter()
+            got = ctx.call(length, data)
+            dt = time.perf_counter() - t0
+            assert got == size, got
+            samples.append(size / MB / dt)
+    return median(samples)
+
+
+def w_result_64mib_mbps(p):
+    """ctx.call(make_bytes, 64 MiB) returning 64 MiB bytes; MB/s, median of n."""
+    size = 64 * MIB
+    samples = []
+    with Session() as router:
+        ctx = router.local()
+        ctx.call(noop)
+        for _ in range(p['bulk_n']):
+            t0 = time.perf_counter()
+            got = ctx.call(make_bytes, size)
+            dt = time.perf_counter() - t0
+            assert len(got) == size, len(got)
+            del got
+            samples.append(size / MB / dt)
+    return median(samples)
+
+
+def w_small_msgs_per_s(p):
+    """Child sends n small messages through a Sender; master drains a
+    Receiver; messages/s from the call being issued to the last one received."""
+    n = p['msgs_n']
+    with Session() as router:
+        ctx = router.local()
+        ctx.call(noop)
+        recv = mitogen.core.Receiver(router)
+        sender = recv.to_sender()
+        t0 = time.perf_counter()
+        call = ctx.call_async(send_many, sender, n)
+        got = 0
+        for msg in recv:  # stops at the dead message sender.close() sends
+            got += 1
+        dt = time.perf_counter() - t0
+        call.get()
+        assert got == n, (got, n)
+        return n / dt
+
+
+def create_and_call(router, n):
+    """Create n local contexts one after the other, then call noop() once on
+    each, one after the other. Returns (elapsed ms, contexts)."""
+    t0 = time.perf_counter()
+    ctxs = [router.local() for _ in range(n)]
+    for ctx in ctxs:
+        ctx.call(noop)
+    return (time.perf_counter() - t0) * 1e3, ctxs
+
+
+def w_fanout_50_create_call_ms(p):
+    with Session() as router:
+        return create_and_call(router, 50)[0]
+
+
+def w_scale(n):
+    def w(p):
+        if n > p['scale_max']:
+            return None  # --full only
+        with Session() as router:
+            return create_and_call(router, n)[0]
+    return w
+
+
+def chain(router, depth):
+    ctx = None
+    for _ in range(depth):
+        ctx = router.local(via=ctx) if ctx is not None else router.local()
+    return ctx
+
+
+def w_chain_5_connect_ms(p):
+    """Create a chain of 5 local contexts, each via= the previous one, then
+    one noop() call on the deepest; ms."""
+    samples = []
+    for _ in range(p['chain_n']):
+        with Session() as router:
+            t0 = time.perf_counter()
+            deepest = chain(router, 5)
+            deepest.call(noop)
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return median(samples)
+
+
+def chain_roundtrip(p, depth):
+    """Sequential noop() calls on the deepest of a chain; µs per call."""
+    with Session() as router:
+        deepest = chain(router, depth)
+        for _ in range(p['rt_warm']):
+            deepest.call(noop)
+        n = p['chain_rt_n']
+        t0 = time.perf_counter()
+        for _ in range(n):
+            deepest.call(noop)
+        return (time.perf_counter() - t0) * 1e6 / n
+
+
+def w_chain_5_roundtrip_us(p):
+    return chain_roundtrip(p, 5)
+
+
+def w_chain_10_roundtrip_us(p):
+    return chain_roundtrip(p, 10)
+
+
+def w_idle_child_rss_kb(p):
+    """VmRSS (kB) of one local child after its first calls (os.getpid, then
+    noop), settled for 0.2 s."""
+    with Session() as router:
+        ctx = router.local()
+        pid = ctx.call(os.getpid)
+        ctx.call(noop)
+        time.sleep(0.2)
+        return vmrss_kb(pid)
+
+
+def w_master_rss_50_children_kb(p):
+    """VmRSS (kB) of the master process (a fresh interpreter) once 50 local
+    children have been created and called once each."""
+    with Session() as router:
+        create_and_call(router, 50)
+        gc.collect()
+        time.sleep(0.2)
+        return vmrss_kb(os.getpid())
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    if n == 0:
+        return None
+    if n % 2:
+        return xs[n // 2]
+    return (xs[n // 2 - 1] + xs[n // 2]) / 2.0
+
+
+# The order of the JSON object and of the table.
+SSH_WORKLOADS = [
+    'ssh_connect_overhead_warm_ms',
+    'ssh_connect_overhead_cold_ms',
+    'ssh_roundtrip_us',
+    'ssh_bootstrap_bytes_warm',
+    'ssh_bootstrap_bytes_cold',
+]
+
+# Memory workloads run in a fresh interpreter each.
+ISOLATED = ['idle_child_rss_kb', 'master_rss_50_children_kb']
+
+WORKLOADS = [
+    ('local_connect_first_call_ms', w_local_connect_first_call_ms),
+    ('call_roundtrip_us', w_call_roundtrip_us),
+    ('pipelined_calls_per_s', w_pipelined_calls_per_s),
+    ('arg_64mib_mbps', w_arg_64mib_mbps),
+    ('result_64mib_mbps', w_result_64mib_mbps),
+    ('small_msgs_per_s', w_small_msgs_per_s),
+    ('fanout_50_create_call_ms', w_fanout_50_create_call_ms),
+    ('chain_5_connect_ms', w_chain_5_connect_ms),
+    ('chain_5_roundtrip_us', w_chain_5_roundtrip_us),
+    ('chain_10_roundtrip_us', w_chain_10_roundtrip_us),
+    ('idle_child_rss_kb', w_idle_child_rss_kb),
+    ('master_rss_50_children_kb', w_master_rss_50_children_kb),
+    ('scale_10_create_call_ms', w_scale(10)),
+    ('scale_100_create_call_ms', w_scale(100)),
+    ('scale_500_create_call_ms', w_scale(500)),
+]
+
+# Iteration counts; mirrored by `Profile` in bench/src/workloads.rs, whose
+# values the runner passes with --profile (overriding these).
+# scale_max: largest scale_N workload run (500 alone takes ~1.5 min here).
+PROFILES = {
+    'quick': dict(connect_n=5, rt_warm=50, rt_n=1000, pipe_n=5000, bulk_n=2,
+                  msgs_n=20000, chain_n=1, chain_rt_n=300, scale_max=100),
+    'full': dict(connect_n=15, rt_warm=200, rt_n=5000, pipe_n=30000, bulk_n=5,
+                 msgs_n=100000, chain_n=3, chain_rt_n=2000, scale_max=500),
+}
+
+
+def run_isolated(name, mode, profile):
+    cmd = [sys.executable, os.path.abspath(__file__), '--' + mode,
+           '--profile', json.dumps(profile),
+           '--only', name, '--no-isolate', '--quiet']
+    out = subprocess.check_output(cmd)
+    return json.loads(out.decode())[name]
+
+
+def main(argv):
+    mode = 'quick'
+    only = None
+    isolate = True
+    quiet = False
+    override = {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ('--quick', '--full'):
+            mode = a[2:]
+        elif a == '--only':
+            i += 1
+            only = set(argv[i].split(','))
+        elif a == '--no-isolate':
+            isolate = False
+        elif a == '--profile':
+            i += 1
+            override = json.loads(argv[i])
+        elif a == '--quiet':
+            quiet = True
+        else:
+            sys.stderr.write('usage: workloads.py [--quick|--full] '
+                             '[--profile JSON] [--only a,b] [--no-isolate] '
+                             '[--quiet]\n')
+            return 2
+        i += 1
+
+    raise_nofile()
+    profile = dict(PROFILES[mode], **override)
+    results = {}
+    for name, fn in WORKLOADS:
+        if only is not None and name not in only:
+            continue
+        t0 = time.perf_counter()
+        try:
+            if isolate and name in ISOLATED:
+                value = run_isolated(name, mode, profile)
+            else:
+                value = fn(profile)
+        except Exception as e:
+            log('%s failed: %r', name, e)
+            value = None
+        if not quiet and not (value is None and name.startswith('scale_')):
+            log('%-28s %s  (%.1f s)', name, value, time.perf_counter() - t0)
+        results[name] = value
+    if only is None:
+        for name in SSH_WORKLOADS:
+            results[name] = None  # needs ssh fixture
+    sys.stdout.write(json.dumps(results) + '\n')
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,240 @@
+//! Our side of the side-by-side benchmarks: the mitogen-rs twin of every
+//! workload in `bench/py/workloads.py`.
+//!
+//! Every function returns `None` until it is written against the library's
+//! API; the runner prints `None` as "n/a" and leaves the ratio null.
+//!
+//! Rules that hold for all of them, so the figures compare one-for-one with
+//! Python Mitogen's:
+//!
+//! * They run in a process of their own: the runner re-executes itself as
+//!   `mitogen-bench __ours --quick|--full [--only a,b]`, which calls these
+//!   functions in table order and prints one JSON object; the memory
+//!   workloads (`Workload::isolated`) get a fresh process each on top.
+//! * Every workload starts its own broker/router ("session") and shuts it
+//!   down, children and all, before returning; shutdown is never timed.
+//! * "Local child" means the library's equivalent of Python Mitogen's
+//!   `router.local()`: a new process on this machine, connected over a
+//!   socketpair/pipe to its parent and bootstrapped the way the library
+//!   bootstraps any child.
+//! * "noop" is a registered remote function taking no argument and returning
+//!   unit; "call" means the blocking call of it on a context (issue, wait for
+//!   and decode the result).
+//! * Time with `std::time::Instant`; MB = 1e6 bytes; MiB = 2^20 bytes.
+//! * Iteration counts come from [`Profile`], whose fields mirror Python's
+//!   `PROFILES`.
+//!
+//! A panic or an error inside one of them should make it return `None`
+//! (the runner then shows "n/a"), not abort the whole `__ours` process.
+
+use crate::workloads::Profile;
+
+/// `local_connect_first_call_ms`.
+///
+/// `p.connect_n` samples, each in a fresh session: start the clock, create
+/// one local child, make one blocking noop call on it, stop the clock.
+/// Report the median, in ms. Python: `router.local()` then
+/// `ctx.call(noop)`. Limit: `raw_spawn_true_ms`.
+pub fn local_connect_first_call_ms(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `call_roundtrip_us`.
+///
+/// One local child; `p.rt_warm` untimed noop calls, then `p.rt_n`
+/// sequential blocking noop calls timed together. Report total time / `rt_n`
+/// in µs. Limit: `raw_pingpong_us`.
+pub fn call_roundtrip_us(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `pipelined_calls_per_s`.
+///
+/// One local child; `p.rt_warm` untimed noop calls. Then, timed: issue noop
+/// calls asynchronously keeping exactly 100 in flight (start 100; each time
+/// any one completes and its result is decoded, issue the next) until
+/// `p.pipe_n` have completed. Report `pipe_n` / elapsed, in calls/s. Python:
+/// `ctx.call_async(noop)` + `mitogen.select.Select(oneshot=True)`.
+pub fn pipelined_calls_per_s(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `arg_64mib_mbps`.
+///
+/// One local child, one untimed noop call. Build a 64 MiB byte buffer
+/// (untimed). Then `p.bulk_n` times, timed each: call a remote function
+/// taking the bytes (`Vec<u8>` or the library's bytes type) and returning
+/// their length as an integer; check the length. Report the median of
+/// 64 MiB / 1e6 / seconds, in MB/s. Limit: `raw_socketpair_mbps`.
+pub fn arg_64mib_mbps(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `result_64mib_mbps`.
+///
+/// One local child, one untimed noop call. Then `p.bulk_n` times, timed
+/// each: call a remote function taking `n = 64 MiB` and returning `n` bytes
+/// of `b'x'` (built in the child); check the length received. Report the
+/// median of 64 MiB / 1e6 / seconds, in MB/s. Limit: `raw_socketpair_mbps`.
+pub fn result_64mib_mbps(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `small_msgs_per_s`.
+///
+/// One local child, one untimed noop call. Open a receiver in the master
+/// and make a sender for it (Python: `Receiver(router).to_sender()`). Start
+/// the clock, issue an asynchronous call of a remote function taking the
+/// sender and `n = p.msgs_n` that sends the integers `0..n` one message each
+/// and then closes the sender; receive until the close is seen, counting
+/// messages; stop the clock; then collect the call's result. Check the count
+/// equals `n`. Report `n` / elapsed, in msgs/s (child → master).
+pub fn small_msgs_per_s(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `fanout_50_create_call_ms`: [`create_and_call_ms`] with 50 in one fresh
+/// session, in ms.
+pub fn fanout_50_create_call_ms(p: &Profile) -> Option<f64> {
+    create_and_call_ms(p, 50)
+}
+
+/// `chain_5_connect_ms`.
+///
+/// `p.chain_n` samples, each in a fresh session: start the clock; create a
+/// local child; create a local child *of that child* (Python:
+/// `router.local(via=previous)`), and so on until the chain is 5 deep; make
+/// one blocking noop call on the deepest; stop the clock. Report the median,
+/// in ms.
+pub fn chain_5_connect_ms(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `chain_5_roundtrip_us`: [`chain_roundtrip_us`] with depth 5.
+pub fn chain_5_roundtrip_us(p: &Profile) -> Option<f64> {
+    chain_roundtrip_us(p, 5)
+}
+
+/// `chain_10_roundtrip_us`: [`chain_roundtrip_us`] with depth 10.
+pub fn chain_10_roundtrip_us(p: &Profile) -> Option<f64> {
+    chain_roundtrip_us(p, 10)
+}
+
+/// Shared by `chain_{5,10}_roundtrip_us`.
+///
+/// Build a chain `depth` deep as in [`chain_5_connect_ms`] (untimed);
+/// `p.rt_warm` untimed noop calls on the deepest; then `p.chain_rt_n`
+/// sequential blocking noop calls on the deepest, timed together. Report
+/// total time / `chain_rt_n`, in µs. The messages travel through every
+/// intermediate context both ways.
+pub fn chain_roundtrip_us(p: &Profile, depth: usize) -> Option<f64> {
+    let _ = (p, depth);
+    None
+}
+
+/// `idle_child_rss_kb` (isolated: fresh `__ours` process).
+///
+/// One local child; call a remote function returning the child's pid
+/// (Python: `ctx.call(os.getpid)`), then one noop call; sleep 0.2 s; read
+/// `VmRSS` (kB) from `/proc/<pid>/status` of that pid, from the master.
+/// Report it, in kB. The pid must be that of the process that runs the
+/// calls (not a wrapper or a first-stage loader that exec'd it).
+pub fn idle_child_rss_kb(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `master_rss_50_children_kb` (isolated: fresh `__ours` process).
+///
+/// In a fresh process, do [`create_and_call_ms`] with 50 (children still
+/// alive afterwards); sleep 0.2 s; report `VmRSS` of the master process itself
+/// (`/proc/self/status`), in kB. The figure includes the bench binary's own
+/// baseline, like Python's includes the interpreter's.
+pub fn master_rss_50_children_kb(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `ssh_connect_overhead_warm_ms`: needs the ssh fixture; defined by the ssh
+/// issue. Connect over ssh to a target whose cache already holds our binary,
+/// make one noop call, minus the time of a plain `ssh target true` measured
+/// in the same run.
+pub fn ssh_connect_overhead_warm_ms(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `ssh_connect_overhead_cold_ms`: as the warm variant, with nothing cached
+/// on the target (the whole binary crosses the wire). Needs the ssh fixture.
+pub fn ssh_connect_overhead_cold_ms(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `ssh_roundtrip_us`: sequential noop calls on an ssh context, µs per call.
+/// Needs the ssh fixture.
+pub fn ssh_roundtrip_us(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `ssh_bootstrap_bytes_warm`: bytes written to the ssh process's stdin until
+/// the first call's result is back, target cache warm. Needs the ssh fixture.
+pub fn ssh_bootstrap_bytes_warm(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// `ssh_bootstrap_bytes_cold`: as the warm variant with an empty target cache
+/// (target: ≤ 600 KB for the quickstart binary). Needs the ssh fixture.
+pub fn ssh_bootstrap_bytes_cold(p: &Profile) -> Option<f64> {
+    let _ = p;
+    None
+}
+
+/// Shared by `fanout_50_create_call_ms` and `scale_N_create_call_ms`.
+///
+/// In one fresh session, timed as a whole: create `n` local children one
+/// after the other (each creation returns before the next starts), then make
+/// one blocking noop call on each, one after the other. Report the elapsed
+/// time, in ms. Python: `[router.local() for _ in range(n)]`, then
+/// `ctx.call(noop)` for each.
+pub fn create_and_call_ms(p: &Profile, n: usize) -> Option<f64> {
+    let _ = (p, n);
+    None
+}
+
+/// Runs the workload called `name`; `None` if unknown or not measured.
+pub fn run(name: &str, p: &Profile) -> Option<f64> {
+    let v = match name {
+        "local_connect_first_call_ms" => local_connect_first_call_ms(p),
+        "call_roundtrip_us" => call_roundtrip_us(p),
+        "pipelined_calls_per_s" => pipelined_calls_per_s(p),
+        "arg_64mib_mbps" => arg_64mib_mbps(p),
+        "result_64mib_mbps" => result_64mib_mbps(p),
+        "small_msgs_per_s" => small_msgs_per_s(p),
+        "fanout_50_create_call_ms" => fanout_50_create_call_ms(p),
+        "chain_5_connect_ms" => chain_5_connect_ms(p),
+        "chain_5_roundtrip_us" => chain_5_roundtrip_us(p),
+        "chain_10_roundtrip_us" => chain_10_roundtrip_us(p),
+        "idle_child_rss_kb" => idle_child_rss_kb(p),
+        "master_rss_50_children_kb" => master_rss_50_children_kb(p),
+        "ssh_connect_overhead_warm_ms" => ssh_connect_overhead_warm_ms(p),
+        "ssh_connect_overhead_cold_ms" => ssh_connect_overhead_cold_ms(p),
+        "ssh_roundtrip_us" => ssh_roundtrip_us(p),
+        "ssh_bootstrap_bytes_warm" => ssh_bootstrap_bytes_warm(p),
+        "ssh_bootstrap_bytes_cold" => ssh_bootstrap_bytes_cold(p),
+        other => match Profile::scale_n(other) {
+            Some(n) if p.runs(other) => create_and_call_ms(p, n),
+            _ => None,
+        },
+    };
+    v.filter(|x| x.is_finite())
+}

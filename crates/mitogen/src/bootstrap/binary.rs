@@ -1,0 +1,45 @@
+//! This program's own executable, as uploaded to targets.
+
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+
+use sha2::{Digest, Sha256};
+
+/// The running executable: its bytes, their SHA-256, and a gzip copy made on first need.
+pub(crate) struct Binary {
+    pub(crate) sha256: String,
+    pub(crate) bytes: Vec<u8>,
+    gzip: OnceLock<Vec<u8>>,
+}
+
+impl Binary {
+    /// The running executable, read once per process.
+    pub(crate) fn current() -> std::io::Result<Arc<Binary>> {
+        static CURRENT: OnceLock<Arc<Binary>> = OnceLock::new();
+        if let Some(b) = CURRENT.get() {
+            return Ok(b.clone());
+        }
+        let bytes = std::fs::read("/proc/self/exe").or_else(|_| {
+            std::env::current_exe().and_then(std::fs::read)
+        })?;
+        let sha256 = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let b = Arc::new(Binary {
+            sha256,
+            bytes,
+            gzip: OnceLock::new(),
+        });
+        Ok(CURRENT.get_or_init(|| b).clone())
+    }
+
+    /// The gzip-compressed bytes.
+    pub(crate) fn gzip(&self) -> &[u8] {
+        self.gzip.get_or_init(|| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            enc.write_all(&self.bytes).expect("writing to a Vec");
+            enc.finish().expect("writing to a Vec")
+        })
+    }
+}

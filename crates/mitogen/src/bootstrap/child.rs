@@ -1,0 +1,202 @@
+//! The child's half: become a context, serve calls, exit when the parent goes.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mitogen_wire::handle::{CALL_FUNCTION, SHUTDOWN};
+
+use super::parent::read_config;
+use super::{ChildConfig, CHILD_ENV, HELLO, PROTOCOL};
+use crate::broker::{Broker, Fds, Stream};
+use crate::context::dispatcher;
+use crate::context::registry::table_hash;
+use crate::log::{self, ForwardLayer, Record};
+use crate::router::{has_parent_authority, Router};
+use crate::sync::{Latch, Receiver, ReceiverOptions};
+use crate::{identity, sys};
+
+/// If this process was started as a child context, run as one and never
+/// return. Called before `main` (from a constructor) and by [`crate::main`].
+pub(crate) fn enter_if_child() {
+    let Some(nonce) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    // Our own children must not inherit the marker.
+    std::env::remove_var(CHILD_ENV);
+    let code = match run(&nonce.to_string_lossy()) {
+        Ok(()) => 0,
+        Err(reason) => {
+            // stderr still reaches the parent's log here, or was redirected
+            // into the forwarded pipe.
+            let _ = writeln!(std::io::stderr(), "mitogen child: {reason}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(nonce: &str) -> Result<(), String> {
+    sys::ignore_sigpipe();
+    let (stream_in, stream_out, stdout_r, stderr_r) =
+        sys::move_stdio_aside().map_err(|e| format!("cannot set up descriptors: {e}"))?;
+    let hello = format!("{HELLO}:{nonce}:{PROTOCOL}:{}\n", table_hash());
+    sys::write_all_blocking(stream_out.as_raw_fd(), hello.as_bytes())
+        .map_err(|e| format!("cannot greet the parent: {e}"))?;
+    let (config, deframer) = read_config(
+        stream_in.as_raw_fd(),
+        Instant::now() + Duration::from_secs(60),
+    )?;
+    let _ = sys::set_nonblocking(stream_in.as_raw_fd(), true);
+    let _ = sys::set_nonblocking(stream_out.as_raw_fd(), true);
+    identity::set(&config);
+
+    let broker = Broker::new().map_err(|e| format!("cannot start the broker: {e}"))?;
+    broker.set_shutdown_timeout(Duration::from_millis(config.shutdown_timeout_ms));
+    let router = Router::with_broker(broker.clone(), config.context_id, config.parent_ids.clone());
+    configure(&router, &config);
+
+    let calls = Arc::new(Receiver::with_options(
+        &router,
+        ReceiverOptions {
+            handle: Some(CALL_FUNCTION),
+            policy: Some(Arc::new(has_parent_authority)),
+            ..ReceiverOptions::default()
+        },
+    ));
+    // Fired once the main thread is done, or the watchdog gives up on it.
+    let done: Latch<()> = Latch::new();
+
+    let parent_id = config.parent_ids.first().copied().unwrap_or(0);
+    let token = broker.new_token();
+    let stream = Arc::new(Stream::new(
+        token,
+        format!("parent {parent_id}"),
+        Fds {
+            read: stream_in,
+            write: Some(stream_out),
+        },
+        None,
+        broker.clone(),
+    ));
+    stream.remote_id.store(parent_id, std::sync::atomic::Ordering::Relaxed);
+    {
+        let calls = calls.clone();
+        let broker2 = broker.clone();
+        router.set_parent(stream.clone(), move |reason| {
+            tracing::debug!("parent lost: {reason}");
+            calls.close();
+            broker2.shutdown();
+        });
+    }
+    {
+        let calls = calls.clone();
+        let broker2 = broker.clone();
+        router.add_handler(
+            move |msg| {
+                tracing::debug!("shutdown requested by context {}", msg.src_id);
+                calls.close();
+                broker2.shutdown();
+            },
+            Some(SHUTDOWN),
+            true,
+            None,
+            Some(Arc::new(has_parent_authority)),
+        );
+    }
+    let events = router.events();
+    let leftover = deframer;
+    broker.defer_core(move |core| core.add_stream(stream, leftover, events));
+
+    forward_output(&router, &broker, stdout_r, "stdout", &config.name);
+    forward_output(&router, &broker, stderr_r, "stderr", &config.name);
+    install_tracing(&router, &config);
+    spawn_watchdog(&broker, done.clone());
+
+    dispatcher::serve(&router, &calls);
+
+    broker.shutdown();
+    broker.join();
+    let _ = done.put(());
+    Ok(())
+}
+
+fn configure(router: &Router, config: &ChildConfig) {
+    router.set_max_message_size(config.max_message_size as usize);
+    router
+        .inner
+        .unidirectional
+        .store(config.unidirectional, std::sync::atomic::Ordering::Relaxed);
+    router.inner.debug.store(config.debug, std::sync::atomic::Ordering::Relaxed);
+    *router.inner.name.write().unwrap_or_else(|p| p.into_inner()) = config.name.clone();
+}
+
+fn forward_output(router: &Router, broker: &Broker, fd: std::os::fd::OwnedFd, stream: &'static str, name: &str) {
+    let router = router.clone();
+    let name = name.to_string();
+    broker.defer_core(move |core| {
+        core.add_lines(
+            fd,
+            Box::new(move |line| {
+                if let Some(line) = line {
+                    log::forward(
+                        &router,
+                        &Record {
+                            level: 0,
+                            target: stream.into(),
+                            message: String::from_utf8_lossy(line).into_owned(),
+                            context: name.clone(),
+                        },
+                    );
+                }
+            }),
+        )
+    });
+}
+
+fn install_tracing(router: &Router, config: &ChildConfig) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer as _;
+    let level = if config.debug {
+        tracing::level_filters::LevelFilter::DEBUG
+    } else {
+        tracing::level_filters::LevelFilter::INFO
+    };
+    let forward = ForwardLayer {
+        router: router.clone(),
+        name: config.name.as_str().into(),
+    };
+    let registry = tracing_subscriber::registry().with(forward.with_filter(level));
+    let _ = if config.debug {
+        match crate::debug_log_writer() {
+            Some(file) => tracing::subscriber::set_global_default(registry.with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(file)
+                    .with_ansi(false)
+                    .with_thread_names(true),
+            )),
+            None => tracing::subscriber::set_global_default(registry),
+        }
+    } else {
+        tracing::subscriber::set_global_default(registry)
+    };
+}
+
+/// Once the broker stops, the main thread has `shutdown_timeout` to finish
+/// the call it is running; then the process exits anyway, so a stuck call
+/// can never leave an orphan behind.
+fn spawn_watchdog(broker: &Broker, done: Latch<()>) {
+    let broker = broker.clone();
+    let _ = std::thread::Builder::new()
+        .name("mitogen-watchdog".into())
+        .spawn(move || {
+            broker.join();
+            if done.get_timeout(broker.shutdown_timeout()).is_err() {
+                // SAFETY-free hard exit: the main thread is stuck in user code.
+                let _ = std::io::stderr().flush();
+                std::process::exit(0);
+            }
+        });
+}
+

@@ -1,0 +1,253 @@
+//! A framed connection to another context: the write side shared with user
+//! threads, the read side owned by the broker thread.
+//!
+//! Sends from any thread first try a direct non-blocking `writev` when
+//! nothing is queued, so a call usually costs no wake-up of the broker; what
+//! does not fit is queued and flushed by the broker when the descriptor
+//! becomes writable. Descriptors are closed only under the same lock, so a
+//! sender can never write to a recycled descriptor number.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use mitogen_wire::HEADER_LEN;
+
+use super::{Broker, Core};
+use crate::message::Message;
+use crate::sys;
+
+/// Broker-side callbacks of a stream; implemented by the router.
+pub(crate) trait StreamEvents: Send + Sync {
+    /// A whole message arrived.
+    fn on_message(&self, stream: &Arc<Stream>, msg: Message);
+    /// The stream is gone; `reason` says why.
+    fn on_disconnect(&self, stream: &Arc<Stream>, reason: &str);
+}
+
+/// One connection to a neighbouring context.
+pub(crate) struct Stream {
+    pub(crate) token: usize,
+    pub(crate) name: String,
+    /// Context id of the peer (0 until known).
+    pub(crate) remote_id: AtomicU32,
+    /// Child process behind this stream, if we started it.
+    pub(crate) pid: Option<u32>,
+    pub(crate) broker: Broker,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    out: Mutex<Out>,
+}
+
+struct Out {
+    fds: Option<Fds>,
+    queue: VecDeque<Vec<u8>>,
+    /// Bytes of `queue.front()` already written.
+    offset: usize,
+    /// The broker is (or will be) watching for writability.
+    want_write: bool,
+    /// Close the write side once the queue drains (graceful shutdown).
+    closing: bool,
+}
+
+pub(crate) struct Fds {
+    pub(crate) read: OwnedFd,
+    /// `None` when reads and writes share one descriptor (a socket).
+    pub(crate) write: Option<OwnedFd>,
+}
+
+impl Fds {
+    pub(crate) fn write_fd(&self) -> RawFd {
+        self.write.as_ref().unwrap_or(&self.read).as_raw_fd()
+    }
+}
+
+/// Why a send failed.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    Closed,
+}
+
+impl Stream {
+    pub(crate) fn new(
+        token: usize,
+        name: String,
+        fds: Fds,
+        pid: Option<u32>,
+        broker: Broker,
+    ) -> Stream {
+        Stream {
+            token,
+            name,
+            remote_id: AtomicU32::new(0),
+            pid,
+            broker,
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            out: Mutex::new(Out {
+                fds: Some(fds),
+                queue: VecDeque::new(),
+                offset: 0,
+                want_write: false,
+                closing: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Out> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn remote_id(&self) -> u32 {
+        self.remote_id.load(Ordering::Relaxed)
+    }
+
+    /// Queue one frame (`header` then `body`) for sending. Safe from any thread.
+    pub(crate) fn send(self: &Arc<Self>, header: [u8; HEADER_LEN], body: Vec<u8>) -> Result<(), SendError> {
+        let total = HEADER_LEN + body.len();
+        let mut out = self.lock();
+        let Some(fds) = out.fds.as_ref() else {
+            return Err(SendError::Closed);
+        };
+        if out.closing {
+            return Err(SendError::Closed);
+        }
+        self.bytes_sent.fetch_add(total as u64, Ordering::Relaxed);
+        let mut written = 0;
+        if out.queue.is_empty() {
+            let fd = fds.write_fd();
+            loop {
+                let res = if written < HEADER_LEN {
+                    sys::writev(fd, &[IoSlice::new(&header[written..]), IoSlice::new(&body)])
+                } else {
+                    sys::writev(fd, &[IoSlice::new(&body[written - HEADER_LEN..])])
+                };
+                match res {
+                    Ok(n) => {
+                        written += n;
+                        if written == total {
+                            return Ok(());
+                        }
+                    }
+                    // WouldBlock: queue the rest. Other errors: queue it too;
+                    // the broker's flush meets the same error and disconnects.
+                    Err(_) => break,
+                }
+            }
+        }
+        if written < HEADER_LEN {
+            out.queue.push_back(header[written..].to_vec());
+            out.queue.push_back(body);
+        } else {
+            let mut body = body;
+            body.drain(..written - HEADER_LEN);
+            out.queue.push_back(body);
+        }
+        self.schedule_flush(out);
+        Ok(())
+    }
+
+    fn schedule_flush(self: &Arc<Self>, mut out: MutexGuard<'_, Out>) {
+        if out.want_write {
+            return;
+        }
+        out.want_write = true;
+        drop(out);
+        let token = self.token;
+        self.broker.defer_core(move |core: &mut Core| core.watch_writable(token, true));
+    }
+
+    /// Broker thread: write what is queued. `Ok(true)` when the queue is empty.
+    pub(crate) fn flush(&self) -> io::Result<bool> {
+        let mut out = self.lock();
+        let Some(fd) = out.fds.as_ref().map(Fds::write_fd) else {
+            return Ok(true);
+        };
+        while !out.queue.is_empty() {
+            let res = {
+                let slices: Vec<IoSlice<'_>> = out
+                    .queue
+                    .iter()
+                    .take(64)
+                    .enumerate()
+                    .map(|(i, b)| IoSlice::new(if i == 0 { &b[out.offset..] } else { b }))
+                    .collect();
+                sys::writev(fd, &slices)
+            };
+            match res {
+                Ok(mut n) => {
+                    while n > 0 {
+                        let front_left = out.queue[0].len() - out.offset;
+                        if n >= front_left {
+                            n -= front_left;
+                            out.queue.pop_front();
+                            out.offset = 0;
+                        } else {
+                            out.offset += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        out.want_write = false;
+        if out.closing {
+            Self::close_write_side(&mut out);
+        }
+        Ok(true)
+    }
+
+    fn close_write_side(out: &mut Out) {
+        if let Some(fds) = out.fds.as_mut() {
+            match fds.write.take() {
+                Some(w) => drop(w),
+                None => {
+                    sys::shutdown_write(fds.read.as_raw_fd());
+                }
+            }
+        }
+    }
+
+    /// Broker thread: graceful close: send what is queued, then half-close so
+    /// the peer sees end of file.
+    pub(crate) fn begin_close(self: &Arc<Self>) {
+        let mut out = self.lock();
+        if out.closing || out.fds.is_none() {
+            return;
+        }
+        out.closing = true;
+        if out.queue.is_empty() {
+            Self::close_write_side(&mut out);
+        } else {
+            self.schedule_flush(out);
+        }
+    }
+
+    /// Broker thread: take the descriptors away (closing them when dropped).
+    pub(crate) fn take_fds(&self) -> Option<Fds> {
+        let mut out = self.lock();
+        out.queue.clear();
+        out.fds.take()
+    }
+
+    /// The raw write descriptor, if still open and distinct from the read one.
+    pub(crate) fn separate_write_fd(&self) -> Option<RawFd> {
+        let out = self.lock();
+        out.fds.as_ref()?.write.as_ref().map(|w| w.as_raw_fd())
+    }
+
+    pub(crate) fn read_fd(&self) -> Option<RawFd> {
+        let out = self.lock();
+        out.fds.as_ref().map(|f| f.read.as_raw_fd())
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        let out = self.lock();
+        out.queue.iter().map(Vec::len).sum::<usize>() - out.offset
+    }
+}

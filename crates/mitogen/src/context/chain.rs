@@ -1,0 +1,97 @@
+//! [`CallChain`]: pipelined calls that stop at the first failure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::call::{AsyncCall, Remote};
+use super::context::{call_message, Context};
+use super::dispatcher::forget_chain;
+use crate::error::Result;
+
+static NEXT_CHAIN: AtomicU64 = AtomicU64::new(1);
+
+/// Calls into one context that may be pipelined (Mitogen's `CallChain`).
+///
+/// With pipelining, [`CallChain::call_no_reply`] returns at once. If such a
+/// call fails, every later call in the chain fails with the same error
+/// (kind `ChainFailed`) without running, until [`CallChain::reset`]. The
+/// next [`CallChain::call`] reports the failure.
+///
+/// # Examples
+/// ```no_run
+/// # #[mitogen::remote] fn mkdir(p: String) -> Result<(), std::io::Error> { std::fs::create_dir(p) }
+/// # #[mitogen::remote] fn sync() {}
+/// # fn f(ctx: mitogen::Context) -> mitogen::Result<()> {
+/// let chain = ctx.call_chain();
+/// chain.call_no_reply(mkdir::remote, ("/tmp/a".into(),))?;
+/// chain.call_no_reply(mkdir::remote, ("/tmp/a/b".into(),))?;
+/// chain.call(sync::remote, ())?; // fails if either mkdir failed
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct CallChain {
+    context: Context,
+    pipelined: bool,
+    chain_id: AtomicU64,
+}
+
+impl CallChain {
+    /// A chain into `context`; without `pipelined`, calls carry no chain and
+    /// behave like [`Context::call`].
+    pub fn new(context: Context, pipelined: bool) -> CallChain {
+        CallChain {
+            context,
+            pipelined,
+            chain_id: AtomicU64::new(NEXT_CHAIN.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    fn chain(&self) -> Option<u64> {
+        self.pipelined.then(|| self.chain_id.load(Ordering::Relaxed))
+    }
+
+    /// Start a call whose result is not awaited; a failure poisons the chain.
+    ///
+    /// # Errors
+    /// As [`Context::send`].
+    pub fn call_no_reply<A: Serialize, R>(&self, function: Remote<A, R>, args: A) -> Result<()> {
+        self.context.send(call_message(function.name(), self.chain(), &args)?)
+    }
+
+    /// Start a call in the chain and return its pending reply.
+    ///
+    /// # Errors
+    /// As [`Context::send`].
+    pub fn call_async<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: Remote<A, R>,
+        args: A,
+    ) -> Result<AsyncCall<R>> {
+        let msg = call_message(function.name(), self.chain(), &args)?;
+        let rx = self.context.send_async(msg)?;
+        Ok(AsyncCall::new(rx, function.name(), self.context.name().into()))
+    }
+
+    /// Call and wait; fails with the chain's first error if an earlier call failed.
+    ///
+    /// # Errors
+    /// As [`Context::call`].
+    pub fn call<A: Serialize, R: DeserializeOwned>(&self, function: Remote<A, R>, args: A) -> Result<R> {
+        self.call_async(function, args)?.get()
+    }
+
+    /// Forget an earlier failure and start a fresh chain.
+    ///
+    /// # Errors
+    /// As [`Context::send`].
+    pub fn reset(&self) -> Result<()> {
+        if let Some(old) = self.chain() {
+            self.chain_id
+                .store(NEXT_CHAIN.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            self.context.call_no_reply(forget_chain::remote, (old,))?;
+        }
+        Ok(())
+    }
+}

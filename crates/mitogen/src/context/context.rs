@@ -1,0 +1,212 @@
+//! [`Context`]: a handle on one process in the tree.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+use mitogen_wire::handle;
+
+use super::call::{AsyncCall, Remote};
+use super::chain::CallChain;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::router::Router;
+use crate::sync::{Receiver, ReceiverOptions};
+
+/// A handle on a context: a process in the tree that can run registered
+/// functions (Mitogen's `Context`). Cheap to clone; can be passed as a call
+/// argument.
+///
+/// # Examples
+/// ```no_run
+/// #[mitogen::remote]
+/// fn hostname() -> String { std::fs::read_to_string("/etc/hostname").unwrap_or_default() }
+///
+/// mitogen::main(|router| {
+///     let child = router.local(Default::default())?;
+///     println!("{}", child.call(hostname::remote, ())?);
+///     Ok(())
+/// })
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    router: Router,
+    id: u32,
+    name: Arc<str>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Context({}, {:?})", self.id, self.name)
+    }
+}
+
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Context {
+    /// A handle on context `id` reached through `router`.
+    pub fn new(router: &Router, id: u32, name: Option<&str>) -> Context {
+        let name = match name {
+            Some(n) => {
+                router.set_name_of(id, n);
+                n.to_string()
+            }
+            None => router.name_of(id),
+        };
+        Context {
+            router: router.clone(),
+            id,
+            name: name.into(),
+        }
+    }
+
+    /// A handle on the router's own context.
+    pub fn local(router: &Router) -> Context {
+        Context::new(router, router.context_id(), None)
+    }
+
+    /// The context's id.
+    pub fn context_id(&self) -> u32 {
+        self.id
+    }
+
+    /// The context's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The router used to reach it.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Send a message to this context; `dst_id` is filled in.
+    ///
+    /// # Errors
+    /// A message larger than the maximum message size.
+    pub fn send(&self, mut msg: Message) -> Result<()> {
+        msg.dst_id = self.id;
+        self.router.route(msg)
+    }
+
+    /// Send a message and return a receiver for its reply; the receiver
+    /// sees a dead message if this context disconnects first.
+    ///
+    /// # Errors
+    /// As [`Context::send`].
+    pub fn send_async(&self, mut msg: Message) -> Result<Receiver> {
+        let rx = Receiver::with_options(
+            &self.router,
+            ReceiverOptions {
+                oneshot: true,
+                respondent: Some(self.id),
+                ..ReceiverOptions::default()
+            },
+        );
+        msg.reply_to = rx.handle();
+        self.send(msg)?;
+        Ok(rx)
+    }
+
+    /// Send a message and wait for its reply, for at most `timeout` if given.
+    ///
+    /// # Errors
+    /// [`Error::Channel`] for a dead reply, [`Error::Timeout`].
+    pub fn send_await(&self, msg: Message, timeout: Option<Duration>) -> Result<Message> {
+        let rx = self.send_async(msg)?;
+        match timeout {
+            None => Ok(rx.recv()?),
+            Some(t) => Ok(rx.recv_deadline(Instant::now() + t)?),
+        }
+    }
+
+    /// Call `function` with `args` and wait for its result (Mitogen's `call`).
+    ///
+    /// # Errors
+    /// [`Error::Call`] when the function fails remotely (returned `Err`,
+    /// panicked, unknown, bad arguments), [`Error::Channel`] when the
+    /// context is lost, [`Error::Stream`] when the arguments are too large.
+    pub fn call<A: Serialize, R: DeserializeOwned>(&self, function: Remote<A, R>, args: A) -> Result<R> {
+        self.call_async(function, args)?.get()
+    }
+
+    /// Start a call and return at once; the reply can be awaited or selected on.
+    ///
+    /// # Errors
+    /// As [`Context::send`].
+    pub fn call_async<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: Remote<A, R>,
+        args: A,
+    ) -> Result<AsyncCall<R>> {
+        let msg = call_message(function.name(), None, &args)?;
+        let rx = self.send_async(msg)?;
+        Ok(AsyncCall::new(rx, function.name(), self.name.clone()))
+    }
+
+    /// Start a call whose result nobody waits for; a failure is logged remotely.
+    ///
+    /// # Errors
+    /// As [`Context::send`].
+    pub fn call_no_reply<A: Serialize, R>(&self, function: Remote<A, R>, args: A) -> Result<()> {
+        self.send(call_message(function.name(), None, &args)?)
+    }
+
+    /// A [`CallChain`] for pipelined calls into this context.
+    pub fn call_chain(&self) -> CallChain {
+        CallChain::new(self.clone(), true)
+    }
+
+    /// Ask the context to shut down; with `wait`, block until it has disconnected.
+    ///
+    /// # Errors
+    /// As [`Context::send`].
+    pub fn shutdown(&self, wait: bool) -> Result<()> {
+        let mut msg = Message::new(handle::SHUTDOWN, Vec::new());
+        if !wait {
+            return self.send(msg);
+        }
+        let rx = Receiver::with_options(
+            &self.router,
+            ReceiverOptions {
+                oneshot: true,
+                respondent: Some(self.id),
+                ..ReceiverOptions::default()
+            },
+        );
+        msg.reply_to = rx.handle();
+        self.send(msg)?;
+        // The context replies with a dead message when it disconnects.
+        match rx.recv() {
+            Ok(_) | Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Build a `CALL_FUNCTION` message: `(function, chain_id)` then the encoded arguments.
+pub(crate) fn call_message<A: Serialize>(function: &str, chain: Option<u64>, args: &A) -> Result<Message> {
+    let mut body = mitogen_wire::encode(&(function, chain))?;
+    mitogen_wire::encode_into(args, &mut body).map_err(Error::Codec)?;
+    Ok(Message::new(handle::CALL_FUNCTION, body))
+}
+
+impl Serialize for Context {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (self.id, &*self.name).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Context, D::Error> {
+        let (id, name) = <(u32, String)>::deserialize(d)?;
+        let router = Router::process()
+            .ok_or_else(|| de::Error::custom("no router in this process to reach a context through"))?;
+        Ok(Context::new(&router, id, Some(&name)))
+    }
+}

@@ -1,0 +1,210 @@
+//! Runs calls in order on a child's main thread (Mitogen's `Dispatcher`),
+//! and the [`ExternalContext`] handed to functions that ask for it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, Once};
+
+use super::call::{REPLY_ERR, REPLY_OK};
+use super::context::Context;
+use super::registry::{lookup, Failure};
+use crate::broker::lock;
+use crate::error::{CallError, CallErrorKind};
+use crate::message::Message;
+use crate::router::Router;
+use crate::sync::Receiver;
+
+/// What a function running in a child can learn about where it runs
+/// (Mitogen's `ExternalContext`). Ask for it with a `&ExternalContext`
+/// parameter; ask for the router with `&Router`.
+///
+/// # Examples
+/// ```
+/// #[mitogen::remote]
+/// fn whoami(ec: &mitogen::ExternalContext) -> u32 { ec.context_id() }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ExternalContext {
+    router: Router,
+}
+
+impl ExternalContext {
+    pub(crate) fn new(router: Router) -> ExternalContext {
+        ExternalContext { router }
+    }
+
+    /// This context's router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// This context's id.
+    pub fn context_id(&self) -> u32 {
+        self.router.context_id()
+    }
+
+    /// The parent context, if any.
+    pub fn parent(&self) -> Option<Context> {
+        let id = *self.router.parent_ids().first()?;
+        Some(Context::new(&self.router, id, None))
+    }
+}
+
+/// First failure of each poisoned call chain.
+static CHAINS: Mutex<Option<HashMap<u64, CallError>>> = Mutex::new(None);
+
+/// Forget a chain's failure (sent by `CallChain::reset`).
+#[crate::remote]
+pub(crate) fn forget_chain(chain: u64) {
+    if let Some(m) = lock(&CHAINS).as_mut() {
+        m.remove(&chain);
+    }
+}
+
+thread_local! {
+    static IN_CALL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Install a panic hook that captures the backtrace of panics inside calls
+/// (instead of printing them) and defers to the previous hook otherwise.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let captured = IN_CALL.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.is_some() {
+                    let bt = std::backtrace::Backtrace::force_capture();
+                    let loc = info
+                        .location()
+                        .map(|l| format!("at {}:{}:{}\n", l.file(), l.line(), l.column()))
+                        .unwrap_or_default();
+                    *c = Some(format!("{loc}{bt}"));
+                    true
+                } else {
+                    false
+                }
+            });
+            if !captured {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// Serve calls from `calls` until it is closed or dead.
+pub(crate) fn serve(router: &Router, calls: &Receiver) {
+    install_panic_hook();
+    let ec = ExternalContext::new(router.clone());
+    while let Ok(msg) = calls.recv() {
+        run_one(&ec, &msg);
+    }
+}
+
+fn run_one(ec: &ExternalContext, msg: &Message) {
+    let (reply, failed) = match execute(ec, msg) {
+        Ok(out) => (out, None),
+        Err(Failure(e)) => {
+            let mut out = vec![REPLY_ERR];
+            let _ = mitogen_wire::encode_into(&e, &mut out);
+            (out, Some(e))
+        }
+    };
+    if let Some(e) = &failed {
+        if msg.reply_to == 0 {
+            tracing::error!("{e:#}");
+        }
+    }
+    if msg.reply_to == 0 {
+        return;
+    }
+    if let Err(err) = msg.reply_message(Message::new(0, reply)) {
+        // Typically a result over the maximum message size: say so instead.
+        let e = CallError {
+            kind: CallErrorKind::BadResult,
+            function: String::new(),
+            context: String::new(),
+            type_name: "mitogen::Error".into(),
+            message: err.to_string(),
+            backtrace: String::new(),
+        };
+        let mut out = vec![REPLY_ERR];
+        let _ = mitogen_wire::encode_into(&e, &mut out);
+        let _ = msg.reply_message(Message::new(0, out));
+    }
+}
+
+fn execute(ec: &ExternalContext, msg: &Message) -> Result<Vec<u8>, Failure> {
+    let bad = |message: String| {
+        Failure(CallError {
+            kind: CallErrorKind::BadArguments,
+            function: String::new(),
+            context: String::new(),
+            type_name: "mitogen::CallRequest".into(),
+            message,
+            backtrace: String::new(),
+        })
+    };
+    let ((name, chain), args): ((String, Option<u64>), &[u8]) =
+        mitogen_wire::decode_prefix(&msg.data).map_err(|e| bad(e.to_string()))?;
+    if let Some(chain) = chain {
+        if let Some(prev) = lock(&CHAINS).as_ref().and_then(|m| m.get(&chain)) {
+            let mut e = prev.clone();
+            e.kind = CallErrorKind::ChainFailed;
+            e.message = format!("{} (first failure: {})", e.message, prev.function);
+            e.function = name;
+            return Err(Failure(e));
+        }
+    }
+    let result = invoke(ec, &name, args);
+    if let (Some(chain), Err(Failure(e))) = (chain, &result) {
+        lock(&CHAINS)
+            .get_or_insert_with(HashMap::new)
+            .insert(chain, e.clone());
+    }
+    result
+}
+
+fn invoke(ec: &ExternalContext, name: &str, args: &[u8]) -> Result<Vec<u8>, Failure> {
+    let Some(entry) = lookup(name) else {
+        return Err(Failure(CallError {
+            kind: CallErrorKind::UnknownFunction,
+            function: name.to_string(),
+            context: String::new(),
+            type_name: "mitogen::UnknownFunction".into(),
+            message: format!("no function named {name} is registered with #[mitogen::remote] in this binary"),
+            backtrace: String::new(),
+        }));
+    };
+    let mut out = vec![REPLY_OK];
+    IN_CALL.with(|c| *c.borrow_mut() = Some(String::new()));
+    let outcome = catch_unwind(AssertUnwindSafe(|| (entry.invoke)(ec, args, &mut out)));
+    let backtrace = IN_CALL.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    match outcome {
+        Ok(Ok(())) => Ok(out),
+        Ok(Err(mut f)) => {
+            f.0.function = name.to_string();
+            Err(f)
+        }
+        Err(payload) => Err(Failure(CallError {
+            kind: CallErrorKind::Panicked,
+            function: name.to_string(),
+            context: String::new(),
+            type_name: "panic".into(),
+            message: panic_message(&*payload),
+            backtrace,
+        })),
+    }
+}

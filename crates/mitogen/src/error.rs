@@ -1,0 +1,250 @@
+//! One error vocabulary for the crate, with Mitogen's names.
+//!
+//! Blocking operations come in crossbeam's forms (`try_`, plain, `_timeout`,
+//! `_deadline`), each with an error naming exactly what can happen. Whole
+//! operations (`Context::call`, connecting) return the umbrella [`Error`].
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error as ThisError;
+
+pub use mitogen_wire::CodecError;
+
+/// Anything a call, a send or a connection can fail with.
+#[derive(Debug, ThisError)]
+#[non_exhaustive]
+pub enum Error {
+    /// The remote function failed: it returned `Err`, panicked, was unknown
+    /// or could not decode its arguments.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The reply channel died: the context disconnected or refused the message.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// A latch was closed under a waiter.
+    #[error(transparent)]
+    Latch(#[from] LatchError),
+    /// A connection could not be made or was lost.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// A deadline passed.
+    #[error(transparent)]
+    Timeout(#[from] TimeoutError),
+    /// A value could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a remote call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CallErrorKind {
+    /// The function returned `Err`.
+    Returned,
+    /// The function panicked.
+    Panicked,
+    /// No function of that name is registered in the target binary.
+    UnknownFunction,
+    /// The arguments could not be decoded as the function's parameters.
+    BadArguments,
+    /// The result could not be encoded or sent (e.g. larger than the maximum message size).
+    BadResult,
+    /// An earlier call in the same [`CallChain`](crate::CallChain) failed, so this one did not run.
+    ChainFailed,
+    /// The call was refused by policy (not from the parent chain).
+    Refused,
+}
+
+/// A remote function failed. Carries the function's name, the remote error
+/// type and message, and the remote backtrace text when there is one
+/// (Mitogen's `CallError`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallError {
+    /// What went wrong.
+    pub kind: CallErrorKind,
+    /// Registered name of the function, e.g. `my_crate::add`.
+    pub function: String,
+    /// Name of the context the call ran in (filled in by the caller).
+    pub context: String,
+    /// Rust type name of the remote error (`"panic"` for panics).
+    pub type_name: String,
+    /// The remote error's `Display` text, or the panic message.
+    pub message: String,
+    /// Remote backtrace text; empty when none was captured.
+    pub backtrace: String,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            CallErrorKind::Returned => "returned an error",
+            CallErrorKind::Panicked => "panicked",
+            CallErrorKind::UnknownFunction => "is not registered in the target binary",
+            CallErrorKind::BadArguments => "could not decode its arguments",
+            CallErrorKind::BadResult => "could not send its result",
+            CallErrorKind::ChainFailed => "was skipped: an earlier call in its chain failed",
+            CallErrorKind::Refused => "was refused",
+        };
+        write!(f, "call to {}", self.function)?;
+        if !self.context.is_empty() {
+            write!(f, " in context {}", self.context)?;
+        }
+        write!(f, " {what}: {}: {}", self.type_name, self.message)?;
+        if f.alternate() && !self.backtrace.is_empty() {
+            write!(f, "\nremote backtrace:\n{}", self.backtrace)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// A channel can deliver nothing more (Mitogen's `ChannelError`).
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// A dead message arrived: the far side is gone or refused the message.
+    #[error("channel is dead: {0}")]
+    Dead(String),
+    /// The receiver was closed locally.
+    #[error("channel is closed")]
+    Closed,
+}
+
+/// A latch was closed (Mitogen's `LatchError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ThisError)]
+#[error("latch is closed")]
+pub struct LatchError;
+
+/// A deadline passed before anything arrived (Mitogen's `TimeoutError`).
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[error("timed out after {waited:?} {what}")]
+pub struct TimeoutError {
+    /// How long was waited.
+    pub waited: Duration,
+    /// What was being waited for, e.g. "waiting for a reply from web1".
+    pub what: String,
+}
+
+/// Error of `Latch::try_get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ThisError)]
+pub enum TryGetError {
+    /// Nothing is queued.
+    #[error("latch is empty")]
+    Empty,
+    /// The latch is closed.
+    #[error("latch is closed")]
+    Closed,
+}
+
+/// Error of `Latch::get_timeout` and `Latch::get_deadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ThisError)]
+pub enum GetTimeoutError {
+    /// The deadline passed.
+    #[error("timed out waiting on latch")]
+    Timeout,
+    /// The latch is closed.
+    #[error("latch is closed")]
+    Closed,
+}
+
+/// Error of `Receiver::try_recv` and `Select::try_recv`.
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+pub enum TryRecvError {
+    /// Nothing is queued.
+    #[error("receiver is empty")]
+    Empty,
+    /// Nothing more can arrive.
+    #[error(transparent)]
+    Channel(ChannelError),
+}
+
+/// Error of `Receiver::recv_timeout` and `recv_deadline`.
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+pub enum RecvTimeoutError {
+    /// The deadline passed.
+    #[error(transparent)]
+    Timeout(TimeoutError),
+    /// Nothing more can arrive.
+    #[error(transparent)]
+    Channel(ChannelError),
+}
+
+impl From<RecvTimeoutError> for Error {
+    fn from(e: RecvTimeoutError) -> Error {
+        match e {
+            RecvTimeoutError::Timeout(t) => Error::Timeout(t),
+            RecvTimeoutError::Channel(c) => Error::Channel(c),
+        }
+    }
+}
+
+/// A stream to another context could not be set up or broke (Mitogen's `StreamError`).
+#[derive(Debug, ThisError)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The connection program could not be started.
+    #[error("could not start {program}: {source}")]
+    Spawn {
+        /// The program, e.g. `ssh`.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An I/O error while talking to the new context.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bootstrap failed; `output` holds the last lines the remote side printed.
+    #[error("bootstrap of {name} failed: {reason}{}", fmt_output(output))]
+    Bootstrap {
+        /// Name of the context being created.
+        name: String,
+        /// What went wrong.
+        reason: String,
+        /// Last lines the connection program and target printed.
+        output: String,
+    },
+    /// The target runs a different build of this program.
+    #[error("version skew with {name}: {detail}")]
+    VersionSkew {
+        /// Name of the context.
+        name: String,
+        /// Both sides' protocol version and function table hash.
+        detail: String,
+    },
+    /// A message is larger than the maximum message size.
+    #[error("message of {size} bytes exceeds the maximum message size of {max} bytes")]
+    MessageTooLarge {
+        /// Encoded size.
+        size: usize,
+        /// Limit in force.
+        max: usize,
+    },
+    /// No route leads to the context.
+    #[error("no route to context {0}")]
+    NoRoute(u32),
+    /// Bad options were given to a connection method.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+}
+
+fn fmt_output(output: &str) -> String {
+    let trimmed = output.trim();
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("; it printed: {trimmed}")
+    }
+}

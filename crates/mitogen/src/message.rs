@@ -1,0 +1,160 @@
+//! [`Message`]: the unit the router moves between contexts.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use mitogen_wire::{Header, FLAG_DEAD};
+
+use crate::error::{ChannelError, Error, Result};
+use crate::router::Router;
+
+/// A message: addressing fields and an encoded body.
+///
+/// Bodies are serde values encoded with [`Message::pickled`] and decoded with
+/// [`Message::unpickle`] (the names Mitogen users know).
+///
+/// # Examples
+/// ```
+/// use mitogen::Message;
+/// let msg = Message::pickled(&vec![1u32, 2, 3], 1000).unwrap();
+/// assert_eq!(msg.unpickle::<Vec<u32>>().unwrap(), vec![1, 2, 3]);
+/// assert!(Message::dead("gone", 1000).unpickle::<u32>().is_err());
+/// ```
+#[derive(Clone, Default)]
+pub struct Message {
+    /// Destination context id.
+    pub dst_id: u32,
+    /// Source context id.
+    pub src_id: u32,
+    /// Context whose authority the message carries (stamped by the first hop).
+    pub auth_id: u32,
+    /// Destination handle.
+    pub handle: u32,
+    /// Handle replies go to; 0 for none.
+    pub reply_to: u32,
+    /// The body. For a dead message, a UTF-8 reason.
+    pub data: Vec<u8>,
+    pub(crate) dead: bool,
+    pub(crate) router: Option<Router>,
+    pub(crate) receiver: u32,
+    /// Context id of the stream the message arrived on; 0 when local.
+    pub(crate) from_stream: u32,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Message(dst={}, src={}, auth={}, handle={}, reply_to={}, {} bytes{})",
+            self.dst_id,
+            self.src_id,
+            self.auth_id,
+            self.handle,
+            self.reply_to,
+            self.data.len(),
+            if self.dead { ", dead" } else { "" }
+        )
+    }
+}
+
+impl Message {
+    /// A message with raw `data` for `handle`; addressing is filled in when sent.
+    pub fn new(handle: u32, data: Vec<u8>) -> Message {
+        Message {
+            handle,
+            data,
+            ..Message::default()
+        }
+    }
+
+    /// A message whose body is `value` encoded.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if serde cannot encode the value.
+    pub fn pickled<T: Serialize + ?Sized>(value: &T, handle: u32) -> Result<Message> {
+        Ok(Message::new(handle, mitogen_wire::encode(value)?))
+    }
+
+    /// A dead message carrying `reason` (Mitogen's `Message.dead`).
+    pub fn dead(reason: &str, handle: u32) -> Message {
+        Message {
+            dead: true,
+            ..Message::new(handle, reason.as_bytes().to_vec())
+        }
+    }
+
+    /// `true` for a dead message: the sender is gone or refused the message.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// The reason carried by a dead message.
+    pub fn dead_reason(&self) -> Option<String> {
+        self.dead
+            .then(|| String::from_utf8_lossy(&self.data).into_owned())
+    }
+
+    /// The handle of the receiver that delivered this message (0 if none);
+    /// tells which member of a [`Select`](crate::Select) it came from.
+    pub fn receiver_handle(&self) -> u32 {
+        self.receiver
+    }
+
+    /// Decode the body.
+    ///
+    /// # Errors
+    /// [`Error::Channel`] for a dead message, [`Error::Codec`] when the body
+    /// is not a `T`.
+    pub fn unpickle<T: DeserializeOwned>(&self) -> Result<T> {
+        if let Some(reason) = self.dead_reason() {
+            return Err(ChannelError::Dead(reason).into());
+        }
+        Ok(mitogen_wire::decode(&self.data)?)
+    }
+
+    /// Send `value` to this message's `reply_to` handle at its source.
+    ///
+    /// # Errors
+    /// [`Error::Stream`] when the reply cannot be routed (e.g. too large).
+    pub fn reply<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.reply_message(Message::pickled(value, 0)?)
+    }
+
+    /// Send a prepared message to this message's reply address.
+    pub(crate) fn reply_message(&self, mut msg: Message) -> Result<()> {
+        let router = self
+            .router
+            .as_ref()
+            .ok_or_else(|| Error::Channel(ChannelError::Closed))?;
+        msg.dst_id = self.src_id;
+        msg.handle = self.reply_to;
+        router.route(msg)
+    }
+
+    pub(crate) fn header(&self) -> Header {
+        Header {
+            flags: if self.dead { FLAG_DEAD } else { 0 },
+            dst_id: self.dst_id,
+            src_id: self.src_id,
+            auth_id: self.auth_id,
+            handle: self.handle,
+            reply_to: self.reply_to,
+            length: self.data.len() as u32,
+        }
+    }
+
+    pub(crate) fn from_frame(frame: mitogen_wire::Frame) -> Message {
+        let h = frame.header;
+        Message {
+            dst_id: h.dst_id,
+            src_id: h.src_id,
+            auth_id: h.auth_id,
+            handle: h.handle,
+            reply_to: h.reply_to,
+            dead: h.is_dead(),
+            data: frame.body,
+            router: None,
+            receiver: 0,
+            from_stream: 0,
+        }
+    }
+}

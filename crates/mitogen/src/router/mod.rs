@@ -1,0 +1,478 @@
+//! The [`Router`]: delivers each [`Message`] to a local handler or down the
+//! stream that leads to its destination, checks where messages come from,
+//! and wakes waiters with a reason when a context is lost.
+
+mod handlers;
+mod policy;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use mitogen_wire::handle;
+
+use crate::broker::{lock, Broker, Stream, StreamEvents};
+use crate::error::{Result, StreamError};
+use crate::message::Message;
+
+pub use policy::{has_parent_authority, is_immediate_child, Policy};
+
+use handlers::{Handler, Handlers};
+
+/// Routes messages between this context, its parent and its children
+/// (Mitogen's `Router`). Cheap to clone; all clones are the same router.
+///
+/// A master gets one from [`mitogen::main`](crate::main) or
+/// [`Router::with`](crate::Router::with); a child context gets one from its
+/// bootstrap.
+#[derive(Clone)]
+pub struct Router {
+    pub(crate) inner: Arc<RouterInner>,
+}
+
+pub(crate) struct RouterInner {
+    pub(crate) broker: Broker,
+    pub(crate) context_id: AtomicU32,
+    pub(crate) parent_ids: RwLock<Vec<u32>>,
+    pub(crate) name: RwLock<String>,
+    handlers: Handlers,
+    /// Context id → stream leading to it.
+    routes: RwLock<HashMap<u32, Arc<Stream>>>,
+    parent: RwLock<Option<Arc<Stream>>>,
+    pub(crate) max_message_size: AtomicUsize,
+    pub(crate) unidirectional: AtomicBool,
+    pub(crate) debug: AtomicBool,
+    pub(crate) next_id: AtomicU32,
+    pub(crate) binary_bytes_sent: std::sync::atomic::AtomicU64,
+    pub(crate) names: Mutex<HashMap<u32, String>>,
+    disconnect_hooks: Mutex<Vec<Box<dyn Fn(u32, &str) + Send + Sync>>>,
+    parent_lost: Mutex<Option<Box<dyn FnOnce(&str) + Send>>>,
+}
+
+static PROCESS_ROUTER: OnceLock<Router> = OnceLock::new();
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("context_id", &self.context_id())
+            .finish()
+    }
+}
+
+impl Router {
+    /// A router on `broker` for a context with id `context_id`.
+    pub(crate) fn with_broker(broker: Broker, context_id: u32, parent_ids: Vec<u32>) -> Router {
+        let router = Router {
+            inner: Arc::new(RouterInner {
+                broker,
+                context_id: AtomicU32::new(context_id),
+                parent_ids: RwLock::new(parent_ids),
+                name: RwLock::new(if context_id == 0 {
+                    "master".into()
+                } else {
+                    format!("context {context_id}")
+                }),
+                handlers: Handlers::new(),
+                routes: RwLock::new(HashMap::new()),
+                parent: RwLock::new(None),
+                max_message_size: AtomicUsize::new(
+                    mitogen_wire::DEFAULT_MAX_MESSAGE_SIZE as usize,
+                ),
+                unidirectional: AtomicBool::new(false),
+                debug: AtomicBool::new(false),
+                next_id: AtomicU32::new(1),
+                binary_bytes_sent: std::sync::atomic::AtomicU64::new(0),
+                names: Mutex::new(HashMap::new()),
+                disconnect_hooks: Mutex::new(Vec::new()),
+                parent_lost: Mutex::new(None),
+            }),
+        };
+        let _ = PROCESS_ROUTER.set(router.clone());
+        router
+    }
+
+    /// A master router (context id 0) on a new broker thread. Prefer
+    /// [`Router::with`] or [`crate::main`], which always shut it down.
+    ///
+    /// # Errors
+    /// The broker thread could not start.
+    pub fn new() -> Result<Router> {
+        let broker = Broker::new().map_err(|e| StreamError::Io {
+            what: "starting the broker".into(),
+            source: e,
+        })?;
+        let router = Router::with_broker(broker, 0, Vec::new());
+        crate::log::install_receiver(&router);
+        Ok(router)
+    }
+
+    /// Run `f` with a new master router, then shut the router down and wait
+    /// for its children to exit, also when `f` panics (Mitogen's
+    /// `run_with_router`).
+    ///
+    /// # Errors
+    /// The broker thread could not start.
+    ///
+    /// # Examples
+    /// ```
+    /// let id = mitogen::Router::with(|router| router.context_id()).unwrap();
+    /// assert_eq!(id, 0);
+    /// ```
+    pub fn with<T>(f: impl FnOnce(Router) -> T) -> Result<T> {
+        let router = Router::new()?;
+        let r2 = router.clone();
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || f(r2)));
+        router.shutdown();
+        match out {
+            Ok(v) => Ok(v),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+
+    /// Shut the broker down gracefully and wait for it (children are asked
+    /// to exit and reaped).
+    pub fn shutdown(&self) {
+        self.inner.broker.shutdown();
+        self.inner.broker.join();
+    }
+
+    /// Write debug logs of this process to `/tmp/mitogen.<pid>.log` (when no
+    /// other `tracing` subscriber is installed) and make every child created
+    /// afterwards do the same (Mitogen's `enable_debug`).
+    pub fn enable_debug(&self) {
+        self.inner.debug.store(true, Ordering::Relaxed);
+        if let Some(file) = crate::debug_log_writer() {
+            let _ = tracing::subscriber::set_global_default(
+                tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::DEBUG)
+                    .with_writer(file)
+                    .with_ansi(false)
+                    .with_thread_names(true)
+                    .finish(),
+            );
+        }
+    }
+
+    /// Allocate a context id for a new child (Mitogen's `allocate_id`).
+    ///
+    /// # Errors
+    /// In a child context, until id blocks are delegated (see the trees issue).
+    pub fn allocate_id(&self) -> Result<u32> {
+        if self.context_id() != 0 {
+            return Err(StreamError::InvalidOptions(
+                "only the master can allocate context ids in this version".into(),
+            )
+            .into());
+        }
+        Ok(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Bytes of binary uploaded to targets by this router's bootstraps so far;
+    /// 0 when every target had a warm cache.
+    pub fn binary_bytes_sent(&self) -> u64 {
+        self.inner.binary_bytes_sent.load(Ordering::Relaxed)
+    }
+
+    /// The first router made in this process; used to rebuild [`Sender`]s
+    /// and [`Context`]s that arrive inside messages.
+    ///
+    /// [`Sender`]: crate::Sender
+    /// [`Context`]: crate::Context
+    pub(crate) fn process() -> Option<Router> {
+        PROCESS_ROUTER.get().cloned()
+    }
+
+    /// The broker this router runs on.
+    pub fn broker(&self) -> &Broker {
+        &self.inner.broker
+    }
+
+    /// This context's id: 0 in the master.
+    pub fn context_id(&self) -> u32 {
+        self.inner.context_id.load(Ordering::Relaxed)
+    }
+
+    /// Ids of this context's parents, nearest first; empty in the master.
+    pub fn parent_ids(&self) -> Vec<u32> {
+        self.inner
+            .parent_ids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The largest message body this router sends or accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.inner.max_message_size.load(Ordering::Relaxed)
+    }
+
+    /// Change [`Router::max_message_size`]; children created later inherit it.
+    pub fn set_max_message_size(&self, size: usize) {
+        self.inner.max_message_size.store(size, Ordering::Relaxed);
+    }
+
+    /// Name of a known context, for messages.
+    pub(crate) fn name_of(&self, id: u32) -> String {
+        if id == self.context_id() {
+            return self.inner.name.read().unwrap_or_else(|p| p.into_inner()).clone();
+        }
+        lock(&self.inner.names)
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| if id == 0 { "master".into() } else { format!("context {id}") })
+    }
+
+    /// Register `f` for messages to `handle` (a new one if `None`) and
+    /// return the handle (Mitogen's `add_handler`). `f` runs on the broker
+    /// thread and must not block. With `persist == false` it is removed
+    /// after one message. With a `respondent`, it receives a dead message
+    /// when that context disconnects. A `policy` refuses messages with a
+    /// dead reply to their sender.
+    pub fn add_handler(
+        &self,
+        f: impl Fn(Message) + Send + Sync + 'static,
+        handle: Option<u32>,
+        persist: bool,
+        respondent: Option<u32>,
+        policy: Option<Policy>,
+    ) -> u32 {
+        self.inner.handlers.add(
+            handle,
+            Handler {
+                f: Arc::new(f),
+                persist,
+                respondent,
+                policy,
+            },
+        )
+    }
+
+    /// Remove the handler for `handle`; `true` if there was one.
+    pub fn del_handler(&self, handle: u32) -> bool {
+        self.inner.handlers.remove(handle).is_some()
+    }
+
+    /// Send a message from this context. Fills in `src_id` and `auth_id`.
+    /// Safe from any thread.
+    ///
+    /// # Errors
+    /// [`StreamError::MessageTooLarge`] when the body exceeds the maximum
+    /// message size: nothing is sent and the link stays up.
+    pub fn route(&self, mut msg: Message) -> Result<()> {
+        let max = self.max_message_size();
+        if msg.data.len() > max {
+            return Err(StreamError::MessageTooLarge {
+                size: msg.data.len(),
+                max,
+            }
+            .into());
+        }
+        let me = self.context_id();
+        msg.src_id = me;
+        msg.auth_id = me;
+        self.dispatch(msg, None);
+        Ok(())
+    }
+
+    /// Deliver or forward a message; `from` is the stream it arrived on.
+    fn dispatch(&self, mut msg: Message, from: Option<&Arc<Stream>>) {
+        if let Some(stream) = from {
+            if !self.verify_source(&msg, stream) {
+                return;
+            }
+            msg.from_stream = stream.remote_id();
+        }
+        if msg.dst_id == self.context_id() {
+            self.deliver(msg);
+            return;
+        }
+        if from.is_some()
+            && self.inner.unidirectional.load(Ordering::Relaxed)
+            && !self.is_parent_stream(from)
+            && self.stream_to(msg.dst_id).map(|s| !self.is_parent_stream(Some(&s))) != Some(true)
+        {
+            // A child may only talk to its own descendants, never to a
+            // sibling or upward unless replying to them.
+            if !self.inner.handlers.is_reply_route(msg.dst_id, msg.handle) {
+                self.refuse(&msg, "unidirectional routing forbids a child to start traffic to another branch");
+                return;
+            }
+        }
+        match self.stream_to(msg.dst_id) {
+            Some(stream) => {
+                if from.is_some_and(|f| Arc::ptr_eq(f, &stream)) {
+                    self.refuse(&msg, &format!("routing loop to context {}", msg.dst_id));
+                    return;
+                }
+                let header = msg.header().to_bytes();
+                if stream.send(header, msg.data).is_err() {
+                    // Streams close under us while shutting down: nothing to wake.
+                    tracing::debug!("stream {} closed; dropped message", stream.name);
+                }
+            }
+            None => {
+                let reason = format!("no route to context {}", msg.dst_id);
+                self.refuse(&msg, &reason);
+            }
+        }
+    }
+
+    fn is_parent_stream(&self, s: Option<&Arc<Stream>>) -> bool {
+        let parent = self.inner.parent.read().unwrap_or_else(|p| p.into_inner());
+        matches!((s, parent.as_ref()), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+    }
+
+    /// The stream a message for `id` leaves on.
+    pub(crate) fn stream_to(&self, id: u32) -> Option<Arc<Stream>> {
+        if let Some(s) = self
+            .inner
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Some(s.clone());
+        }
+        self.inner
+            .parent
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A message must come in on the stream its `auth_id` and `src_id` route through.
+    fn verify_source(&self, msg: &Message, stream: &Arc<Stream>) -> bool {
+        for (what, id) in [("auth_id", msg.auth_id), ("src_id", msg.src_id)] {
+            let ok = self.stream_to(id).is_some_and(|s| Arc::ptr_eq(&s, stream));
+            if !ok {
+                tracing::error!(
+                    "dropped {msg:?} from stream {}: bad {what} {id}: it does not route through that stream",
+                    stream.name
+                );
+                return false;
+            }
+        }
+        true
+    }
+
+    fn deliver(&self, mut msg: Message) {
+        msg.router = Some(self.clone());
+        let Some(handler) = self.inner.handlers.take_for(msg.handle) else {
+            let reason = format!(
+                "no handler for handle {}{} in context {}",
+                msg.handle,
+                handle::name(msg.handle)
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default(),
+                self.name_of(self.context_id())
+            );
+            if !msg.dead {
+                tracing::debug!("{reason}: {msg:?}");
+            }
+            self.refuse(&msg, &reason);
+            return;
+        };
+        if let Some(policy) = &handler.policy {
+            if !policy(&msg, self) {
+                tracing::error!("policy refused {msg:?}");
+                self.refuse(&msg, "refused by policy");
+                return;
+            }
+        }
+        (handler.f)(msg);
+    }
+
+    /// Send a dead reply to `msg`'s sender, unless it is itself dead or wants no reply.
+    pub(crate) fn refuse(&self, msg: &Message, reason: &str) {
+        if msg.dead || msg.reply_to == 0 {
+            return;
+        }
+        let mut dead = Message::dead(reason, msg.reply_to);
+        dead.dst_id = msg.src_id;
+        let me = self.context_id();
+        dead.src_id = me;
+        dead.auth_id = me;
+        self.dispatch(dead, None);
+    }
+
+    /// Make `id` reachable through `stream` (a direct child or a descendant).
+    pub(crate) fn add_route(&self, id: u32, stream: Arc<Stream>) {
+        self.inner
+            .routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, stream);
+    }
+
+    /// Set the stream to the parent; `on_lost` runs when it disconnects.
+    pub(crate) fn set_parent(&self, stream: Arc<Stream>, on_lost: impl FnOnce(&str) + Send + 'static) {
+        *self.inner.parent.write().unwrap_or_else(|p| p.into_inner()) = Some(stream);
+        *lock(&self.inner.parent_lost) = Some(Box::new(on_lost));
+    }
+
+    /// Run `f(context_id, reason)` whenever a context becomes unreachable.
+    pub(crate) fn on_disconnect(&self, f: impl Fn(u32, &str) + Send + Sync + 'static) {
+        lock(&self.inner.disconnect_hooks).push(Box::new(f));
+    }
+
+    /// Wake every handler waiting on a lost context with a dead message.
+    fn lost(&self, ids: &[u32], reason: &str) {
+        for &id in ids {
+            let why = format!("context {} disconnected: {reason}", self.name_of(id));
+            for (handle, handler) in self.inner.handlers.take_respondent(id) {
+                let mut dead = Message::dead(&why, handle);
+                dead.dst_id = self.context_id();
+                dead.src_id = id;
+                dead.router = Some(self.clone());
+                (handler.f)(dead);
+            }
+            for hook in lock(&self.inner.disconnect_hooks).iter() {
+                hook(id, &why);
+            }
+        }
+    }
+
+    pub(crate) fn events(&self) -> Arc<dyn StreamEvents> {
+        Arc::new(RouterEvents(self.clone()))
+    }
+
+    /// Remember a context's name for messages.
+    pub(crate) fn set_name_of(&self, id: u32, name: &str) {
+        lock(&self.inner.names).insert(id, name.to_string());
+    }
+}
+
+/// The router's side of the broker's stream callbacks.
+struct RouterEvents(Router);
+
+impl StreamEvents for RouterEvents {
+    fn on_message(&self, stream: &Arc<Stream>, msg: Message) {
+        self.0.dispatch(msg, Some(stream));
+    }
+
+    fn on_disconnect(&self, stream: &Arc<Stream>, reason: &str) {
+        let router = &self.0;
+        let lost: Vec<u32> = {
+            let mut routes = router.inner.routes.write().unwrap_or_else(|p| p.into_inner());
+            let ids: Vec<u32> = routes
+                .iter()
+                .filter(|(_, s)| Arc::ptr_eq(s, stream))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                routes.remove(id);
+            }
+            ids
+        };
+        let was_parent = router.is_parent_stream(Some(stream));
+        if was_parent {
+            let parents = router.parent_ids();
+            router.lost(&parents, reason);
+            *router.inner.parent.write().unwrap_or_else(|p| p.into_inner()) = None;
+            if let Some(f) = lock(&router.inner.parent_lost).take() {
+                f(reason);
+            }
+        }
+        router.lost(&lost, reason);
+    }
+}

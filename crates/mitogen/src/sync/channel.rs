@@ -1,0 +1,87 @@
+//! [`Channel`]: a [`Sender`] and a [`Receiver`] in one.
+
+use serde::Serialize;
+
+use super::{Receiver, Sender};
+use crate::context::Context;
+use crate::error::{ChannelError, Result};
+use crate::message::Message;
+use crate::router::Router;
+
+/// Bidirectional channel to a handle in another context (Mitogen's `Channel`).
+///
+/// Each end must learn the other's handle: make a `Channel` on each side and
+/// exchange [`Channel::handle`]s (e.g. as call arguments or results).
+///
+/// # Examples
+/// ```
+/// # mitogen::Router::with(|router| {
+/// let me = mitogen::Context::local(&router);
+/// let a = mitogen::Channel::new(&router, me.clone(), 0);
+/// let b = mitogen::Channel::new(&router, me, a.handle());
+/// b.send(&"ping").unwrap();
+/// assert_eq!(a.recv().unwrap().unpickle::<String>().unwrap(), "ping");
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Channel {
+    sender: Sender,
+    receiver: Receiver,
+}
+
+impl Channel {
+    /// A channel sending to `dst_handle` in `context` and receiving on a new handle.
+    pub fn new(router: &Router, context: Context, dst_handle: u32) -> Channel {
+        Channel {
+            sender: Sender::new(context, dst_handle),
+            receiver: Receiver::new(router),
+        }
+    }
+
+    /// The local handle the far end must send to.
+    pub fn handle(&self) -> u32 {
+        self.receiver.handle()
+    }
+
+    /// Point the sending side at another handle (once the far end's is known).
+    pub fn set_dst_handle(&mut self, dst_handle: u32) {
+        self.sender = Sender::new(self.sender.context().clone(), dst_handle);
+    }
+
+    /// Send a value to the far end.
+    ///
+    /// # Errors
+    /// As [`Sender::send`].
+    #[doc(alias = "put")]
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.sender.send(value)
+    }
+
+    /// Receive the next message from the far end.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`].
+    #[doc(alias = "get")]
+    pub fn recv(&self) -> Result<Message, ChannelError> {
+        self.receiver.recv()
+    }
+
+    /// The sending half.
+    pub fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
+    /// The receiving half.
+    pub fn receiver(&self) -> &Receiver {
+        &self.receiver
+    }
+
+    /// Close both halves: the far end sees a dead message.
+    ///
+    /// # Errors
+    /// As [`Sender::close`].
+    pub fn close(&self) -> Result<()> {
+        self.receiver.close();
+        self.sender.close()
+    }
+}

@@ -1,0 +1,252 @@
+//! A queue that threads block on: the bottom of every receive path.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{GetTimeoutError, LatchError, TryGetError};
+
+type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// A thread-safe queue with blocking gets and close, like Mitogen's `Latch`.
+///
+/// Cloning gives another handle on the same queue.
+///
+/// # Examples
+/// ```
+/// use mitogen::Latch;
+/// let latch = Latch::new();
+/// let l2 = latch.clone();
+/// std::thread::spawn(move || l2.put(5).unwrap());
+/// assert_eq!(latch.get(), Ok(5));
+/// latch.close();
+/// assert!(latch.get().is_err());
+/// ```
+pub struct Latch<T> {
+    inner: Arc<Inner<T>>,
+}
+
+struct Inner<T> {
+    state: Mutex<State<T>>,
+    cond: Condvar,
+}
+
+struct State<T> {
+    queue: VecDeque<T>,
+    closed: bool,
+    sleeping: usize,
+    notify: Option<Notify>,
+}
+
+impl<T> Clone for Latch<T> {
+    fn clone(&self) -> Self {
+        Latch {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> Default for Latch<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for Latch<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("Latch")
+            .field("len", &s.queue.len())
+            .field("closed", &s.closed)
+            .finish()
+    }
+}
+
+impl<T> Latch<T> {
+    /// An empty, open latch.
+    pub fn new() -> Latch<T> {
+        Latch {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    closed: false,
+                    sleeping: 0,
+                    notify: None,
+                }),
+                cond: Condvar::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue `value` and wake one waiter.
+    ///
+    /// # Errors
+    /// [`LatchError`] when the latch is closed; the value is dropped.
+    pub fn put(&self, value: T) -> Result<(), LatchError> {
+        let notify = {
+            let mut s = self.lock();
+            if s.closed {
+                return Err(LatchError);
+            }
+            s.queue.push_back(value);
+            if s.sleeping > 0 {
+                self.inner.cond.notify_one();
+            }
+            s.notify.clone()
+        };
+        if let Some(n) = notify {
+            n();
+        }
+        Ok(())
+    }
+
+    /// Take the oldest value without blocking.
+    ///
+    /// # Errors
+    /// [`TryGetError::Empty`] or [`TryGetError::Closed`].
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        let mut s = self.lock();
+        match s.queue.pop_front() {
+            Some(v) => Ok(v),
+            None if s.closed => Err(TryGetError::Closed),
+            None => Err(TryGetError::Empty),
+        }
+    }
+
+    /// Block until a value arrives.
+    ///
+    /// # Errors
+    /// [`LatchError`] when the latch is closed and empty.
+    pub fn get(&self) -> Result<T, LatchError> {
+        self.wait(None).map_err(|_| LatchError)
+    }
+
+    /// Block for at most `timeout`.
+    ///
+    /// # Errors
+    /// [`GetTimeoutError::Timeout`] or [`GetTimeoutError::Closed`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.wait(Some(Instant::now() + timeout))
+    }
+
+    /// Block until `deadline`.
+    ///
+    /// # Errors
+    /// [`GetTimeoutError::Timeout`] or [`GetTimeoutError::Closed`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
+        self.wait(Some(deadline))
+    }
+
+    fn wait(&self, deadline: Option<Instant>) -> Result<T, GetTimeoutError> {
+        let mut s = self.lock();
+        loop {
+            if let Some(v) = s.queue.pop_front() {
+                return Ok(v);
+            }
+            if s.closed {
+                return Err(GetTimeoutError::Closed);
+            }
+            s.sleeping += 1;
+            s = match deadline {
+                None => self.inner.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        s.sleeping -= 1;
+                        return Err(GetTimeoutError::Timeout);
+                    }
+                    self.inner
+                        .cond
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+            s.sleeping -= 1;
+        }
+    }
+
+    /// Close the latch: waiters wake with an error once the queue is drained,
+    /// later puts fail.
+    pub fn close(&self) {
+        let notify = {
+            let mut s = self.lock();
+            if s.closed {
+                return;
+            }
+            s.closed = true;
+            self.inner.cond.notify_all();
+            s.notify.clone()
+        };
+        if let Some(n) = notify {
+            n();
+        }
+    }
+
+    /// `true` once [`Latch::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Number of queued values.
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// `true` when nothing is queued (Mitogen's `empty()`).
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.lock().queue.is_empty()
+    }
+
+    /// Call `notify` after every put and on close (used by `Select`).
+    /// Returns how many values were already queued and whether closed.
+    pub(crate) fn set_notify(&self, notify: Option<Notify>) -> (usize, bool) {
+        let mut s = self.lock();
+        s.notify = notify;
+        (s.queue.len(), s.closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_then_value() {
+        let l = Latch::new();
+        assert_eq!(
+            l.get_timeout(Duration::from_millis(10)),
+            Err(GetTimeoutError::Timeout)
+        );
+        l.put(1).unwrap();
+        assert_eq!(l.try_get(), Ok(1));
+        assert_eq!(l.try_get(), Err(TryGetError::Empty));
+    }
+
+    #[test]
+    fn close_wakes_blocked_waiter() {
+        let l: Latch<u8> = Latch::new();
+        let l2 = l.clone();
+        let t = std::thread::spawn(move || l2.get());
+        while l.lock().sleeping == 0 {
+            std::thread::yield_now();
+        }
+        l.close();
+        assert_eq!(t.join().unwrap(), Err(LatchError));
+        assert_eq!(l.put(1), Err(LatchError));
+    }
+
+    #[test]
+    fn drains_before_reporting_closed() {
+        let l = Latch::new();
+        l.put(1).unwrap();
+        l.close();
+        assert_eq!(l.get(), Ok(1));
+        assert_eq!(l.try_get(), Err(TryGetError::Closed));
+    }
+}

@@ -1,0 +1,209 @@
+//! [`Receiver`]: messages arriving on one handle.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Latch, Member, Sender};
+use crate::context::Context;
+use crate::error::{ChannelError, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError};
+use crate::message::Message;
+use crate::router::{Policy, Router};
+
+/// Options of [`Receiver::with_options`], Mitogen's `Receiver` arguments.
+#[derive(Clone, Default)]
+pub struct ReceiverOptions {
+    /// Listen on this handle instead of a new one.
+    pub handle: Option<u32>,
+    /// Remove the handler after the first message (Mitogen's `persist=False`).
+    pub oneshot: bool,
+    /// Context whose disconnection wakes this receiver with a dead message.
+    pub respondent: Option<u32>,
+    /// Refuse messages this policy rejects.
+    pub policy: Option<Policy>,
+}
+
+/// Receives the messages sent to one handle of this context (Mitogen's `Receiver`).
+///
+/// Dead messages come out as [`ChannelError::Dead`] with their reason.
+/// Dropping or [closing](Receiver::close) the receiver removes its handler.
+///
+/// # Examples
+/// ```
+/// # mitogen::Router::with(|router| {
+/// let rx = mitogen::Receiver::new(&router);
+/// rx.to_sender().send(&"hi").unwrap();
+/// let msg = rx.recv().unwrap();
+/// assert_eq!(msg.unpickle::<String>().unwrap(), "hi");
+/// # }).unwrap();
+/// ```
+pub struct Receiver {
+    router: Router,
+    handle: u32,
+    latch: Latch<Message>,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Receiver(handle={})", self.handle)
+    }
+}
+
+impl Receiver {
+    /// A receiver on a newly allocated handle.
+    pub fn new(router: &Router) -> Receiver {
+        Receiver::with_options(router, ReceiverOptions::default())
+    }
+
+    /// A receiver with explicit options.
+    pub fn with_options(router: &Router, opts: ReceiverOptions) -> Receiver {
+        let latch = Latch::new();
+        let l2 = latch.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let handle = router.add_handler(
+            move |mut msg: Message| {
+                msg.receiver = msg.handle;
+                let _ = l2.put(msg);
+            },
+            opts.handle,
+            !opts.oneshot,
+            opts.respondent,
+            opts.policy,
+        );
+        Receiver {
+            router: router.clone(),
+            handle,
+            latch,
+            closed,
+        }
+    }
+
+    /// The handle messages must be sent to.
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// A [`Sender`] that delivers to this receiver from any context.
+    pub fn to_sender(&self) -> Sender {
+        Sender::new(Context::local(&self.router), self.handle)
+    }
+
+    fn map(msg: Message) -> Result<Message, ChannelError> {
+        match msg.dead_reason() {
+            Some(reason) => Err(ChannelError::Dead(reason)),
+            None => Ok(msg),
+        }
+    }
+
+    /// Take a queued message without blocking.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`], or [`TryRecvError::Channel`] for a dead message or closed receiver.
+    pub fn try_recv(&self) -> Result<Message, TryRecvError> {
+        match self.latch.try_get() {
+            Ok(m) => Self::map(m).map_err(TryRecvError::Channel),
+            Err(TryGetError::Empty) => Err(TryRecvError::Empty),
+            Err(TryGetError::Closed) => Err(TryRecvError::Channel(ChannelError::Closed)),
+        }
+    }
+
+    /// Block until a message arrives (Mitogen's `get`).
+    ///
+    /// # Errors
+    /// [`ChannelError::Dead`] with the reason, or [`ChannelError::Closed`].
+    #[doc(alias = "get")]
+    pub fn recv(&self) -> Result<Message, ChannelError> {
+        match self.recv_inner(None) {
+            Ok(m) => Ok(m),
+            Err(RecvTimeoutError::Channel(e)) => Err(e),
+            Err(RecvTimeoutError::Timeout(_)) => unreachable!("no deadline"),
+        }
+    }
+
+    /// Block for at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Channel`].
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
+        self.recv_inner(super::deadline_after(timeout))
+    }
+
+    /// Block until `deadline`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Channel`].
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Message, RecvTimeoutError> {
+        self.recv_inner(Some(deadline))
+    }
+
+    fn recv_inner(&self, deadline: Option<Instant>) -> Result<Message, RecvTimeoutError> {
+        let started = Instant::now();
+        let got = match deadline {
+            None => self.latch.get().map_err(|_| GetTimeoutError::Closed),
+            Some(d) => self.latch.get_deadline(d),
+        };
+        match got {
+            Ok(m) => Self::map(m).map_err(RecvTimeoutError::Channel),
+            Err(GetTimeoutError::Closed) => Err(RecvTimeoutError::Channel(ChannelError::Closed)),
+            Err(GetTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout(TimeoutError {
+                waited: started.elapsed(),
+                what: format!("waiting on handle {}", self.handle),
+            })),
+        }
+    }
+
+    /// Iterate over messages until the channel is dead or closed.
+    pub fn iter(&self) -> impl Iterator<Item = Message> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
+    /// Stop receiving: remove the handler and wake waiters with
+    /// [`ChannelError::Closed`] once queued messages are taken.
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.router.del_handler(self.handle);
+            self.latch.close();
+        }
+    }
+
+    /// `true` when nothing is queued (Mitogen's `empty()`).
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.latch.is_empty()
+    }
+
+    /// Number of queued messages.
+    pub fn len(&self) -> usize {
+        self.latch.len()
+    }
+
+    /// Call `f` (on the broker thread; it must not block) each time a message
+    /// is queued or the receiver closes (Mitogen's `notify`).
+    pub fn set_notify(&self, f: Option<Arc<dyn Fn() + Send + Sync>>) {
+        self.latch.set_notify(f);
+    }
+
+    pub(crate) fn router(&self) -> &Router {
+        &self.router
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Member for Receiver {
+    fn key(&self) -> u32 {
+        self.handle
+    }
+    fn set_notify(&self, f: Option<Arc<dyn Fn() + Send + Sync>>) -> usize {
+        let (n, closed) = self.latch.set_notify(f);
+        n + usize::from(closed)
+    }
+    fn try_recv(&self) -> Result<Message, TryRecvError> {
+        Receiver::try_recv(self)
+    }
+}

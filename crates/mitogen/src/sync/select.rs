@@ -1,0 +1,275 @@
+//! [`Select`]: wait on many receivers (or other selects) at once.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::Latch;
+use crate::broker::lock;
+use crate::context::AsyncCall;
+use crate::error::{ChannelError, Error, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError};
+use crate::message::Message;
+
+type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// Something a [`Select`] can wait on: a [`Receiver`](crate::Receiver), an
+/// [`AsyncCall`] or another `Select`.
+pub trait Member: Send + Sync {
+    /// Key that identifies the member inside its select (a receiver's handle).
+    fn key(&self) -> u32;
+    /// Install (or remove) the readiness callback; returns how many
+    /// notifications are already due.
+    fn set_notify(&self, f: Option<Notify>) -> usize;
+    /// Take one message without blocking.
+    ///
+    /// # Errors
+    /// `Empty`, or the member's channel error.
+    fn try_recv(&self) -> Result<Message, TryRecvError>;
+}
+
+static NEXT_SELECT_KEY: AtomicU32 = AtomicU32::new(u32::MAX / 2);
+
+/// Waits on many members and returns messages as they arrive (Mitogen's
+/// `mitogen.select.Select`). Members are receivers, pending calls or other
+/// selects (selects nest). With `oneshot` (the default) a member is removed
+/// after it yields one message, which suits collecting one reply per call.
+///
+/// # Examples
+/// ```
+/// # mitogen::Router::with(|router| {
+/// use mitogen::{Receiver, Select};
+/// let (a, b) = (Receiver::new(&router), Receiver::new(&router));
+/// let (ta, tb) = (a.to_sender(), b.to_sender());
+/// let mut select = Select::new();
+/// select.add(a);
+/// select.add(b);
+/// tb.send(&2u8).unwrap();
+/// ta.send(&1u8).unwrap();
+/// let mut got: Vec<u8> = select.iter().map(|m| m.unpickle().unwrap()).collect();
+/// got.sort();
+/// assert_eq!(got, vec![1, 2]);
+/// # }).unwrap();
+/// ```
+pub struct Select {
+    key: u32,
+    ready: Latch<u32>,
+    members: Mutex<Vec<Box<dyn Member>>>,
+    oneshot: bool,
+}
+
+impl Default for Select {
+    fn default() -> Self {
+        Select::new()
+    }
+}
+
+impl std::fmt::Debug for Select {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Select({} members)", lock(&self.members).len())
+    }
+}
+
+impl Select {
+    /// An empty oneshot select.
+    pub fn new() -> Select {
+        Select::with_oneshot(true)
+    }
+
+    /// An empty select; with `oneshot == false` members stay after yielding.
+    pub fn with_oneshot(oneshot: bool) -> Select {
+        Select {
+            key: NEXT_SELECT_KEY.fetch_add(1, Ordering::Relaxed),
+            ready: Latch::new(),
+            members: Mutex::new(Vec::new()),
+            oneshot,
+        }
+    }
+
+    /// A oneshot select over `members`.
+    pub fn from_members<M: Member + 'static>(members: impl IntoIterator<Item = M>) -> Select {
+        let mut s = Select::new();
+        for m in members {
+            s.add(m);
+        }
+        s
+    }
+
+    /// Add a member; messages it already holds become ready at once.
+    pub fn add<M: Member + 'static>(&mut self, member: M) {
+        let key = member.key();
+        let ready = self.ready.clone();
+        let due = member.set_notify(Some(Arc::new(move || {
+            let _ = ready.put(key);
+        })));
+        for _ in 0..due {
+            let _ = self.ready.put(key);
+        }
+        lock(&self.members).push(Box::new(member));
+    }
+
+    /// Remove and return the member with `key` (a receiver's handle).
+    pub fn remove(&mut self, key: u32) -> Option<Box<dyn Member>> {
+        self.take(key)
+    }
+
+    fn take(&self, key: u32) -> Option<Box<dyn Member>> {
+        let mut members = lock(&self.members);
+        let pos = members.iter().position(|m| m.key() == key)?;
+        let m = members.swap_remove(pos);
+        m.set_notify(None);
+        Some(m)
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        lock(&self.members).len()
+    }
+
+    /// `true` when a `recv` would block (no message is ready; Mitogen's `empty()`).
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    /// Remove every member and wake waiters with [`ChannelError::Closed`].
+    pub fn close(&mut self) {
+        for m in lock(&self.members).drain(..) {
+            m.set_notify(None);
+        }
+        self.ready.close();
+    }
+
+    /// Take a ready message without blocking.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] or a member's channel error.
+    pub fn try_recv(&self) -> Result<Message, TryRecvError> {
+        loop {
+            let key = match self.ready.try_get() {
+                Ok(k) => k,
+                Err(TryGetError::Empty) => return Err(TryRecvError::Empty),
+                Err(TryGetError::Closed) => return Err(TryRecvError::Channel(ChannelError::Closed)),
+            };
+            if let Some(r) = self.take_from(key) {
+                return r;
+            }
+        }
+    }
+
+    /// Block until any member yields a message (Mitogen's `get`).
+    ///
+    /// # Errors
+    /// The member's [`ChannelError`] (e.g. a dead reply), or
+    /// [`ChannelError::Closed`] when the select is closed or has no members.
+    #[doc(alias = "get")]
+    pub fn recv(&self) -> Result<Message, ChannelError> {
+        self.recv_inner(None).map_err(|e| match e {
+            RecvTimeoutError::Channel(c) => c,
+            RecvTimeoutError::Timeout(_) => unreachable!("no deadline"),
+        })
+    }
+
+    /// Block for at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Select::recv`], plus [`RecvTimeoutError::Timeout`].
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
+        self.recv_inner(super::deadline_after(timeout))
+    }
+
+    /// Block until `deadline`.
+    ///
+    /// # Errors
+    /// As [`Select::recv_timeout`].
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Message, RecvTimeoutError> {
+        self.recv_inner(Some(deadline))
+    }
+
+    fn recv_inner(&self, deadline: Option<Instant>) -> Result<Message, RecvTimeoutError> {
+        let started = Instant::now();
+        loop {
+            if self.len() == 0 && self.ready.is_empty() {
+                return Err(RecvTimeoutError::Channel(ChannelError::Closed));
+            }
+            let got = match deadline {
+                None => self.ready.get().map_err(|_| GetTimeoutError::Closed),
+                Some(d) => self.ready.get_deadline(d),
+            };
+            let key = match got {
+                Ok(k) => k,
+                Err(GetTimeoutError::Closed) => return Err(RecvTimeoutError::Channel(ChannelError::Closed)),
+                Err(GetTimeoutError::Timeout) => {
+                    return Err(RecvTimeoutError::Timeout(TimeoutError {
+                        waited: started.elapsed(),
+                        what: format!("waiting on a select of {} members", self.len()),
+                    }))
+                }
+            };
+            match self.take_from(key) {
+                Some(Ok(m)) => return Ok(m),
+                Some(Err(TryRecvError::Channel(e))) => return Err(RecvTimeoutError::Channel(e)),
+                Some(Err(TryRecvError::Empty)) | None => continue,
+            }
+        }
+    }
+
+    /// Try the member `key`; `None` when it is gone or had nothing.
+    fn take_from(&self, key: u32) -> Option<Result<Message, TryRecvError>> {
+        let members = lock(&self.members);
+        let member = members.iter().find(|m| m.key() == key)?;
+        match member.try_recv() {
+            Err(TryRecvError::Empty) => None,
+            r => {
+                let finished = self.oneshot || matches!(r, Err(TryRecvError::Channel(_)));
+                drop(members);
+                if finished {
+                    self.take(key);
+                }
+                Some(r)
+            }
+        }
+    }
+
+    /// Iterate over messages until no member is left (or an error).
+    pub fn iter(&self) -> impl Iterator<Item = Message> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
+    /// Wait for every call and return their results in completion order
+    /// (Mitogen's `Select.all`). The first failure is returned as the error.
+    ///
+    /// # Errors
+    /// The first [`Error`] any call ends with.
+    pub fn all<R: DeserializeOwned + Send + 'static>(
+        calls: impl IntoIterator<Item = AsyncCall<R>>,
+    ) -> Result<Vec<R>, Error> {
+        let mut names = std::collections::HashMap::new();
+        let mut select = Select::new();
+        for c in calls {
+            names.insert(c.handle(), (c.function().to_string(), c.context_name().to_string()));
+            select.add(c);
+        }
+        let mut out = Vec::with_capacity(names.len());
+        while select.len() > 0 {
+            let msg = select.recv()?;
+            let (f, ctx) = names.remove(&msg.receiver_handle()).unwrap_or_default();
+            out.push(crate::context::decode_reply(&msg, &f, &ctx)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Member for Select {
+    fn key(&self) -> u32 {
+        self.key
+    }
+    fn set_notify(&self, f: Option<Notify>) -> usize {
+        let (n, closed) = self.ready.set_notify(f);
+        n + usize::from(closed)
+    }
+    fn try_recv(&self) -> Result<Message, TryRecvError> {
+        Select::try_recv(self)
+    }
+}

@@ -1,0 +1,13 @@
+//! The only place with `unsafe` and `libc`: file descriptors, processes,
+//! signals. Every other module stays safe.
+
+#[macro_use]
+mod syscall;
+mod fd;
+mod process;
+
+pub use fd::{
+    move_stdio_aside, pipe_cloexec, poll_readable, poll_two, read, set_nonblocking,
+    shutdown_write, socketpair_cloexec, write_all_blocking, writev,
+};
+pub use process::{ignore_sigpipe, kill, pidfd_open, reap};
