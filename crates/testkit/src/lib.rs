@@ -1,1 +1,62 @@
-//! Test support for mitogen-rs.
+//! Test support for mitogen-rs (not published): bounded waits and process
+//! and descriptor inspection through `/proc`.
+
+use std::time::{Duration, Instant};
+
+/// Poll `done` until it returns `true`; panic naming `what` after `timeout`.
+/// For conditions no event announces (a foreign process exiting), with a
+/// hard bound and a clear failure message.
+pub fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `true` when no process (not even a zombie) has this pid.
+pub fn process_gone(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// State letter of a process from `/proc/<pid>/stat` (`Z` for a zombie).
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.trim_start().chars().next()
+}
+
+/// Pids of this process's children.
+pub fn child_pids() -> Vec<u32> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{me}/task")).into_iter().flatten().flatten() {
+        let path = task.path().join("children");
+        if let Ok(s) = std::fs::read_to_string(path) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+/// Number of open descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Number of threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+}
+
+/// `true` when running as root (tests that mount or add users need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -91,8 +91,43 @@ fn postcard_encoding_facts() {
     assert_eq!(encode(&vec![1u8, 2, 3]).unwrap(), [0x03, 1, 2, 3]);
     assert_eq!(encode("hi").unwrap(), [0x02, b'h', b'i']);
     assert_eq!(encode(&()).unwrap(), [] as [u8; 0]);
+    assert_eq!(encode(&-2i8).unwrap(), [0xfe], "i8 is one raw byte");
+    assert_eq!(
+        encode(&1.0f32).unwrap(),
+        [0x00, 0x00, 0x80, 0x3f],
+        "LE IEEE"
+    );
+    assert_eq!(encode(&'é').unwrap(), [0x02, 0xc3, 0xa9], "char as a str");
+    assert_eq!(encode(&(1u8, 2u16, "x")).unwrap(), [0x01, 0x02, 0x01, b'x']);
+    assert_eq!(
+        encode(&std::collections::BTreeMap::from([(1u32, true)])).unwrap(),
+        [0x01, 0x01, 0x01]
+    );
+    #[derive(serde::Serialize)]
+    struct S {
+        a: u32,
+        b: Option<String>,
+    }
+    #[derive(serde::Serialize)]
+    enum E {
+        A,
+        B(u16),
+        C { x: bool },
+    }
+    assert_eq!(
+        encode(&S { a: 1, b: None }).unwrap(),
+        [0x01, 0x00],
+        "no names"
+    );
+    assert_eq!(encode(&E::A).unwrap(), [0x00], "variant index");
+    assert_eq!(encode(&E::B(300)).unwrap(), [0x01, 0xac, 0x02]);
+    assert_eq!(encode(&E::C { x: true }).unwrap(), [0x02, 0x01]);
+    assert!(decode::<bool>(&[0x02]).is_err(), "bool is 0 or 1 only");
     // Overlong varints are accepted on decode; encoders emit the shortest form.
     assert_eq!(decode::<u32>(&[0x80, 0x00]).unwrap(), 0);
     // Exactly one value per body.
     assert!(decode::<u32>(&[0x01, 0x00]).is_err());
+    // ...unless the body is read as a prefix followed by raw bytes.
+    let (n, rest) = mitogen_wire::decode_prefix::<u32>(&[0x01, 0xaa, 0xbb]).unwrap();
+    assert_eq!((n, rest), (1, &[0xaa, 0xbb][..]));
 }

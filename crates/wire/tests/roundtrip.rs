@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use mitogen_wire::{
-    decode, encode, encode_into, Deframer, Frame, FrameError, Header, FLAG_DEAD, HEADER_LEN, MAGIC,
-    VERSION,
+    decode, decode_prefix, encode, encode_into, Deframer, Frame, FrameError, Header, FLAG_DEAD,
+    HEADER_LEN, MAGIC, VERSION,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -403,6 +403,19 @@ proptest! {
     #[test]
     fn codec_nested(o in any_outer()) {
         codec_props(&o)?;
+    }
+
+    #[test]
+    fn codec_prefix_then_raw_tail(o in any_outer(), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut bytes = encode(&o).unwrap();
+        bytes.extend_from_slice(&tail);
+        let (back, rest) = decode_prefix::<Outer>(&bytes).unwrap();
+        prop_assert_eq!(back, o);
+        prop_assert_eq!(rest, &tail[..]);
+        let cut = bytes.len() - tail.len();
+        for short in 0..cut {
+            prop_assert!(decode_prefix::<Outer>(&bytes[..short]).is_err());
+        }
     }
 
     #[test]

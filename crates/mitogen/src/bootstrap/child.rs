@@ -39,6 +39,8 @@ pub(crate) fn enter_if_child() {
 
 fn run(nonce: &str) -> Result<(), String> {
     sys::ignore_sigpipe();
+    // Kept to report a fatal error where the parent's stderr reader sees it.
+    let fatal = sys::dup_cloexec(2).ok().map(std::fs::File::from);
     let (stream_in, stream_out, stdout_r, stderr_r) =
         sys::move_stdio_aside().map_err(|e| format!("cannot set up descriptors: {e}"))?;
     let hello = format!("{HELLO}:{nonce}:{PROTOCOL}:{}\n", table_hash());
@@ -84,8 +86,14 @@ fn run(nonce: &str) -> Result<(), String> {
     {
         let calls = calls.clone();
         let broker2 = broker.clone();
+        let name = config.name.clone();
         router.set_parent(stream.clone(), move |reason| {
             tracing::debug!("parent lost: {reason}");
+            if reason != "end of file" {
+                if let Some(mut f) = fatal {
+                    let _ = writeln!(f, "mitogen child {name}: lost the parent stream: {reason}");
+                }
+            }
             calls.close();
             broker2.shutdown();
         });

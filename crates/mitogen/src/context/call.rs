@@ -49,6 +49,19 @@ impl<A, R> Remote<A, R> {
         }
     }
 
+    /// A handle on the function registered as `name`, unchecked: the types
+    /// are the caller's promise. A wrong name fails remotely with
+    /// `CallErrorKind::UnknownFunction`, wrong types with `BadArguments`.
+    ///
+    /// # Examples
+    /// ```
+    /// let f = mitogen::Remote::<(), u32>::named("my_crate::pid");
+    /// assert_eq!(f.name(), "my_crate::pid");
+    /// ```
+    pub const fn named(name: &'static str) -> Remote<A, R> {
+        Remote::__new(name)
+    }
+
     /// The registered name: `<module path>::<function>`.
     pub fn name(&self) -> &'static str {
         self.name

@@ -7,7 +7,7 @@ mod fd;
 mod process;
 
 pub use fd::{
-    move_stdio_aside, pipe_cloexec, poll_readable, poll_two, read, set_nonblocking,
+    dup_cloexec, move_stdio_aside, pipe_cloexec, poll_readable, poll_two, read, set_nonblocking,
     shutdown_write, socketpair_cloexec, write_all_blocking, writev,
 };
 pub use process::{ignore_sigpipe, kill, pidfd_open, reap};

@@ -1,0 +1,102 @@
+//! Remote functions shared by the integration tests. Every test binary that
+//! includes this module can serve them as a child context.
+#![allow(dead_code)]
+
+use std::fmt;
+use std::sync::Mutex;
+
+use mitogen::{ExternalContext, Router, Sender};
+
+#[mitogen::remote]
+pub fn add(a: i32, b: i32) -> i32 {
+    a + b
+}
+
+#[mitogen::remote]
+pub fn pid() -> u32 {
+    std::process::id()
+}
+
+#[derive(Debug)]
+pub struct DiskFull(pub String);
+
+impl fmt::Display for DiskFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no space left on {}", self.0)
+    }
+}
+
+#[mitogen::remote]
+pub fn fails(device: String) -> Result<u32, DiskFull> {
+    Err(DiskFull(device))
+}
+
+#[mitogen::remote]
+pub fn panics(what: String) -> u32 {
+    panic!("boom: {what}")
+}
+
+#[mitogen::remote]
+pub fn echo_bytes(b: Vec<u8>) -> usize {
+    b.len()
+}
+
+#[mitogen::remote]
+pub fn make_bytes(n: usize) -> Vec<u8> {
+    vec![7u8; n]
+}
+
+#[mitogen::remote]
+pub fn identity(ec: &ExternalContext, router: &Router) -> (bool, u32, Option<u32>, Vec<u32>, u32, u32) {
+    (
+        mitogen::is_master(),
+        mitogen::context_id(),
+        mitogen::parent_id(),
+        mitogen::parent_ids(),
+        ec.context_id(),
+        router.context_id(),
+    )
+}
+
+#[mitogen::remote]
+pub fn stream_numbers(to: Sender, n: u32) -> u32 {
+    for i in 0..n {
+        to.send(&i).expect("send");
+    }
+    to.close().expect("close");
+    n
+}
+
+#[mitogen::remote]
+pub fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+static JOURNAL: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+#[mitogen::remote]
+pub fn record(n: u32) {
+    JOURNAL.lock().unwrap().push(n);
+}
+
+#[mitogen::remote]
+pub fn journal() -> Vec<u32> {
+    JOURNAL.lock().unwrap().clone()
+}
+
+#[mitogen::remote]
+pub fn print_and_log(text: String) {
+    println!("stdout says {text}");
+    eprintln!("stderr says {text}");
+    tracing::warn!("tracing says {text}");
+}
+
+/// Block on a receiver of our own until the master sends to it: proves the
+/// child's broker routes while its main thread is busy in a call.
+#[mitogen::remote]
+pub fn wait_for_poke(router: &Router, tell: Sender) -> String {
+    let rx = mitogen::Receiver::new(router);
+    tell.send(&rx.handle()).unwrap();
+    rx.recv().unwrap().unpickle::<String>().unwrap()
+}
