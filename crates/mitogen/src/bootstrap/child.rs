@@ -25,22 +25,26 @@ pub(crate) fn enter_if_child() {
     };
     // Our own children must not inherit the marker.
     std::env::remove_var(CHILD_ENV);
-    let code = match run(&nonce.to_string_lossy()) {
+    // The original stderr reaches the parent's log reader (or the user's
+    // terminal); keep it to report fatal errors after stdio is redirected.
+    let fatal = sys::dup_cloexec(2).ok().map(std::fs::File::from);
+    let code = match run(&nonce.to_string_lossy(), fatal.as_ref().and_then(|f| f.try_clone().ok())) {
         Ok(()) => 0,
         Err(reason) => {
-            // stderr still reaches the parent's log here, or was redirected
-            // into the forwarded pipe.
-            let _ = writeln!(std::io::stderr(), "mitogen child: {reason}");
+            match fatal {
+                Some(mut f) => {
+                    let _ = writeln!(f, "mitogen child: {reason}");
+                }
+                None => eprintln!("mitogen child: {reason}"),
+            }
             1
         }
     };
     std::process::exit(code);
 }
 
-fn run(nonce: &str) -> Result<(), String> {
+fn run(nonce: &str, fatal: Option<std::fs::File>) -> Result<(), String> {
     sys::ignore_sigpipe();
-    // Kept to report a fatal error where the parent's stderr reader sees it.
-    let fatal = sys::dup_cloexec(2).ok().map(std::fs::File::from);
     let (stream_in, stream_out, stdout_r, stderr_r) =
         sys::move_stdio_aside().map_err(|e| format!("cannot set up descriptors: {e}"))?;
     let hello = format!("{HELLO}:{nonce}:{PROTOCOL}:{}\n", table_hash());

@@ -204,7 +204,11 @@ impl Stream {
     fn close_write_side(out: &mut Out) {
         if let Some(fds) = out.fds.as_mut() {
             match fds.write.take() {
-                Some(w) => drop(w),
+                // A duplicate of a socket: closing it alone sends no EOF.
+                Some(w) => {
+                    sys::shutdown_write(w.as_raw_fd());
+                    drop(w);
+                }
                 None => {
                     sys::shutdown_write(fds.read.as_raw_fd());
                 }

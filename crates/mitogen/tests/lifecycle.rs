@@ -1,0 +1,260 @@
+//! Process lifecycle: lost children wake callers, dead masters take their
+//! children with them, shutdown leaves nothing behind, garbage is refused.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mitogen::{ChannelError, Error, LocalOptions, Router};
+use mitogen_testkit::{child_pids, fd_count, process_gone, thread_count, wait_for};
+
+#[test]
+fn sigkilled_child_wakes_caller_within_a_second() {
+    Router::with(|router| {
+        let child = router.local(LocalOptions::default()).unwrap();
+        let pid = child.call(pid::remote, ()).unwrap();
+        let pending = child.call_async(sleep_ms::remote, (60_000,)).unwrap();
+        let started = Instant::now();
+        unsafe_kill(pid, 9);
+        match pending.get_timeout(Duration::from_secs(5)) {
+            Err(Error::Channel(ChannelError::Dead(reason))) => {
+                assert!(reason.contains("disconnected"), "{reason}");
+            }
+            other => panic!("expected ChannelError, got {other:?}"),
+        }
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(1), "caller woke after {waited:?}");
+        // A later call fails at once too.
+        assert!(matches!(child.call(add::remote, (1, 1)), Err(Error::Channel(_))));
+    })
+    .unwrap();
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn shutdown_wait_leaves_no_process_or_zombie() {
+    Router::with(|router| {
+        let child = router.local(LocalOptions::default()).unwrap();
+        let pid = child.call(pid::remote, ()).unwrap();
+        child.shutdown(true).unwrap();
+        wait_for(Duration::from_secs(5), "the child to be reaped", || process_gone(pid));
+        assert!(matches!(child.call(add::remote, (1, 1)), Err(Error::Channel(_))));
+    })
+    .unwrap();
+}
+
+#[test]
+fn router_shutdown_reaps_every_child() {
+    let mut pids = Vec::new();
+    Router::with(|router| {
+        for _ in 0..5 {
+            let c = router.local(LocalOptions::default()).unwrap();
+            pids.push(c.call(pid::remote, ()).unwrap());
+        }
+    })
+    .unwrap();
+    // Router::with returned after the broker reaped them: no wait needed.
+    for pid in pids {
+        assert!(process_gone(pid), "child {pid} still exists after shutdown");
+    }
+}
+
+#[test]
+fn no_fd_or_thread_leaks_across_routers() {
+    let cycle = || {
+        Router::with(|router| {
+            let c = router.local(LocalOptions::default()).unwrap();
+            c.call(add::remote, (1, 2)).unwrap();
+        })
+        .unwrap()
+    };
+    cycle();
+    let (fds, threads) = (fd_count(), thread_count());
+    for _ in 0..5 {
+        cycle();
+    }
+    // Other tests run in parallel threads; allow for their own descriptors
+    // by comparing against a run of this test alone in the common case.
+    let (fds2, threads2) = (fd_count(), thread_count());
+    assert!(fds2 <= fds + 8, "descriptors grew from {fds} to {fds2}");
+    assert!(threads2 <= threads + 4, "threads grew from {threads} to {threads2}");
+}
+
+/// Started as a separate process by `dead_master_takes_children_along`.
+#[test]
+#[ignore = "helper: runs only when started by dead_master_takes_children_along"]
+fn master_helper() {
+    if std::env::var_os("MITOGEN_TEST_MASTER").is_none() {
+        return;
+    }
+    Router::with(|router| {
+        let mut out = std::io::stdout();
+        for _ in 0..3 {
+            let c = router.local(LocalOptions::default()).unwrap();
+            let pid = c.call(pid::remote, ()).unwrap();
+            writeln!(out, "child {pid}").unwrap();
+        }
+        writeln!(out, "ready").unwrap();
+        out.flush().unwrap();
+        // Wait to be killed.
+        mitogen::Latch::<()>::new().get().unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn dead_master_takes_children_along() {
+    let mut master = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "master_helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("MITOGEN_TEST_MASTER", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pids = Vec::new();
+    let mut lines = BufReader::new(master.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        // libtest may print "test master_helper ... " on the same line.
+        if let Some((_, p)) = line.split_once("child ") {
+            pids.push(p.trim().parse::<u32>().unwrap());
+        }
+        if line.contains("ready") {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 3, "helper master did not start its children");
+    master.kill().unwrap(); // SIGKILL: no chance to clean up
+    master.wait().unwrap();
+    for pid in pids {
+        let took = wait_for(Duration::from_secs(5), &format!("child {pid} to exit"), || {
+            process_gone(pid) || mitogen_testkit::process_state(pid) == Some('Z')
+        });
+        assert!(took < Duration::from_secs(5));
+    }
+}
+
+/// Start this test binary as a child context by hand, so the test controls
+/// every byte on its stdin.
+fn raw_child() -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .env("MITOGEN_CHILD", "rawnonce")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(start.elapsed() < within, "child did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn garbage_before_configuration_is_refused() {
+    let mut child = raw_child();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut hello = String::new();
+    stdout.read_line(&mut hello).unwrap();
+    assert!(hello.starts_with("MITOGEN-HELLO:rawnonce:"), "{hello}");
+    child.stdin.as_mut().unwrap().write_all(b"\x00garbage garbage garbage garbage\n").unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(!status.success());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("bad configuration frame"), "stderr: {err}");
+}
+
+#[test]
+fn garbage_after_configuration_closes_the_child() {
+    let mut child = raw_child();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut hello = String::new();
+    stdout.read_line(&mut hello).unwrap();
+    // A valid configuration frame, as a parent would send.
+    let config = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "print_config_frame", "--ignored", "--nocapture"])
+        .env("MITOGEN_TEST_CONFIG", "1")
+        .output()
+        .unwrap();
+    let hex = String::from_utf8_lossy(&config.stdout);
+    let hex = hex
+        .lines()
+        .find_map(|l| l.strip_prefix("frame "))
+        .expect("config frame printed");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(&bytes).unwrap();
+    stdin.write_all(b"this is not a frame at all, not even close....").unwrap();
+    stdin.flush().unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("corrupt stream") && err.contains("bad frame magic"), "stderr: {err}; {status}");
+}
+
+/// Prints the bytes of a configuration frame for context 9 (helper).
+#[test]
+#[ignore = "helper: used by garbage_after_configuration_closes_the_child"]
+fn print_config_frame() {
+    if std::env::var_os("MITOGEN_TEST_CONFIG").is_none() {
+        return;
+    }
+    // Keep in step with bootstrap::ChildConfig (postcard, field order).
+    #[derive(serde::Serialize)]
+    struct Config {
+        context_id: u32,
+        parent_ids: Vec<u32>,
+        name: String,
+        max_message_size: u32,
+        debug: bool,
+        unidirectional: bool,
+        shutdown_timeout_ms: u64,
+    }
+    let body = postcard::to_allocvec(&Config {
+        context_id: 9,
+        parent_ids: vec![0],
+        name: "raw".into(),
+        max_message_size: 1 << 20,
+        debug: false,
+        unidirectional: false,
+        shutdown_timeout_ms: 1000,
+    })
+    .unwrap();
+    let header = mitogen_wire::Header {
+        dst_id: 9,
+        length: body.len() as u32,
+        ..Default::default()
+    };
+    let mut all = header.to_bytes().to_vec();
+    all.extend(body);
+    let hex: String = all.iter().map(|b| format!("{b:02x}")).collect();
+    println!("frame {hex}");
+}
+
+#[test]
+fn children_are_not_left_behind_by_this_test_binary() {
+    // Sanity check of the helper used above.
+    assert!(child_pids().iter().all(|p| *p != std::process::id()));
+}
