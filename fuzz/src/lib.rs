@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use mitogen_wire::{
-    decode, encode, Deframer, FrameError, Header, FLAG_DEAD, HEADER_LEN, MAGIC, VERSION,
+    decode, decode_prefix, encode, Deframer, FrameError, Header, FLAG_DEAD, HEADER_LEN, MAGIC,
+    VERSION,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -213,8 +214,27 @@ where
     true
 }
 
-/// Decode `data` as each of a few types; returns a bit set of the types
-/// (in the order listed here) that decoded.
+/// The front of a call request: `(function name, chain id)`, then raw bytes.
+pub type CallPrefix = (String, Option<u64>);
+
+/// `decode_prefix` as a [`CallPrefix`]; when that works, the rest is a suffix
+/// of `data`, and the value re-encoded in front of the same rest reads back
+/// the same.
+fn codec_prefix(data: &[u8]) -> bool {
+    let Ok((value, rest)) = decode_prefix::<CallPrefix>(data) else {
+        return false;
+    };
+    assert!(data.ends_with(rest), "rest is not a suffix");
+    let mut bytes = encode(&value).expect("a decoded value encodes");
+    assert!(bytes.len() <= data.len() - rest.len());
+    bytes.extend_from_slice(rest);
+    let (again, again_rest) = decode_prefix::<CallPrefix>(&bytes).expect("decodes");
+    assert_eq!((&again, again_rest), (&value, rest));
+    true
+}
+
+/// Decode `data` as each of a few types (the last one with `decode_prefix`);
+/// returns a bit set of the types (in the order listed here) that decoded.
 pub fn codec(data: &[u8]) -> u32 {
     let results = [
         codec_one::<u32>(data),
@@ -227,6 +247,7 @@ pub fn codec(data: &[u8]) -> u32 {
         codec_one::<BTreeMap<String, Vec<u8>>>(data),
         codec_one::<Vec<Kind>>(data),
         codec_one::<Nested>(data),
+        codec_prefix(data),
     ];
     results
         .iter()
@@ -235,4 +256,4 @@ pub fn codec(data: &[u8]) -> u32 {
 }
 
 /// Number of types [`codec`] tries.
-pub const CODEC_TYPES: u32 = 10;
+pub const CODEC_TYPES: u32 = 11;

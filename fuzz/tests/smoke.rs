@@ -12,6 +12,11 @@ use mitogen_wire_fuzz::{codec, deframer, header, Kind, Nested, XorShift, CODEC_T
 
 const INPUTS: usize = 20_000;
 
+/// A target run that returns how much it reached.
+type Target = fn(&[u8]) -> usize;
+/// A generator of one input.
+type Generator = fn(&mut XorShift) -> Vec<u8>;
+
 fn bytes(rng: &mut XorShift, max: usize) -> Vec<u8> {
     let n = rng.below(max + 1);
     (0..n).map(|_| rng.next_u64() as u8).collect()
@@ -123,7 +128,13 @@ fn kind(rng: &mut XorShift) -> Kind {
 
 fn codec_input(rng: &mut XorShift) -> Vec<u8> {
     let small = |rng: &mut XorShift| rng.next_u64() >> rng.below(64);
-    let encoded = match rng.below(11) {
+    let encoded = match rng.below(12) {
+        11 => {
+            let chain = (rng.below(2) == 0).then(|| small(rng));
+            let mut v = encode(&(string(rng), chain)).unwrap();
+            v.extend(bytes(rng, 16));
+            v
+        }
         0 => bytes(rng, 64),
         1 => encode(&(small(rng) as u32)).unwrap(),
         2 => encode(&(small(rng) as i64)).unwrap(),
@@ -241,7 +252,7 @@ fn codec_smoke() {
 fn replay_local_corpus() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     // Each returns a count of what it reached: frames, valid headers, decodes.
-    let targets: [(&str, fn(&[u8]) -> usize); 3] = [
+    let targets: [(&str, Target); 3] = [
         ("deframer", |d| deframer(d).frames),
         ("header", |d| usize::from(header(d).is_ok())),
         ("codec", |d| codec(d).count_ones() as usize),
@@ -269,7 +280,7 @@ fn replay_local_corpus() {
 #[ignore]
 fn write_seed_corpus() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let generators: [(&str, fn(&mut XorShift) -> Vec<u8>); 3] = [
+    let generators: [(&str, Generator); 3] = [
         ("deframer", deframer_input),
         ("header", header_input),
         ("codec", codec_input),
