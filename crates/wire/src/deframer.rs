@@ -26,8 +26,12 @@ pub struct Frame {
 /// ```
 #[derive(Debug)]
 pub struct Deframer {
+    /// `buf[start..end]` is received data; `buf[end..]` is already
+    /// initialised spare room, reused by [`Deframer::spare`] so a large body
+    /// read in many small pieces is zero-filled once, not once per read.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
     max_len: u32,
     pending: Option<Header>,
     failed: Option<FrameError>,
@@ -39,6 +43,7 @@ impl Deframer {
         Deframer {
             buf: Vec::new(),
             start: 0,
+            end: 0,
             max_len,
             pending: None,
             failed: None,
@@ -52,13 +57,15 @@ impl Deframer {
 
     /// Bytes buffered and not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// Append received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.compact();
+        self.buf.truncate(self.end);
         self.buf.extend_from_slice(bytes);
+        self.end = self.buf.len();
     }
 
     /// A writable tail of at least `min` bytes (more when a large body is
@@ -70,20 +77,25 @@ impl Deframer {
             None => 0,
         }
         .max(min);
-        let len = self.buf.len();
-        self.buf.resize(len + want, 0);
-        &mut self.buf[len..]
+        if self.buf.len() < self.end + want {
+            self.buf.resize(self.end + want, 0);
+        }
+        &mut self.buf[self.end..]
     }
 
     /// Keep `n` bytes of the tail handed out by [`Deframer::spare`]; drop the rest.
     pub fn commit(&mut self, spare_len: usize, n: usize) {
-        let keep = self.buf.len() - spare_len + n;
-        self.buf.truncate(keep);
+        self.end = (self.buf.len() - spare_len + n).min(self.buf.len());
     }
 
     fn compact(&mut self) {
-        if self.start > 0 && (self.start == self.buf.len() || self.start >= self.buf.len() / 2) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 && self.start >= self.end / 2 {
+            self.buf.truncate(self.end);
             self.buf.drain(..self.start);
+            self.end -= self.start;
             self.start = 0;
         }
     }
@@ -132,9 +144,9 @@ impl Deframer {
         let body = self.buf[body_start..self.start + total].to_vec();
         self.start += total;
         self.pending = None;
-        if self.start == self.buf.len() {
-            self.buf.clear();
+        if self.start == self.end {
             self.start = 0;
+            self.end = 0;
         }
         Ok(Some(Frame { header, body }))
     }

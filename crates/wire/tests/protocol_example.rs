@@ -50,13 +50,14 @@ fn worked_example_frame() {
 
 #[test]
 fn dead_message_example() {
-    // A dead message carries its reason as raw UTF-8, not postcard.
-    let reason = b"no such handle";
+    // The worked example, dead with reason "gone": the reason is raw UTF-8,
+    // not postcard (no length prefix).
+    let reason = b"gone";
     let header = Header {
         flags: mitogen_wire::FLAG_DEAD,
-        dst_id: 0,
-        src_id: 1,
-        auth_id: 1,
+        dst_id: 1,
+        src_id: 0,
+        auth_id: 0,
         handle: 1000,
         reply_to: 0,
         length: reason.len() as u32,
@@ -64,15 +65,22 @@ fn dead_message_example() {
     let mut frame = header.to_bytes().to_vec();
     frame.extend_from_slice(reason);
     assert_eq!(
-        hex(&frame[..4]),
-        "4d 47 01 01",
-        "flags byte carries FLAG_DEAD"
+        hex(&frame),
+        "4d 47 01 01 \
+         00 00 00 01 \
+         00 00 00 00 \
+         00 00 00 00 \
+         00 00 03 e8 \
+         00 00 00 00 \
+         00 00 00 04 \
+         67 6f 6e 65"
     );
     let mut d = Deframer::new(DEFAULT_MAX_MESSAGE_SIZE);
     d.push(&frame);
     let f = d.next_frame().unwrap().unwrap();
     assert!(f.header.is_dead());
-    assert_eq!(std::str::from_utf8(&f.body).unwrap(), "no such handle");
+    assert_eq!(std::str::from_utf8(&f.body).unwrap(), "gone");
+    assert_eq!(DEFAULT_MAX_MESSAGE_SIZE, 0x0800_0000);
 }
 
 #[test]

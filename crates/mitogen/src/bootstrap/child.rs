@@ -125,6 +125,12 @@ fn run(nonce: &str, fatal: Option<std::fs::File>) -> Result<(), String> {
     forward_output(&router, &broker, stderr_r, "stderr", &config.name);
     install_tracing(&router, &config);
     spawn_watchdog(&broker, done.clone());
+    tracing::debug!(
+        "context {} (id {}) started; parents {:?}",
+        config.name,
+        config.context_id,
+        config.parent_ids
+    );
 
     dispatcher::serve(&router, &calls);
 
