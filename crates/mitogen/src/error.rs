@@ -19,7 +19,7 @@ pub enum Error {
     /// The remote function failed: it returned `Err`, panicked, was unknown
     /// or could not decode its arguments.
     #[error(transparent)]
-    Call(#[from] CallError),
+    Call(Box<CallError>),
     /// The reply channel died: the context disconnected or refused the message.
     #[error(transparent)]
     Channel(#[from] ChannelError),
@@ -173,6 +173,12 @@ pub enum RecvTimeoutError {
     /// Nothing more can arrive.
     #[error(transparent)]
     Channel(ChannelError),
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Error {
+        Error::Call(Box::new(e))
+    }
 }
 
 impl From<RecvTimeoutError> for Error {

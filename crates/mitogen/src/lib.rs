@@ -1,7 +1,7 @@
 //! Mitogen for Rust: programs that copy themselves to other machines and
 //! accounts, and call functions there.
 //!
-//! A program wraps its `main` in [`mitogen::main`](main). Started normally,
+//! A program wraps its `main` in [`mitogen::main`]. Started normally,
 //! it runs your closure with a [`Router`]; started by a parent, the same
 //! binary becomes a *context* that serves calls. Connection methods
 //! ([`Router::local`], and later ssh, sudo, …) start a copy of the program
@@ -75,13 +75,11 @@ pub use mitogen_wire::{handle, DEFAULT_MAX_MESSAGE_SIZE};
 ///
 /// # Examples
 /// ```no_run
-/// fn main() {
-///     mitogen::main(|router| {
-///         let child = router.local(Default::default())?;
-///         println!("started {}", child.name());
-///         Ok(())
-///     })
-/// }
+/// mitogen::main(|router| {
+///     let child = router.local(Default::default())?;
+///     println!("started {}", child.name());
+///     Ok(())
+/// })
 /// ```
 pub fn main(f: impl FnOnce(Router) -> Result<()>) {
     bootstrap::child::enter_if_child();

@@ -124,7 +124,7 @@ impl Message {
         let router = self
             .router
             .as_ref()
-            .ok_or_else(|| Error::Channel(ChannelError::Closed))?;
+            .ok_or(Error::Channel(ChannelError::Closed))?;
         msg.dst_id = self.src_id;
         msg.handle = self.reply_to;
         router.route(msg)

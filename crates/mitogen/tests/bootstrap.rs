@@ -38,8 +38,15 @@ fn cold_then_warm_cache() {
 
         let warm = router.local(shell(&cache)).unwrap();
         assert_eq!(warm.call(add::remote, (1, 2)).unwrap(), 3);
-        assert_eq!(router.binary_bytes_sent(), sent, "a warm bootstrap sends no binary bytes");
-        assert_ne!(cold.call(pid::remote, ()).unwrap(), warm.call(pid::remote, ()).unwrap());
+        assert_eq!(
+            router.binary_bytes_sent(),
+            sent,
+            "a warm bootstrap sends no binary bytes"
+        );
+        assert_ne!(
+            cold.call(pid::remote, ()).unwrap(),
+            warm.call(pid::remote, ()).unwrap()
+        );
     })
     .unwrap();
 }
@@ -50,9 +57,14 @@ fn compressed_upload_is_smaller_than_the_binary() {
     Router::with(|router| {
         let c = router.local(shell(dir.path())).unwrap();
         c.call(add::remote, (1, 1)).unwrap();
-        let exe = std::fs::metadata(std::env::current_exe().unwrap()).unwrap().len();
+        let exe = std::fs::metadata(std::env::current_exe().unwrap())
+            .unwrap()
+            .len();
         let sent = router.binary_bytes_sent();
-        assert!(sent < exe, "gzip upload of {sent} bytes for a {exe}-byte binary");
+        assert!(
+            sent < exe,
+            "gzip upload of {sent} bytes for a {exe}-byte binary"
+        );
     })
     .unwrap();
 }

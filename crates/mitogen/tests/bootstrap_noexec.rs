@@ -46,13 +46,16 @@ fn noexec_first_candidate_falls_back_to_the_next() {
             })
             .unwrap();
         assert_eq!(c.call(add::remote, (3, 4)).unwrap(), 7);
-        let exe = std::fs::read_link(format!("/proc/{}/exe", c.call(pid::remote, ()).unwrap())).unwrap();
+        let exe =
+            std::fs::read_link(format!("/proc/{}/exe", c.call(pid::remote, ()).unwrap())).unwrap();
         assert!(
             exe.starts_with(xdg.join("mitogen")),
             "expected the binary under $XDG_CACHE_HOME/mitogen, it runs from {}",
             exe.display()
         );
-        let probe_left = std::fs::read_dir(noexec.join("cache")).map(|d| d.count()).unwrap_or(0);
+        let probe_left = std::fs::read_dir(noexec.join("cache"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         assert_eq!(probe_left, 0, "nothing is left in the noexec directory");
     })
     .unwrap();

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use mitogen::{Broker, ChannelError, Context, Latch, LocalOptions, Message, Receiver, ReceiverOptions, Router};
+use mitogen::{
+    Broker, ChannelError, Context, Latch, LocalOptions, Message, Receiver, ReceiverOptions, Router,
+};
 
 #[test]
 fn defer_runs_on_the_broker_thread() {
@@ -26,7 +28,10 @@ fn defer_runs_on_the_broker_thread() {
     broker.shutdown();
     broker.join();
     assert!(broker.is_stopped());
-    assert!(broker.defer_sync(|| 1).is_err(), "a stopped broker runs nothing");
+    assert!(
+        broker.defer_sync(|| 1).is_err(),
+        "a stopped broker runs nothing"
+    );
 }
 
 #[test]
@@ -80,8 +85,13 @@ fn handlers_persist_or_not_and_can_be_removed() {
         assert!(router.del_handler(h));
         assert!(!router.del_handler(h));
         // Now unhandled: a message that wants a reply gets a dead one.
-        match me.send_await(Message::pickled(&3u8, h).unwrap(), Some(Duration::from_secs(5))) {
-            Err(mitogen::Error::Channel(ChannelError::Dead(r))) => assert!(r.contains("no handler")),
+        match me.send_await(
+            Message::pickled(&3u8, h).unwrap(),
+            Some(Duration::from_secs(5)),
+        ) {
+            Err(mitogen::Error::Channel(ChannelError::Dead(r))) => {
+                assert!(r.contains("no handler"))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(count.load(Ordering::SeqCst), 2);
@@ -96,7 +106,10 @@ fn handlers_persist_or_not_and_can_be_removed() {
         let tx = once.to_sender();
         tx.send(&1u8).unwrap();
         assert!(once.recv().is_ok());
-        match me.send_await(Message::pickled(&2u8, once.handle()).unwrap(), Some(Duration::from_secs(5))) {
+        match me.send_await(
+            Message::pickled(&2u8, once.handle()).unwrap(),
+            Some(Duration::from_secs(5)),
+        ) {
             Err(mitogen::Error::Channel(ChannelError::Dead(_))) => {}
             other => panic!("a oneshot receiver takes one message: {other:?}"),
         }
@@ -115,8 +128,13 @@ fn policy_refusal_is_a_dead_reply() {
                 ..Default::default()
             },
         );
-        match me.send_await(Message::pickled(&1u8, rx.handle()).unwrap(), Some(Duration::from_secs(5))) {
-            Err(mitogen::Error::Channel(ChannelError::Dead(r))) => assert!(r.contains("refused by policy"), "{r}"),
+        match me.send_await(
+            Message::pickled(&1u8, rx.handle()).unwrap(),
+            Some(Duration::from_secs(5)),
+        ) {
+            Err(mitogen::Error::Channel(ChannelError::Dead(r))) => {
+                assert!(r.contains("refused by policy"), "{r}")
+            }
             other => panic!("{other:?}"),
         }
         assert!(rx.is_empty());

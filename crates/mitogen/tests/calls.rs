@@ -10,7 +10,7 @@ use mitogen::{CallErrorKind, Error, LocalOptions, Remote, Router};
 
 fn call_error(e: Error) -> mitogen::CallError {
     match e {
-        Error::Call(c) => c,
+        Error::Call(c) => *c,
         other => panic!("expected a CallError, got {other:?}"),
     }
 }
@@ -42,7 +42,10 @@ fn err_return_becomes_call_error() {
         assert_eq!(e.message, "no space left on /dev/sda");
         assert_eq!(e.context, "errs");
         let text = e.to_string();
-        assert!(text.contains("no space left on /dev/sda") && text.contains("errs"), "{text}");
+        assert!(
+            text.contains("no space left on /dev/sda") && text.contains("errs"),
+            "{text}"
+        );
     })
     .unwrap();
 }
@@ -54,7 +57,11 @@ fn panic_becomes_call_error_with_backtrace() {
         let e = call_error(child.call(panics::remote, ("kaput".into(),)).unwrap_err());
         assert_eq!(e.kind, CallErrorKind::Panicked);
         assert_eq!(e.message, "boom: kaput");
-        assert!(e.backtrace.contains("common/mod.rs"), "backtrace names the file: {}", e.backtrace);
+        assert!(
+            e.backtrace.contains("common/mod.rs"),
+            "backtrace names the file: {}",
+            e.backtrace
+        );
         // The child survives a panic and keeps serving.
         assert_eq!(child.call(add::remote, (1, 1)).unwrap(), 2);
     })
@@ -103,7 +110,10 @@ fn calls_run_in_order_and_call_no_reply() {
         for i in 0..200 {
             child.call_no_reply(record::remote, (i,)).unwrap();
         }
-        assert_eq!(child.call(journal::remote, ()).unwrap(), (0..200).collect::<Vec<_>>());
+        assert_eq!(
+            child.call(journal::remote, ()).unwrap(),
+            (0..200).collect::<Vec<_>>()
+        );
     })
     .unwrap();
 }
@@ -129,10 +139,21 @@ fn broker_routes_while_main_thread_is_busy() {
     Router::with(|router| {
         let child = router.local(LocalOptions::default()).unwrap();
         let rx = mitogen::Receiver::new(&router);
-        let pending = child.call_async(wait_for_poke::remote, (rx.to_sender(),)).unwrap();
-        let handle: u32 = rx.recv_timeout(Duration::from_secs(10)).unwrap().unpickle().unwrap();
-        mitogen::Sender::new(child.clone(), handle).send("poked").unwrap();
-        assert_eq!(pending.get_timeout(Duration::from_secs(10)).unwrap(), "poked");
+        let pending = child
+            .call_async(wait_for_poke::remote, (rx.to_sender(),))
+            .unwrap();
+        let handle: u32 = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unpickle()
+            .unwrap();
+        mitogen::Sender::new(child.clone(), handle)
+            .send("poked")
+            .unwrap();
+        assert_eq!(
+            pending.get_timeout(Duration::from_secs(10)).unwrap(),
+            "poked"
+        );
     })
     .unwrap();
 }
@@ -143,12 +164,22 @@ fn call_chain_pipelines_fails_fast_and_resets() {
         let child = router.local(LocalOptions::default()).unwrap();
         let chain = child.call_chain();
         chain.call_no_reply(record::remote, (1,)).unwrap();
-        chain.call_no_reply(fails::remote, ("disk0".into(),)).unwrap();
+        chain
+            .call_no_reply(fails::remote, ("disk0".into(),))
+            .unwrap();
         chain.call_no_reply(record::remote, (2,)).unwrap();
         let e = call_error(chain.call(add::remote, (1, 1)).unwrap_err());
         assert_eq!(e.kind, CallErrorKind::ChainFailed);
-        assert!(e.message.contains("no space left on disk0"), "{}", e.message);
-        assert_eq!(child.call(journal::remote, ()).unwrap(), vec![1], "record(2) must not run");
+        assert!(
+            e.message.contains("no space left on disk0"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            child.call(journal::remote, ()).unwrap(),
+            vec![1],
+            "record(2) must not run"
+        );
         chain.reset().unwrap();
         assert_eq!(chain.call(add::remote, (1, 1)).unwrap(), 2);
         // Without a chain, a failure does not affect later calls.

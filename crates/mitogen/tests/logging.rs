@@ -45,7 +45,9 @@ fn child_output_and_events_reach_the_master() {
                 ..Default::default()
             })
             .unwrap();
-        child.call(print_and_log::remote, ("hello".into(),)).unwrap();
+        child
+            .call(print_and_log::remote, ("hello".into(),))
+            .unwrap();
         let mut want = vec![
             "stdout says hello",
             "stderr says hello",
@@ -63,7 +65,10 @@ fn child_output_and_events_reach_the_master() {
             log.push(line);
         }
         let tracing_line = log.iter().find(|l| l.contains("tracing says")).unwrap();
-        assert!(tracing_line.contains("target=mitogen::child"), "{tracing_line}");
+        assert!(
+            tracing_line.contains("target=mitogen::child"),
+            "{tracing_line}"
+        );
         let stdout_line = log.iter().find(|l| l.contains("stdout says")).unwrap();
         assert!(stdout_line.contains("stream=\"stdout\""), "{stdout_line}");
     })

@@ -50,7 +50,10 @@ fn ten_thousand_messages_arrive_in_order() {
             .unwrap();
         let got: Vec<u32> = rx.iter().map(|m| m.unpickle().unwrap()).collect();
         assert_eq!(got.len(), 10_000);
-        assert!(got.iter().enumerate().all(|(i, v)| i as u32 == *v), "out of order");
+        assert!(
+            got.iter().enumerate().all(|(i, v)| i as u32 == *v),
+            "out of order"
+        );
         assert_eq!(done.get().unwrap(), 10_000);
     })
     .unwrap();
@@ -59,7 +62,11 @@ fn ten_thousand_messages_arrive_in_order() {
 #[test]
 fn nested_select_and_membership() {
     Router::with(|router| {
-        let (a, b, c) = (Receiver::new(&router), Receiver::new(&router), Receiver::new(&router));
+        let (a, b, c) = (
+            Receiver::new(&router),
+            Receiver::new(&router),
+            Receiver::new(&router),
+        );
         let (ta, tb, tc) = (a.to_sender(), b.to_sender(), c.to_sender());
         let (hb, hc) = (b.handle(), c.handle());
         let mut inner = Select::with_oneshot(false);
@@ -68,7 +75,7 @@ fn nested_select_and_membership() {
         let mut outer = Select::with_oneshot(false);
         outer.add(a);
         outer.add(inner);
-        assert!(outer.is_empty());
+        assert!(!outer.is_ready());
         assert!(outer.try_recv().is_err());
         tc.send(&3u8).unwrap();
         let m = outer.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -110,11 +117,18 @@ fn oversize_message_fails_for_the_sender_and_the_link_stays_up() {
         match child.call(make_bytes::remote, (2 << 20,)) {
             Err(Error::Call(e)) => {
                 assert_eq!(e.kind, mitogen::CallErrorKind::BadResult);
-                assert!(e.message.contains("exceeds the maximum message size"), "{}", e.message);
+                assert!(
+                    e.message.contains("exceeds the maximum message size"),
+                    "{}",
+                    e.message
+                );
             }
             other => panic!("expected a CallError, got {:?}", other.map(|v| v.len())),
         }
-        assert_eq!(child.call(echo_bytes::remote, (vec![1u8; 1000],)).unwrap(), 1000);
+        assert_eq!(
+            child.call(echo_bytes::remote, (vec![1u8; 1000],)).unwrap(),
+            1000
+        );
     })
     .unwrap();
 }
@@ -123,7 +137,12 @@ fn oversize_message_fails_for_the_sender_and_the_link_stays_up() {
 fn large_argument_and_result_round_trip() {
     Router::with(|router| {
         let child = router.local(LocalOptions::default()).unwrap();
-        assert_eq!(child.call(echo_bytes::remote, (vec![5u8; 8 << 20],)).unwrap(), 8 << 20);
+        assert_eq!(
+            child
+                .call(echo_bytes::remote, (vec![5u8; 8 << 20],))
+                .unwrap(),
+            8 << 20
+        );
         let big = child.call(make_bytes::remote, (8 << 20,)).unwrap();
         assert_eq!(big.len(), 8 << 20);
         assert!(big.iter().all(|b| *b == 7));

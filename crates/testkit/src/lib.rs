@@ -36,7 +36,11 @@ pub fn process_state(pid: u32) -> Option<char> {
 pub fn child_pids() -> Vec<u32> {
     let me = std::process::id();
     let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{me}/task")).into_iter().flatten().flatten() {
+    for task in std::fs::read_dir(format!("/proc/{me}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let path = task.path().join("children");
         if let Ok(s) = std::fs::read_to_string(path) {
             out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
@@ -47,12 +51,16 @@ pub fn child_pids() -> Vec<u32> {
 
 /// Number of open descriptors of this process.
 pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Number of threads of this process.
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// `true` when running as root (tests that mount or add users need it).

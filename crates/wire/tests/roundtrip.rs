@@ -464,3 +464,42 @@ fn codec_examples() {
     // Invalid UTF-8 in a string.
     assert!(decode::<String>(&[0x02, 0xff, 0xfe]).is_err());
 }
+
+/// Regression: `spare` used to zero-fill the whole rest of a pending body on
+/// every call, so a large body read in small pieces cost O(body² / piece)
+/// (a 128 MiB body in 64 KiB reads took seconds). Now the spare room is
+/// reused. 32 MiB in 4 KiB reads was ~128 GiB of zero-filling before the
+/// fix; the bound is loose enough for a slow debug build.
+#[test]
+fn large_body_in_small_reads_is_linear() {
+    let len = 32u32 << 20;
+    let header = Header {
+        length: len,
+        ..Header::default()
+    };
+    let mut d = Deframer::new(len);
+    d.push(&header.to_bytes());
+    assert_eq!(d.next_frame(), Ok(None));
+    let started = std::time::Instant::now();
+    let mut got = 0usize;
+    let frame = loop {
+        let spare = d.spare(4096);
+        let spare_len = spare.len();
+        let n = 4096.min(len as usize - got);
+        spare[..n].fill(0xa5);
+        d.commit(spare_len, n);
+        got += n;
+        if let Some(f) = d.next_frame().unwrap() {
+            break f;
+        }
+        assert!(got < len as usize, "frame not returned when complete");
+    };
+    assert_eq!(frame.body.len(), len as usize);
+    assert!(frame.body.iter().all(|&b| b == 0xa5));
+    assert_eq!(d.buffered(), 0);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "32 MiB in 4 KiB reads took {took:?}"
+    );
+}

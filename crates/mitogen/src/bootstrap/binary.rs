@@ -19,9 +19,8 @@ impl Binary {
         if let Some(b) = CURRENT.get() {
             return Ok(b.clone());
         }
-        let bytes = std::fs::read("/proc/self/exe").or_else(|_| {
-            std::env::current_exe().and_then(std::fs::read)
-        })?;
+        let bytes = std::fs::read("/proc/self/exe")
+            .or_else(|_| std::env::current_exe().and_then(std::fs::read))?;
         let sha256 = Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))

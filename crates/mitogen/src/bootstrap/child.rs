@@ -28,7 +28,10 @@ pub(crate) fn enter_if_child() {
     // The original stderr reaches the parent's log reader (or the user's
     // terminal); keep it to report fatal errors after stdio is redirected.
     let fatal = sys::dup_cloexec(2).ok().map(std::fs::File::from);
-    let code = match run(&nonce.to_string_lossy(), fatal.as_ref().and_then(|f| f.try_clone().ok())) {
+    let code = match run(
+        &nonce.to_string_lossy(),
+        fatal.as_ref().and_then(|f| f.try_clone().ok()),
+    ) {
         Ok(()) => 0,
         Err(reason) => {
             match fatal {
@@ -86,7 +89,9 @@ fn run(nonce: &str, fatal: Option<std::fs::File>) -> Result<(), String> {
         None,
         broker.clone(),
     ));
-    stream.remote_id.store(parent_id, std::sync::atomic::Ordering::Relaxed);
+    stream
+        .remote_id
+        .store(parent_id, std::sync::atomic::Ordering::Relaxed);
     {
         let calls = calls.clone();
         let broker2 = broker.clone();
@@ -146,11 +151,20 @@ fn configure(router: &Router, config: &ChildConfig) {
         .inner
         .unidirectional
         .store(config.unidirectional, std::sync::atomic::Ordering::Relaxed);
-    router.inner.debug.store(config.debug, std::sync::atomic::Ordering::Relaxed);
+    router
+        .inner
+        .debug
+        .store(config.debug, std::sync::atomic::Ordering::Relaxed);
     *router.inner.name.write().unwrap_or_else(|p| p.into_inner()) = config.name.clone();
 }
 
-fn forward_output(router: &Router, broker: &Broker, fd: std::os::fd::OwnedFd, stream: &'static str, name: &str) {
+fn forward_output(
+    router: &Router,
+    broker: &Broker,
+    fd: std::os::fd::OwnedFd,
+    stream: &'static str,
+    name: &str,
+) {
     let router = router.clone();
     let name = name.to_string();
     broker.defer_core(move |core| {
@@ -188,12 +202,14 @@ fn install_tracing(router: &Router, config: &ChildConfig) {
     let registry = tracing_subscriber::registry().with(forward.with_filter(level));
     let _ = if config.debug {
         match crate::debug_log_writer() {
-            Some(file) => tracing::subscriber::set_global_default(registry.with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(file)
-                    .with_ansi(false)
-                    .with_thread_names(true),
-            )),
+            Some(file) => tracing::subscriber::set_global_default(
+                registry.with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(file)
+                        .with_ansi(false)
+                        .with_thread_names(true),
+                ),
+            ),
             None => tracing::subscriber::set_global_default(registry),
         }
     } else {
@@ -217,4 +233,3 @@ fn spawn_watchdog(broker: &Broker, done: Latch<()>) {
             }
         });
 }
-

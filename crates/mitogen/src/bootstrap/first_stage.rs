@@ -68,11 +68,6 @@ impl FirstStage<'_> {
         ]
         .join("; ")
     }
-
-    /// `sh -c '<script>'` as one command line for a remote login shell.
-    pub(crate) fn command_line(&self) -> String {
-        format!("sh -c {}", sh_quote(&self.script()))
-    }
 }
 
 #[cfg(test)]
@@ -87,9 +82,7 @@ mod tests {
             name: "mitogen:it's",
             cache_dir: Some("/x y"),
         };
-        let line = fs.command_line();
-        assert!(!line.contains('\n'));
-        assert!(line.starts_with("sh -c '"));
+        assert!(!fs.script().contains('\n'));
         assert!(fs.script().contains("'mitogen:it'\\''s'"));
     }
 
@@ -107,6 +100,10 @@ mod tests {
             .arg(fs.script())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

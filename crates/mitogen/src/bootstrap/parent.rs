@@ -45,7 +45,11 @@ impl Output {
     pub(crate) fn text(&self) -> String {
         let mut v: Vec<String> = self.lines.iter().cloned().collect();
         if !self.partial_err.is_empty() {
-            v.push(String::from_utf8_lossy(&self.partial_err).trim_end().to_string());
+            v.push(
+                String::from_utf8_lossy(&self.partial_err)
+                    .trim_end()
+                    .to_string(),
+            );
         }
         v.join("\n")
     }
@@ -68,7 +72,6 @@ pub(crate) struct Handshake {
     pub leftover: Vec<u8>,
     /// Binary bytes uploaded (0 for a warm cache or a direct exec).
     pub binary_bytes: u64,
-    pub output: Output,
 }
 
 impl Conversation<'_> {
@@ -125,7 +128,10 @@ impl Conversation<'_> {
             };
             if n == 0 {
                 self.drain_stderr(&mut out, &mut chunk);
-                return Err(self.fail("the connection closed before the child started".into(), &out));
+                return Err(self.fail(
+                    "the connection closed before the child started".into(),
+                    &out,
+                ));
             }
             buf.extend_from_slice(&chunk[..n]);
             while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
@@ -144,7 +150,6 @@ impl Conversation<'_> {
                         return Ok(Handshake {
                             leftover: buf,
                             binary_bytes,
-                            output: out,
                         });
                     }
                     _ => out.push_line(&line),
@@ -202,7 +207,8 @@ impl Conversation<'_> {
                 out,
             ));
         }
-        let binary = Binary::current().map_err(|e| self.io("reading this program's own binary", e))?;
+        let binary =
+            Binary::current().map_err(|e| self.io("reading this program's own binary", e))?;
         let (fmt, payload) = if format == "gz" {
             ("gz", binary.gzip())
         } else {
@@ -258,12 +264,16 @@ fn same_arch(machine: &str) -> bool {
 }
 
 /// Read the config frame a child expects first; bytes after it stay in the deframer.
-pub(crate) fn read_config(fd: RawFd, deadline: Instant) -> std::result::Result<(ChildConfig, Deframer), String> {
+pub(crate) fn read_config(
+    fd: RawFd,
+    deadline: Instant,
+) -> std::result::Result<(ChildConfig, Deframer), String> {
     let mut deframer = Deframer::new(mitogen_wire::DEFAULT_MAX_MESSAGE_SIZE);
     loop {
         match deframer.next_frame() {
             Ok(Some(frame)) => {
-                let config = mitogen_wire::decode(&frame.body).map_err(|e| format!("bad configuration frame: {e}"))?;
+                let config = mitogen_wire::decode(&frame.body)
+                    .map_err(|e| format!("bad configuration frame: {e}"))?;
                 return Ok((config, deframer));
             }
             Ok(None) => {}

@@ -57,7 +57,6 @@ pub(crate) struct Core {
     next_timer: u64,
     shutdown_deadline: Option<Instant>,
     killed: bool,
-    exit_hooks: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Core {
@@ -71,12 +70,7 @@ impl Core {
             next_timer: 0,
             shutdown_deadline: None,
             killed: false,
-            exit_hooks: Vec::new(),
         }
-    }
-
-    pub(crate) fn broker(&self) -> &Broker {
-        &self.broker
     }
 
     fn update_alive(&self) {
@@ -101,10 +95,10 @@ impl Core {
             return;
         };
         let token = stream.token;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
         {
             events.on_disconnect(&stream, &format!("cannot watch descriptor: {e}"));
             return;
@@ -114,7 +108,12 @@ impl Core {
             let wt = self.broker.new_token();
             // Registered with no interest yet: watch_writable adds it on demand.
             let _ = sys::set_nonblocking(wfd, true);
-            self.entries.insert(wt, Entry::WriteSide { stream_token: token });
+            self.entries.insert(
+                wt,
+                Entry::WriteSide {
+                    stream_token: token,
+                },
+            );
             write_token = Some(wt);
         }
         self.entries.insert(
@@ -192,7 +191,10 @@ impl Core {
             Ok(true) => {
                 let wt = matches!(
                     self.entries.get(&token),
-                    Some(Entry::Stream { write_token: Some(_), .. })
+                    Some(Entry::Stream {
+                        write_token: Some(_),
+                        ..
+                    })
                 );
                 if wt {
                     self.watch_writable(token, false);
@@ -314,7 +316,11 @@ impl Core {
         if self
             .poll
             .registry()
-            .register(&mut SourceFd(&fd.as_raw_fd()), Token(token), Interest::READABLE)
+            .register(
+                &mut SourceFd(&fd.as_raw_fd()),
+                Token(token),
+                Interest::READABLE,
+            )
             .is_ok()
         {
             self.entries.insert(
@@ -354,7 +360,10 @@ impl Core {
             }
             on_line(None);
             if let Some(Entry::Lines { fd, .. }) = self.entries.remove(&token) {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&fd.as_raw_fd()));
             }
         }
     }
@@ -404,10 +413,7 @@ impl Core {
             return;
         };
         if let Ok(Some(status)) = sys::reap(*pid) {
-            if let Some(Entry::Child {
-                pidfd, on_exit, ..
-            }) = self.entries.remove(&token)
-            {
+            if let Some(Entry::Child { pidfd, on_exit, .. }) = self.entries.remove(&token) {
                 let _ = self
                     .poll
                     .registry()
@@ -473,11 +479,6 @@ impl Core {
         }
     }
 
-    /// Call `f` when the broker thread exits.
-    pub(crate) fn on_exit(&mut self, f: impl FnOnce() + Send + 'static) {
-        self.exit_hooks.push(Box::new(f));
-    }
-
     pub(super) fn begin_shutdown(&mut self) {
         if self.shutdown_deadline.is_some() {
             return;
@@ -517,7 +518,11 @@ impl Core {
                 _ => None,
             })
             .collect();
-        let signal = if self.killed { libc::SIGKILL } else { libc::SIGTERM };
+        let signal = if self.killed {
+            libc::SIGKILL
+        } else {
+            libc::SIGTERM
+        };
         for pid in pids {
             tracing::warn!("child {pid} still running at shutdown: sending signal {signal}");
             let _ = sys::kill(pid, signal);
@@ -532,10 +537,11 @@ impl Core {
                     while Instant::now() < deadline && !matches!(sys::reap(pid), Ok(Some(_))) {
                         std::thread::yield_now();
                     }
-                    if let Some(Entry::Child { on_exit, .. }) = self.entries.remove(&t) {
-                        if let Some(f) = on_exit {
-                            f(libc::SIGKILL);
-                        }
+                    if let Some(Entry::Child {
+                        on_exit: Some(f), ..
+                    }) = self.entries.remove(&t)
+                    {
+                        f(libc::SIGKILL);
                     }
                 }
             }
@@ -561,7 +567,10 @@ impl Core {
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(256);
         loop {
-            self.broker.shared.wake_pending.store(false, Ordering::Release);
+            self.broker
+                .shared
+                .wake_pending
+                .store(false, Ordering::Release);
             self.run_deferred();
             self.run_timers();
             if self.may_exit() {
@@ -632,9 +641,6 @@ impl Core {
         self.broker.shared.state.store(STOPPED, Ordering::Release);
         // Drop work nobody will run (wakes defer_sync waiters).
         drop(std::mem::take(&mut *lock(&self.broker.shared.queue)));
-        for hook in std::mem::take(&mut self.exit_hooks) {
-            hook();
-        }
         self.broker.shared.stopped.close();
     }
 }

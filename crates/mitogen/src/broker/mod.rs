@@ -137,8 +137,7 @@ impl Broker {
             // Nobody will run it: drop it here, which wakes any waiter.
             let dropped = std::mem::take(&mut *lock(&self.shared.queue));
             drop(dropped);
-        } else if !self.on_broker_thread()
-            && !self.shared.wake_pending.swap(true, Ordering::AcqRel)
+        } else if !self.on_broker_thread() && !self.shared.wake_pending.swap(true, Ordering::AcqRel)
         {
             let _ = self.shared.waker.wake();
         }

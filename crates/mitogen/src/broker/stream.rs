@@ -105,7 +105,11 @@ impl Stream {
     }
 
     /// Queue one frame (`header` then `body`) for sending. Safe from any thread.
-    pub(crate) fn send(self: &Arc<Self>, header: [u8; HEADER_LEN], body: Vec<u8>) -> Result<(), SendError> {
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        header: [u8; HEADER_LEN],
+        body: Vec<u8>,
+    ) -> Result<(), SendError> {
         let total = HEADER_LEN + body.len();
         let mut out = self.lock();
         let Some(fds) = out.fds.as_ref() else {
@@ -156,7 +160,8 @@ impl Stream {
         out.want_write = true;
         drop(out);
         let token = self.token;
-        self.broker.defer_core(move |core: &mut Core| core.watch_writable(token, true));
+        self.broker
+            .defer_core(move |core: &mut Core| core.watch_writable(token, true));
     }
 
     /// Broker thread: write what is queued. `Ok(true)` when the queue is empty.
@@ -247,11 +252,5 @@ impl Stream {
     pub(crate) fn read_fd(&self) -> Option<RawFd> {
         let out = self.lock();
         out.fds.as_ref().map(|f| f.read.as_raw_fd())
-    }
-
-    /// Bytes queued and not yet written.
-    pub(crate) fn pending_bytes(&self) -> usize {
-        let out = self.lock();
-        out.queue.iter().map(Vec::len).sum::<usize>() - out.offset
     }
 }

@@ -91,7 +91,9 @@ impl Router {
         }
         let launch = match opts.bootstrap {
             Bootstrap::Exec => Launch::exec_self(),
-            Bootstrap::Shell => Launch::shell(vec!["/bin/sh".into(), "-c".into()], opts.cache_dir.clone()),
+            Bootstrap::Shell => {
+                Launch::shell(vec!["/bin/sh".into(), "-c".into()], opts.cache_dir.clone())
+            }
         };
         spawn::connect(
             self,

@@ -90,7 +90,9 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     };
     let (ours, theirs) = sys::socketpair_cloexec().map_err(|e| io("creating a socketpair", e))?;
     let (err_r, err_w) = sys::pipe_cloexec().map_err(|e| io("creating a pipe", e))?;
-    let theirs2 = theirs.try_clone().map_err(|e| io("duplicating a socket", e))?;
+    let theirs2 = theirs
+        .try_clone()
+        .map_err(|e| io("duplicating a socket", e))?;
 
     let mut argv = launch.argv.clone();
     let mut cmd = Command::new(&argv[0]);
@@ -98,7 +100,10 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         cmd.arg0(format!("mitogen:{name}")).env(CHILD_ENV, &nonce);
     } else {
         let binary = Binary::current().map_err(|e| io("reading this program's executable", e))?;
-        let cache_dir = launch.cache_dir.as_ref().map(|p| p.to_string_lossy().into_owned());
+        let cache_dir = launch
+            .cache_dir
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned());
         let stage = FirstStage {
             sha256: &binary.sha256,
             nonce: &nonce,
@@ -170,7 +175,14 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
 }
 
 /// Hand the new stream, its stderr and its process to the broker.
-fn register(router: &Router, stream: Arc<Stream>, leftover: Vec<u8>, stderr: OwnedFd, pid: u32, name: &str) {
+fn register(
+    router: &Router,
+    stream: Arc<Stream>,
+    leftover: Vec<u8>,
+    stderr: OwnedFd,
+    pid: u32,
+    name: &str,
+) {
     let mut deframer = Deframer::new(router.max_message_size() as u32);
     deframer.push(&leftover);
     let events = router.events();

@@ -74,7 +74,11 @@ pub(crate) const REPLY_OK: u8 = 0;
 pub(crate) const REPLY_ERR: u8 = 1;
 
 /// Decode a call reply: a result, a remote failure, or a dead message.
-pub(crate) fn decode_reply<R: DeserializeOwned>(msg: &Message, function: &str, context: &str) -> Result<R> {
+pub(crate) fn decode_reply<R: DeserializeOwned>(
+    msg: &Message,
+    function: &str,
+    context: &str,
+) -> Result<R> {
     if let Some(reason) = msg.dead_reason() {
         return Err(ChannelError::Dead(reason).into());
     }
@@ -90,7 +94,9 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(msg: &Message, function: &str, c
             }
             Err(e.into())
         }
-        _ => Err(CodecError::new("decoding", format!("reply to {function} has no valid tag")).into()),
+        _ => {
+            Err(CodecError::new("decoding", format!("reply to {function} has no valid tag")).into())
+        }
     }
 }
 
@@ -110,7 +116,11 @@ impl<R> std::fmt::Debug for AsyncCall<R> {
 }
 
 impl<R: DeserializeOwned> AsyncCall<R> {
-    pub(crate) fn new(receiver: Receiver, function: &'static str, context: Arc<str>) -> AsyncCall<R> {
+    pub(crate) fn new(
+        receiver: Receiver,
+        function: &'static str,
+        context: Arc<str>,
+    ) -> AsyncCall<R> {
         AsyncCall {
             receiver,
             function,

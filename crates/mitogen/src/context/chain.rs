@@ -6,8 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::call::{AsyncCall, Remote};
-use super::context::{call_message, Context};
 use super::dispatcher::forget_chain;
+use super::handle::{call_message, Context};
 use crate::error::Result;
 
 static NEXT_CHAIN: AtomicU64 = AtomicU64::new(1);
@@ -49,7 +49,8 @@ impl CallChain {
     }
 
     fn chain(&self) -> Option<u64> {
-        self.pipelined.then(|| self.chain_id.load(Ordering::Relaxed))
+        self.pipelined
+            .then(|| self.chain_id.load(Ordering::Relaxed))
     }
 
     /// Start a call whose result is not awaited; a failure poisons the chain.
@@ -57,7 +58,8 @@ impl CallChain {
     /// # Errors
     /// As [`Context::send`].
     pub fn call_no_reply<A: Serialize, R>(&self, function: Remote<A, R>, args: A) -> Result<()> {
-        self.context.send(call_message(function.name(), self.chain(), &args)?)
+        self.context
+            .send(call_message(function.name(), self.chain(), &args)?)
     }
 
     /// Start a call in the chain and return its pending reply.
@@ -71,14 +73,22 @@ impl CallChain {
     ) -> Result<AsyncCall<R>> {
         let msg = call_message(function.name(), self.chain(), &args)?;
         let rx = self.context.send_async(msg)?;
-        Ok(AsyncCall::new(rx, function.name(), self.context.name().into()))
+        Ok(AsyncCall::new(
+            rx,
+            function.name(),
+            self.context.name().into(),
+        ))
     }
 
     /// Call and wait; fails with the chain's first error if an earlier call failed.
     ///
     /// # Errors
     /// As [`Context::call`].
-    pub fn call<A: Serialize, R: DeserializeOwned>(&self, function: Remote<A, R>, args: A) -> Result<R> {
+    pub fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: Remote<A, R>,
+        args: A,
+    ) -> Result<R> {
         self.call_async(function, args)?.get()
     }
 
@@ -88,8 +98,10 @@ impl CallChain {
     /// As [`Context::send`].
     pub fn reset(&self) -> Result<()> {
         if let Some(old) = self.chain() {
-            self.chain_id
-                .store(NEXT_CHAIN.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            self.chain_id.store(
+                NEXT_CHAIN.fetch_add(1, Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
             self.context.call_no_reply(forget_chain::remote, (old,))?;
         }
         Ok(())

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, Once};
 
 use super::call::{REPLY_ERR, REPLY_OK};
-use super::context::Context;
+use super::handle::Context;
 use super::registry::{lookup, Failure};
 use crate::broker::lock;
 use crate::error::{CallError, CallErrorKind};
@@ -117,6 +117,7 @@ fn run_one(ec: &ExternalContext, msg: &Message) {
     let (reply, failed) = match execute(ec, msg) {
         Ok(out) => (out, None),
         Err(Failure(e)) => {
+            let e = *e;
             let mut out = vec![REPLY_ERR];
             let _ = mitogen_wire::encode_into(&e, &mut out);
             (out, Some(e))
@@ -148,20 +149,20 @@ fn run_one(ec: &ExternalContext, msg: &Message) {
 
 fn execute(ec: &ExternalContext, msg: &Message) -> Result<Vec<u8>, Failure> {
     let bad = |message: String| {
-        Failure(CallError {
+        Failure(Box::new(CallError {
             kind: CallErrorKind::BadArguments,
             function: String::new(),
             context: String::new(),
             type_name: "mitogen::CallRequest".into(),
             message,
             backtrace: String::new(),
-        })
+        }))
     };
     let ((name, chain), args): ((String, Option<u64>), &[u8]) =
         mitogen_wire::decode_prefix(&msg.data).map_err(|e| bad(e.to_string()))?;
     if let Some(chain) = chain {
         if let Some(prev) = lock(&CHAINS).as_ref().and_then(|m| m.get(&chain)) {
-            let mut e = prev.clone();
+            let mut e = Box::new(prev.clone());
             e.kind = CallErrorKind::ChainFailed;
             e.message = format!("{} (first failure: {})", e.message, prev.function);
             e.function = name;
@@ -172,21 +173,23 @@ fn execute(ec: &ExternalContext, msg: &Message) -> Result<Vec<u8>, Failure> {
     if let (Some(chain), Err(Failure(e))) = (chain, &result) {
         lock(&CHAINS)
             .get_or_insert_with(HashMap::new)
-            .insert(chain, e.clone());
+            .insert(chain, (**e).clone());
     }
     result
 }
 
 fn invoke(ec: &ExternalContext, name: &str, args: &[u8]) -> Result<Vec<u8>, Failure> {
     let Some(entry) = lookup(name) else {
-        return Err(Failure(CallError {
+        return Err(Failure(Box::new(CallError {
             kind: CallErrorKind::UnknownFunction,
             function: name.to_string(),
             context: String::new(),
             type_name: "mitogen::UnknownFunction".into(),
-            message: format!("no function named {name} is registered with #[mitogen::remote] in this binary"),
+            message: format!(
+                "no function named {name} is registered with #[mitogen::remote] in this binary"
+            ),
             backtrace: String::new(),
-        }));
+        })));
     };
     let mut out = vec![REPLY_OK];
     IN_CALL.with(|c| *c.borrow_mut() = Some(String::new()));
@@ -198,13 +201,13 @@ fn invoke(ec: &ExternalContext, name: &str, args: &[u8]) -> Result<Vec<u8>, Fail
             f.0.function = name.to_string();
             Err(f)
         }
-        Err(payload) => Err(Failure(CallError {
+        Err(payload) => Err(Failure(Box::new(CallError {
             kind: CallErrorKind::Panicked,
             function: name.to_string(),
             context: String::new(),
             type_name: "panic".into(),
             message: panic_message(&*payload),
             backtrace,
-        })),
+        }))),
     }
 }

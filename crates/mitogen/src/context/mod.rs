@@ -4,12 +4,12 @@
 
 mod call;
 mod chain;
-mod context;
 pub(crate) mod dispatcher;
+mod handle;
 pub(crate) mod registry;
 
-pub use call::{AsyncCall, Remote};
 pub(crate) use call::decode_reply;
+pub use call::{AsyncCall, Remote};
 pub use chain::CallChain;
-pub use context::Context;
 pub use dispatcher::ExternalContext;
+pub use handle::Context;

@@ -33,17 +33,17 @@ pub static REMOTE_FUNCTIONS: [RemoteEntry];
 
 /// A failure raised by generated code, carried back as a [`CallError`].
 #[derive(Debug)]
-pub struct Failure(pub(crate) CallError);
+pub struct Failure(pub(crate) Box<CallError>);
 
 fn failure(kind: CallErrorKind, name: &str, type_name: &str, message: String) -> Failure {
-    Failure(CallError {
+    Failure(Box::new(CallError {
         kind,
         function: name.to_string(),
         context: String::new(),
         type_name: type_name.to_string(),
         message,
         backtrace: String::new(),
-    })
+    }))
 }
 
 /// Decode a call's argument tuple.
@@ -65,7 +65,11 @@ pub fn decode_args<A: DeserializeOwned>(name: &'static str, args: &[u8]) -> Resu
 ///
 /// # Errors
 /// A `BadResult` failure when serde cannot encode it.
-pub fn encode_return<T: Serialize>(name: &'static str, value: &T, out: &mut Vec<u8>) -> Result<(), Failure> {
+pub fn encode_return<T: Serialize>(
+    name: &'static str,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), Failure> {
     mitogen_wire::encode_into(value, out).map_err(|e| {
         failure(
             CallErrorKind::BadResult,

@@ -45,9 +45,11 @@ pub(crate) struct RouterInner {
     pub(crate) next_id: AtomicU32,
     pub(crate) binary_bytes_sent: std::sync::atomic::AtomicU64,
     pub(crate) names: Mutex<HashMap<u32, String>>,
-    disconnect_hooks: Mutex<Vec<Box<dyn Fn(u32, &str) + Send + Sync>>>,
-    parent_lost: Mutex<Option<Box<dyn FnOnce(&str) + Send>>>,
+    parent_lost: Mutex<Option<ParentLost>>,
 }
+
+/// Runs once when the stream to the parent is lost.
+type ParentLost = Box<dyn FnOnce(&str) + Send>;
 
 static PROCESS_ROUTER: OnceLock<Router> = OnceLock::new();
 
@@ -75,15 +77,12 @@ impl Router {
                 handlers: Handlers::new(),
                 routes: RwLock::new(HashMap::new()),
                 parent: RwLock::new(None),
-                max_message_size: AtomicUsize::new(
-                    mitogen_wire::DEFAULT_MAX_MESSAGE_SIZE as usize,
-                ),
+                max_message_size: AtomicUsize::new(mitogen_wire::DEFAULT_MAX_MESSAGE_SIZE as usize),
                 unidirectional: AtomicBool::new(false),
                 debug: AtomicBool::new(false),
                 next_id: AtomicU32::new(1),
                 binary_bytes_sent: std::sync::atomic::AtomicU64::new(0),
                 names: Mutex::new(HashMap::new()),
-                disconnect_hooks: Mutex::new(Vec::new()),
                 parent_lost: Mutex::new(None),
             }),
         };
@@ -214,12 +213,23 @@ impl Router {
     /// Name of a known context, for messages.
     pub(crate) fn name_of(&self, id: u32) -> String {
         if id == self.context_id() {
-            return self.inner.name.read().unwrap_or_else(|p| p.into_inner()).clone();
+            return self
+                .inner
+                .name
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
         }
         lock(&self.inner.names)
             .get(&id)
             .cloned()
-            .unwrap_or_else(|| if id == 0 { "master".into() } else { format!("context {id}") })
+            .unwrap_or_else(|| {
+                if id == 0 {
+                    "master".into()
+                } else {
+                    format!("context {id}")
+                }
+            })
     }
 
     /// Register `f` for messages to `handle` (a new one if `None`) and
@@ -289,12 +299,18 @@ impl Router {
         if from.is_some()
             && self.inner.unidirectional.load(Ordering::Relaxed)
             && !self.is_parent_stream(from)
-            && self.stream_to(msg.dst_id).map(|s| !self.is_parent_stream(Some(&s))) != Some(true)
+            && self
+                .stream_to(msg.dst_id)
+                .map(|s| !self.is_parent_stream(Some(&s)))
+                != Some(true)
         {
             // A child may only talk to its own descendants, never to a
             // sibling or upward unless replying to them.
             if !self.inner.handlers.is_reply_route(msg.dst_id, msg.handle) {
-                self.refuse(&msg, "unidirectional routing forbids a child to start traffic to another branch");
+                self.refuse(
+                    &msg,
+                    "unidirectional routing forbids a child to start traffic to another branch",
+                );
                 return;
             }
         }
@@ -405,14 +421,13 @@ impl Router {
     }
 
     /// Set the stream to the parent; `on_lost` runs when it disconnects.
-    pub(crate) fn set_parent(&self, stream: Arc<Stream>, on_lost: impl FnOnce(&str) + Send + 'static) {
+    pub(crate) fn set_parent(
+        &self,
+        stream: Arc<Stream>,
+        on_lost: impl FnOnce(&str) + Send + 'static,
+    ) {
         *self.inner.parent.write().unwrap_or_else(|p| p.into_inner()) = Some(stream);
         *lock(&self.inner.parent_lost) = Some(Box::new(on_lost));
-    }
-
-    /// Run `f(context_id, reason)` whenever a context becomes unreachable.
-    pub(crate) fn on_disconnect(&self, f: impl Fn(u32, &str) + Send + Sync + 'static) {
-        lock(&self.inner.disconnect_hooks).push(Box::new(f));
     }
 
     /// Wake every handler waiting on a lost context with a dead message.
@@ -425,9 +440,6 @@ impl Router {
                 dead.src_id = id;
                 dead.router = Some(self.clone());
                 (handler.f)(dead);
-            }
-            for hook in lock(&self.inner.disconnect_hooks).iter() {
-                hook(id, &why);
             }
         }
     }
@@ -453,7 +465,11 @@ impl StreamEvents for RouterEvents {
     fn on_disconnect(&self, stream: &Arc<Stream>, reason: &str) {
         let router = &self.0;
         let lost: Vec<u32> = {
-            let mut routes = router.inner.routes.write().unwrap_or_else(|p| p.into_inner());
+            let mut routes = router
+                .inner
+                .routes
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             let ids: Vec<u32> = routes
                 .iter()
                 .filter(|(_, s)| Arc::ptr_eq(s, stream))
@@ -468,7 +484,11 @@ impl StreamEvents for RouterEvents {
         if was_parent {
             let parents = router.parent_ids();
             router.lost(&parents, reason);
-            *router.inner.parent.write().unwrap_or_else(|p| p.into_inner()) = None;
+            *router
+                .inner
+                .parent
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = None;
             if let Some(f) = lock(&router.inner.parent_lost).take() {
                 f(reason);
             }

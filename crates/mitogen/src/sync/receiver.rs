@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::{Latch, Member, Sender};
 use crate::context::Context;
-use crate::error::{ChannelError, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError};
+use crate::error::{
+    ChannelError, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError,
+};
 use crate::message::Message;
 use crate::router::{Policy, Router};
 
@@ -182,10 +184,6 @@ impl Receiver {
     /// is queued or the receiver closes (Mitogen's `notify`).
     pub fn set_notify(&self, f: Option<Arc<dyn Fn() + Send + Sync>>) {
         self.latch.set_notify(f);
-    }
-
-    pub(crate) fn router(&self) -> &Router {
-        &self.router
     }
 }
 

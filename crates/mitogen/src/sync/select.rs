@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use super::Latch;
 use crate::broker::lock;
 use crate::context::AsyncCall;
-use crate::error::{ChannelError, Error, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError};
+use crate::error::{
+    ChannelError, Error, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError,
+};
 use crate::message::Message;
 
 type Notify = Arc<dyn Fn() + Send + Sync>;
@@ -127,10 +129,16 @@ impl Select {
         lock(&self.members).len()
     }
 
-    /// `true` when a `recv` would block (no message is ready; Mitogen's `empty()`).
-    #[doc(alias = "empty")]
+    /// `true` when the select has no members.
     pub fn is_empty(&self) -> bool {
-        self.ready.is_empty()
+        lock(&self.members).is_empty()
+    }
+
+    /// `true` when a message is ready, so `recv` would not block (the
+    /// opposite of Mitogen's `empty()`).
+    #[doc(alias = "empty")]
+    pub fn is_ready(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     /// Remove every member and wake waiters with [`ChannelError::Closed`].
@@ -150,7 +158,9 @@ impl Select {
             let key = match self.ready.try_get() {
                 Ok(k) => k,
                 Err(TryGetError::Empty) => return Err(TryRecvError::Empty),
-                Err(TryGetError::Closed) => return Err(TryRecvError::Channel(ChannelError::Closed)),
+                Err(TryGetError::Closed) => {
+                    return Err(TryRecvError::Channel(ChannelError::Closed))
+                }
             };
             if let Some(r) = self.take_from(key) {
                 return r;
@@ -190,7 +200,7 @@ impl Select {
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<Message, RecvTimeoutError> {
         let started = Instant::now();
         loop {
-            if self.len() == 0 && self.ready.is_empty() {
+            if lock(&self.members).is_empty() && self.ready.is_empty() {
                 return Err(RecvTimeoutError::Channel(ChannelError::Closed));
             }
             let got = match deadline {
@@ -199,7 +209,9 @@ impl Select {
             };
             let key = match got {
                 Ok(k) => k,
-                Err(GetTimeoutError::Closed) => return Err(RecvTimeoutError::Channel(ChannelError::Closed)),
+                Err(GetTimeoutError::Closed) => {
+                    return Err(RecvTimeoutError::Channel(ChannelError::Closed))
+                }
                 Err(GetTimeoutError::Timeout) => {
                     return Err(RecvTimeoutError::Timeout(TimeoutError {
                         waited: started.elapsed(),
@@ -248,11 +260,14 @@ impl Select {
         let mut names = std::collections::HashMap::new();
         let mut select = Select::new();
         for c in calls {
-            names.insert(c.handle(), (c.function().to_string(), c.context_name().to_string()));
+            names.insert(
+                c.handle(),
+                (c.function().to_string(), c.context_name().to_string()),
+            );
             select.add(c);
         }
         let mut out = Vec::with_capacity(names.len());
-        while select.len() > 0 {
+        while !select.is_empty() {
             let msg = select.recv()?;
             let (f, ctx) = names.remove(&msg.receiver_handle()).unwrap_or_default();
             out.push(crate::context::decode_reply(&msg, &f, &ctx)?);

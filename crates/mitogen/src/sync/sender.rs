@@ -52,8 +52,7 @@ impl Sender {
     /// Encoding failures, or a message larger than the maximum message size.
     #[doc(alias = "put")]
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        self.context
-            .send(Message::pickled(value, self.dst_handle)?)
+        self.context.send(Message::pickled(value, self.dst_handle)?)
     }
 
     /// Tell the receiver nothing more will come: it sees a dead message.

@@ -116,8 +116,16 @@ pub fn poll_two(a: RawFd, b: Option<RawFd>, deadline: Instant) -> io::Result<(bo
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
         let mut pfds = [
-            libc::pollfd { fd: a, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: b.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: a,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: b.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         match syscall!(poll(pfds.as_mut_ptr(), 2, ms)) {
             Ok(0) if Instant::now() >= deadline => return Ok((false, false)),

@@ -33,8 +33,6 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
-
-
 /// Ignore SIGPIPE so writes to a closed stream fail with EPIPE instead of killing us.
 pub fn ignore_sigpipe() {
     // SAFETY: setting a signal disposition to SIG_IGN has no memory effects.

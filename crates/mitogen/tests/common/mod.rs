@@ -47,7 +47,10 @@ pub fn make_bytes(n: usize) -> Vec<u8> {
 }
 
 #[mitogen::remote]
-pub fn identity(ec: &ExternalContext, router: &Router) -> (bool, u32, Option<u32>, Vec<u32>, u32, u32) {
+pub fn identity(
+    ec: &ExternalContext,
+    router: &Router,
+) -> (bool, u32, Option<u32>, Vec<u32>, u32, u32) {
     (
         mitogen::is_master(),
         mitogen::context_id(),

@@ -132,7 +132,11 @@ impl Context {
     /// [`Error::Call`] when the function fails remotely (returned `Err`,
     /// panicked, unknown, bad arguments), [`Error::Channel`] when the
     /// context is lost, [`Error::Stream`] when the arguments are too large.
-    pub fn call<A: Serialize, R: DeserializeOwned>(&self, function: Remote<A, R>, args: A) -> Result<R> {
+    pub fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: Remote<A, R>,
+        args: A,
+    ) -> Result<R> {
         self.call_async(function, args)?.get()
     }
 
@@ -190,7 +194,11 @@ impl Context {
 }
 
 /// Build a `CALL_FUNCTION` message: `(function, chain_id)` then the encoded arguments.
-pub(crate) fn call_message<A: Serialize>(function: &str, chain: Option<u64>, args: &A) -> Result<Message> {
+pub(crate) fn call_message<A: Serialize>(
+    function: &str,
+    chain: Option<u64>,
+    args: &A,
+) -> Result<Message> {
     let mut body = mitogen_wire::encode(&(function, chain))?;
     mitogen_wire::encode_into(args, &mut body).map_err(Error::Codec)?;
     Ok(Message::new(handle::CALL_FUNCTION, body))
@@ -205,8 +213,9 @@ impl Serialize for Context {
 impl<'de> Deserialize<'de> for Context {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Context, D::Error> {
         let (id, name) = <(u32, String)>::deserialize(d)?;
-        let router = Router::process()
-            .ok_or_else(|| de::Error::custom("no router in this process to reach a context through"))?;
+        let router = Router::process().ok_or_else(|| {
+            de::Error::custom("no router in this process to reach a context through")
+        })?;
         Ok(Context::new(&router, id, Some(&name)))
     }
 }
