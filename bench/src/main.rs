@@ -15,6 +15,7 @@
 
 mod ours;
 mod raw;
+mod remote_fns;
 mod stats;
 mod workloads;
 

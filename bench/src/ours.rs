@@ -27,7 +27,21 @@
 //! A panic or an error inside one of them should make it return `None`
 //! (the runner then shows "n/a"), not abort the whole `__ours` process.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mitogen::{AsyncCall, Context, LocalOptions, Member, Message, Receiver, Router, Select};
+use serde_bytes::Bytes;
+
+use crate::remote_fns::{length_borrowed, make_bytes, noop, pid, send_many};
+use crate::stats::median;
 use crate::workloads::Profile;
+
+/// The bulk payload: 64 MiB.
+const BULK: usize = 64 << 20;
+/// MB/s are 1e6 bytes a second.
+const MB: f64 = 1e6;
 
 /// `local_connect_first_call_ms`.
 ///
@@ -36,8 +50,16 @@ use crate::workloads::Profile;
 /// Report the median, in ms. Python: `router.local()` then
 /// `ctx.call(noop)`. Limit: `raw_spawn_true_ms`.
 pub fn local_connect_first_call_ms(p: &Profile) -> Option<f64> {
-    let _ = p;
-    None
+    let mut samples = Vec::with_capacity(p.connect_n);
+    for _ in 0..p.connect_n {
+        samples.push(session(|router| {
+            let t0 = Instant::now();
+            let ctx = local(router)?;
+            ctx.call(noop::remote, ())?;
+            Ok(ms(t0))
+        })?);
+    }
+    median(&samples)
 }
 
 /// `call_roundtrip_us`.
@@ -46,8 +68,17 @@ pub fn local_connect_first_call_ms(p: &Profile) -> Option<f64> {
 /// sequential blocking noop calls timed together. Report total time / `rt_n`
 /// in µs. Limit: `raw_pingpong_us`.
 pub fn call_roundtrip_us(p: &Profile) -> Option<f64> {
-    let _ = p;
-    None
+    session(|router| {
+        let ctx = local(router)?;
+        for _ in 0..p.rt_warm {
+            ctx.call(noop::remote, ())?;
+        }
+        let t0 = Instant::now();
+        for _ in 0..p.rt_n {
+            ctx.call(noop::remote, ())?;
+        }
+        Ok(us(t0) / p.rt_n as f64)
+    })
 }
 
 /// `pipelined_calls_per_s`.
@@ -58,8 +89,44 @@ pub fn call_roundtrip_us(p: &Profile) -> Option<f64> {
 /// `p.pipe_n` have completed. Report `pipe_n` / elapsed, in calls/s. Python:
 /// `ctx.call_async(noop)` + `mitogen.select.Select(oneshot=True)`.
 pub fn pipelined_calls_per_s(p: &Profile) -> Option<f64> {
-    let _ = p;
-    None
+    const IN_FLIGHT: usize = 100;
+    session(|router| {
+        let ctx = local(router)?;
+        for _ in 0..p.rt_warm {
+            ctx.call(noop::remote, ())?;
+        }
+        let n = p.pipe_n;
+        // Each call is both a member of the select and kept here, by reply
+        // handle, to decode its reply with (Python's `sel.get()` unpickles).
+        let mut pending: HashMap<u32, Arc<AsyncCall<()>>> = HashMap::with_capacity(IN_FLIGHT);
+        let mut select = Select::new();
+        let issue = |pending: &mut HashMap<_, _>, select: &mut Select| -> mitogen::Result<()> {
+            let call = Arc::new(ctx.call_async(noop::remote, ())?);
+            pending.insert(call.handle(), call.clone());
+            select.add(Shared(call));
+            Ok(())
+        };
+        let t0 = Instant::now();
+        let mut issued = 0;
+        while issued < n.min(IN_FLIGHT) {
+            issue(&mut pending, &mut select)?;
+            issued += 1;
+        }
+        let mut done = 0;
+        while done < n {
+            let msg = select.recv()?;
+            let call = pending
+                .remove(&msg.receiver_handle())
+                .expect("a reply for a call in flight");
+            call.decode(&msg)?;
+            done += 1;
+            if issued < n {
+                issue(&mut pending, &mut select)?;
+                issued += 1;
+            }
+        }
+        Ok(n as f64 / t0.elapsed().as_secs_f64())
+    })
 }
 
 /// `arg_64mib_mbps`.
@@ -70,8 +137,21 @@ pub fn pipelined_calls_per_s(p: &Profile) -> Option<f64> {
 /// their length as an integer; check the length. Report the median of
 /// 64 MiB / 1e6 / seconds, in MB/s. Limit: `raw_socketpair_mbps`.
 pub fn arg_64mib_mbps(p: &Profile) -> Option<f64> {
-    let _ = p;
-    None
+    session(|router| {
+        let ctx = local(router)?;
+        ctx.call(noop::remote, ())?;
+        let data = vec![b'x'; BULK];
+        let mut samples = Vec::with_capacity(p.bulk_n);
+        for _ in 0..p.bulk_n {
+            let t0 = Instant::now();
+            let got = ctx.call(length_borrowed(), (Bytes::new(&data),))?;
+            let dt = t0.elapsed().as_secs_f64();
+            assert_eq!(got, BULK as u64);
+            samples.push(BULK as f64 / MB / dt);
+        }
+        Ok(median(&samples))
+    })
+    .flatten()
 }
 
 /// `result_64mib_mbps`.
@@ -81,8 +161,21 @@ pub fn arg_64mib_mbps(p: &Profile) -> Option<f64> {
 /// of `b'x'` (built in the child); check the length received. Report the
 /// median of 64 MiB / 1e6 / seconds, in MB/s. Limit: `raw_socketpair_mbps`.
 pub fn result_64mib_mbps(p: &Profile) -> Option<f64> {
-    let _ = p;
-    None
+    session(|router| {
+        let ctx = local(router)?;
+        ctx.call(noop::remote, ())?;
+        let mut samples = Vec::with_capacity(p.bulk_n);
+        for _ in 0..p.bulk_n {
+            let t0 = Instant::now();
+            let got = ctx.call(make_bytes::remote, (BULK as u64,))?;
+            let dt = t0.elapsed().as_secs_f64();
+            assert_eq!(got.len(), BULK);
+            drop(got);
+            samples.push(BULK as f64 / MB / dt);
+        }
+        Ok(median(&samples))
+    })
+    .flatten()
 }
 
 /// `small_msgs_per_s`.
@@ -95,8 +188,21 @@ pub fn result_64mib_mbps(p: &Profile) -> Option<f64> {
 /// messages; stop the clock; then collect the call's result. Check the count
 /// equals `n`. Report `n` / elapsed, in msgs/s (child → master).
 pub fn small_msgs_per_s(p: &Profile) -> Option<f64> {
-    let _ = p;
-    None
+    let n = p.msgs_n;
+    session(|router| {
+        let ctx = local(router)?;
+        ctx.call(noop::remote, ())?;
+        let rx = Receiver::new(router);
+        let sender = rx.to_sender();
+        let t0 = Instant::now();
+        let call = ctx.call_async(send_many::remote, (sender, n as u64))?;
+        // Ends at the dead message `close()` sends.
+        let got = rx.iter().count();
+        let dt = t0.elapsed().as_secs_f64();
+        call.get()?;
+        assert_eq!(got, n);
+        Ok(n as f64 / dt)
+    })
 }
 
 /// `fanout_50_create_call_ms`: [`create_and_call_ms`] with 50 in one fresh
@@ -113,6 +219,8 @@ pub fn fanout_50_create_call_ms(p: &Profile) -> Option<f64> {
 /// one blocking noop call on the deepest; stop the clock. Report the median,
 /// in ms.
 pub fn chain_5_connect_ms(p: &Profile) -> Option<f64> {
+    // needs via= (trees issue): the library cannot yet start a context
+    // through another one.
     let _ = p;
     None
 }
@@ -135,6 +243,7 @@ pub fn chain_10_roundtrip_us(p: &Profile) -> Option<f64> {
 /// total time / `chain_rt_n`, in µs. The messages travel through every
 /// intermediate context both ways.
 pub fn chain_roundtrip_us(p: &Profile, depth: usize) -> Option<f64> {
+    // needs via= (trees issue).
     let _ = (p, depth);
     None
 }
@@ -148,7 +257,14 @@ pub fn chain_roundtrip_us(p: &Profile, depth: usize) -> Option<f64> {
 /// calls (not a wrapper or a first-stage loader that exec'd it).
 pub fn idle_child_rss_kb(p: &Profile) -> Option<f64> {
     let _ = p;
-    None
+    session(|router| {
+        let ctx = local(router)?;
+        let pid = ctx.call(pid::remote, ())?;
+        ctx.call(noop::remote, ())?;
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(vmrss_kb(&format!("/proc/{pid}/status")))
+    })
+    .flatten()
 }
 
 /// `master_rss_50_children_kb` (isolated: fresh `__ours` process).
@@ -159,7 +275,14 @@ pub fn idle_child_rss_kb(p: &Profile) -> Option<f64> {
 /// baseline, like Python's includes the interpreter's.
 pub fn master_rss_50_children_kb(p: &Profile) -> Option<f64> {
     let _ = p;
-    None
+    session(|router| {
+        let (_, ctxs) = create_and_call(router, 50)?;
+        std::thread::sleep(Duration::from_millis(200));
+        let rss = vmrss_kb("/proc/self/status");
+        drop(ctxs);
+        Ok(rss)
+    })
+    .flatten()
 }
 
 /// `ssh_connect_overhead_warm_ms`: needs the ssh fixture; defined by the ssh
@@ -167,6 +290,7 @@ pub fn master_rss_50_children_kb(p: &Profile) -> Option<f64> {
 /// make one noop call, minus the time of a plain `ssh target true` measured
 /// in the same run.
 pub fn ssh_connect_overhead_warm_ms(p: &Profile) -> Option<f64> {
+    // Needs the ssh method and fixture (ssh issue).
     let _ = p;
     None
 }
@@ -207,8 +331,75 @@ pub fn ssh_bootstrap_bytes_cold(p: &Profile) -> Option<f64> {
 /// time, in ms. Python: `[router.local() for _ in range(n)]`, then
 /// `ctx.call(noop)` for each.
 pub fn create_and_call_ms(p: &Profile, n: usize) -> Option<f64> {
-    let _ = (p, n);
-    None
+    let _ = p;
+    session(|router| Ok(create_and_call(router, n)?.0))
+}
+
+/// Creates `n` local children one after the other, then calls noop once on
+/// each, one after the other: (elapsed ms, the children).
+fn create_and_call(router: &Router, n: usize) -> mitogen::Result<(f64, Vec<Context>)> {
+    let t0 = Instant::now();
+    let ctxs = (0..n)
+        .map(|_| local(router))
+        .collect::<mitogen::Result<Vec<_>>>()?;
+    for ctx in &ctxs {
+        ctx.call(noop::remote, ())?;
+    }
+    Ok((ms(t0), ctxs))
+}
+
+/// Runs `f` in a fresh session (router and broker), shut down with its
+/// children after `f` returns, untimed. An error is reported on stderr and
+/// gives `None`.
+fn session<T>(f: impl FnOnce(&Router) -> mitogen::Result<T>) -> Option<T> {
+    match Router::with(|router| f(&router)) {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("[ours] error: {e}");
+            None
+        }
+    }
+}
+
+/// A local child, the library's `router.local()`.
+fn local(router: &Router) -> mitogen::Result<Context> {
+    router.local(LocalOptions::default())
+}
+
+fn ms(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1e3
+}
+
+fn us(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1e6
+}
+
+/// `VmRSS` in kB from a `/proc/<pid>/status` file.
+fn vmrss_kb(status: &str) -> Option<f64> {
+    std::fs::read_to_string(status)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// An [`AsyncCall`] shared between a [`Select`] (which owns its members)
+/// and the map the pipelined workload decodes replies with.
+struct Shared(Arc<AsyncCall<()>>);
+
+impl Member for Shared {
+    fn key(&self) -> u32 {
+        self.0.key()
+    }
+    fn set_notify(&self, f: Option<Arc<dyn Fn() + Send + Sync>>) -> usize {
+        self.0.set_notify(f)
+    }
+    fn try_recv(&self) -> Result<Message, mitogen::TryRecvError> {
+        self.0.try_recv()
+    }
 }
 
 /// Runs the workload called `name`; `None` if unknown or not measured.

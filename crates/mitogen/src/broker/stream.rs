@@ -38,6 +38,8 @@ pub(crate) struct Stream {
     pub(crate) broker: Broker,
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
+    /// Contexts that sent messages down this stream (unidirectional mode).
+    pub(crate) egress: Mutex<std::collections::HashSet<u32>>,
     out: Mutex<Out>,
 }
 
@@ -86,6 +88,7 @@ impl Stream {
             broker,
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
+            egress: Mutex::new(std::collections::HashSet::new()),
             out: Mutex::new(Out {
                 fds: Some(fds),
                 queue: VecDeque::new(),

@@ -11,13 +11,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::spawn::{self, Launch};
 use crate::context::Context;
 use crate::error::Result;
 use crate::router::Router;
 
 /// How a local child is started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Bootstrap {
     /// Exec this program's executable directly (fast path).
@@ -37,7 +39,7 @@ pub enum Bootstrap {
 /// };
 /// assert_eq!(opts.connect_timeout, std::time::Duration::from_secs(30));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocalOptions {
     /// Name of the context; the process shows as `mitogen:<name>`.
     /// Defaults to `local.<pid>`. Must not contain `/`.
@@ -51,6 +53,10 @@ pub struct LocalOptions {
     pub bootstrap: Bootstrap,
     /// Cache directory tried first by the shell first stage.
     pub cache_dir: Option<PathBuf>,
+    /// Create the child through this context instead of here (Mitogen's
+    /// `via=`): it becomes the new context's parent.
+    #[serde(skip)]
+    pub via: Option<Context>,
 }
 
 impl Default for LocalOptions {
@@ -61,6 +67,7 @@ impl Default for LocalOptions {
             debug: false,
             bootstrap: Bootstrap::Exec,
             cache_dir: None,
+            via: None,
         }
     }
 }
@@ -80,7 +87,11 @@ impl Router {
     /// child.shutdown(true).unwrap();
     /// # }).unwrap();
     /// ```
-    pub fn local(&self, opts: LocalOptions) -> Result<Context> {
+    pub fn local(&self, mut opts: LocalOptions) -> Result<Context> {
+        if let Some(via) = opts.via.take() {
+            let (id, name) = via.call(connect_local::remote, (opts,))?;
+            return Ok(Context::new(self, id, Some(&name)));
+        }
         if let Some(name) = &opts.remote_name {
             if name.contains('/') {
                 return Err(crate::error::StreamError::InvalidOptions(format!(
@@ -106,4 +117,11 @@ impl Router {
             launch?,
         )
     }
+}
+
+/// Runs in the `via` context: create the child there and report its id and name.
+#[crate::remote]
+fn connect_local(router: &Router, opts: LocalOptions) -> std::result::Result<(u32, String), crate::Error> {
+    let child = router.local(opts)?;
+    Ok((child.context_id(), child.name().to_string()))
 }

@@ -171,6 +171,9 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     router.add_route(id, stream.clone());
     let context = Context::new(router, id, Some(&name));
     register(router, stream, handshake.leftover, err_r, pid, &name);
+    // Tell the tree above: this id is reachable through us. Sent before any
+    // reply of ours, so a `via=` caller learns the route first.
+    router.propagate(mitogen_wire::handle::ADD_ROUTE, &(id, name));
     Ok(context)
 }
 

@@ -19,8 +19,10 @@ use crate::sync::{Member, Receiver};
 /// #[mitogen::remote]
 /// fn add(a: i32, b: i32) -> i32 { a + b }
 ///
-/// let f: mitogen::Remote<(i32, i32), i32> = add::remote;
-/// assert!(f.name().ends_with("::add"));
+/// fn main() {
+///     let f: mitogen::Remote<(i32, i32), i32> = add::remote;
+///     assert!(f.name().ends_with("::add"));
+/// }
 /// ```
 pub struct Remote<A, R> {
     name: &'static str,

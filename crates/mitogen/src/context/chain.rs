@@ -23,6 +23,7 @@ static NEXT_CHAIN: AtomicU64 = AtomicU64::new(1);
 /// ```no_run
 /// # #[mitogen::remote] fn mkdir(p: String) -> Result<(), std::io::Error> { std::fs::create_dir(p) }
 /// # #[mitogen::remote] fn sync() {}
+/// # fn main() {}
 /// # fn f(ctx: mitogen::Context) -> mitogen::Result<()> {
 /// let chain = ctx.call_chain();
 /// chain.call_no_reply(mkdir::remote, ("/tmp/a".into(),))?;

@@ -23,6 +23,7 @@ use crate::sync::Receiver;
 /// ```
 /// #[mitogen::remote]
 /// fn whoami(ec: &mitogen::ExternalContext) -> u32 { ec.context_id() }
+/// # fn main() {}
 /// ```
 #[derive(Debug, Clone)]
 pub struct ExternalContext {

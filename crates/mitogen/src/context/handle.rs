@@ -24,11 +24,13 @@ use crate::sync::{Receiver, ReceiverOptions};
 /// #[mitogen::remote]
 /// fn hostname() -> String { std::fs::read_to_string("/etc/hostname").unwrap_or_default() }
 ///
-/// mitogen::main(|router| {
-///     let child = router.local(Default::default())?;
-///     println!("{}", child.call(hostname::remote, ())?);
-///     Ok(())
-/// })
+/// fn main() {
+///     mitogen::main(|router| {
+///         let child = router.local(Default::default())?;
+///         println!("{}", child.call(hostname::remote, ())?);
+///         Ok(())
+///     })
+/// }
 /// ```
 #[derive(Clone)]
 pub struct Context {

@@ -75,9 +75,4 @@ impl Handlers {
             .filter_map(|k| t.remove(&k).map(|h| (k, h)))
             .collect()
     }
-
-    /// `true` when a local handler awaits a reply from `context` on `handle`.
-    pub(super) fn is_reply_route(&self, _context: u32, _handle: u32) -> bool {
-        false
-    }
 }

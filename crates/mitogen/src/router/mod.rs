@@ -4,6 +4,7 @@
 
 mod handlers;
 mod policy;
+mod tree;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -43,6 +44,8 @@ pub(crate) struct RouterInner {
     pub(crate) unidirectional: AtomicBool,
     pub(crate) debug: AtomicBool,
     pub(crate) next_id: AtomicU32,
+    /// Ids granted by the master and not yet used: `[start, end)`.
+    pub(crate) id_block: Mutex<(u32, u32)>,
     pub(crate) binary_bytes_sent: std::sync::atomic::AtomicU64,
     pub(crate) names: Mutex<HashMap<u32, String>>,
     parent_lost: Mutex<Option<ParentLost>>,
@@ -81,12 +84,14 @@ impl Router {
                 unidirectional: AtomicBool::new(false),
                 debug: AtomicBool::new(false),
                 next_id: AtomicU32::new(1),
+                id_block: Mutex::new((0, 0)),
                 binary_bytes_sent: std::sync::atomic::AtomicU64::new(0),
                 names: Mutex::new(HashMap::new()),
                 parent_lost: Mutex::new(None),
             }),
         };
         let _ = PROCESS_ROUTER.set(router.clone());
+        router.install_tree_handlers();
         router
     }
 
@@ -150,20 +155,6 @@ impl Router {
                     .finish(),
             );
         }
-    }
-
-    /// Allocate a context id for a new child (Mitogen's `allocate_id`).
-    ///
-    /// # Errors
-    /// In a child context, until id blocks are delegated (see the trees issue).
-    pub fn allocate_id(&self) -> Result<u32> {
-        if self.context_id() != 0 {
-            return Err(StreamError::InvalidOptions(
-                "only the master can allocate context ids in this version".into(),
-            )
-            .into());
-        }
-        Ok(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Bytes of binary uploaded to targets by this router's bootstraps so far;
@@ -296,21 +287,18 @@ impl Router {
             self.deliver(msg);
             return;
         }
-        if from.is_some()
-            && self.inner.unidirectional.load(Ordering::Relaxed)
-            && !self.is_parent_stream(from)
-            && self
-                .stream_to(msg.dst_id)
-                .map(|s| !self.is_parent_stream(Some(&s)))
-                != Some(true)
-        {
-            // A child may only talk to its own descendants, never to a
-            // sibling or upward unless replying to them.
-            if !self.inner.handlers.is_reply_route(msg.dst_id, msg.handle) {
-                self.refuse(
-                    &msg,
-                    "unidirectional routing forbids a child to start traffic to another branch",
+        if let Some(from) = from {
+            if self.is_unidirectional()
+                && !self.is_parent_stream(Some(from))
+                && !self.unidirectional_allows(&msg, from)
+            {
+                let reason = format!(
+                    "unidirectional routing: context {} may not start traffic to context {}",
+                    self.name_of(msg.src_id),
+                    self.name_of(msg.dst_id)
                 );
+                tracing::error!("{reason}: {msg:?}");
+                self.refuse(&msg, &reason);
                 return;
             }
         }
@@ -319,6 +307,9 @@ impl Router {
                 if from.is_some_and(|f| Arc::ptr_eq(f, &stream)) {
                     self.refuse(&msg, &format!("routing loop to context {}", msg.dst_id));
                     return;
+                }
+                if self.is_unidirectional() {
+                    stream.note_sender(msg.src_id);
                 }
                 let header = msg.header().to_bytes();
                 if stream.send(header, msg.data).is_err() {
@@ -431,7 +422,7 @@ impl Router {
     }
 
     /// Wake every handler waiting on a lost context with a dead message.
-    fn lost(&self, ids: &[u32], reason: &str) {
+    pub(crate) fn lost(&self, ids: &[u32], reason: &str) {
         for &id in ids {
             let why = format!("context {} disconnected: {reason}", self.name_of(id));
             for (handle, handler) in self.inner.handlers.take_respondent(id) {
@@ -494,5 +485,10 @@ impl StreamEvents for RouterEvents {
             }
         }
         router.lost(&lost, reason);
+        if !was_parent {
+            for id in lost {
+                router.propagate(mitogen_wire::handle::DEL_ROUTE, &(id, reason.to_string()));
+            }
+        }
     }
 }

@@ -103,3 +103,40 @@ pub fn wait_for_poke(router: &Router, tell: Sender) -> String {
     tell.send(&rx.handle()).unwrap();
     rx.recv().unwrap().unpickle::<String>().unwrap()
 }
+
+/// Open an inbox in this context that answers every message with "got it";
+/// returns a Sender to it.
+#[mitogen::remote]
+pub fn open_inbox(router: &Router) -> Sender {
+    let handle = router.add_handler(
+        |msg: mitogen::Message| {
+            let _ = msg.reply(&"got it");
+        },
+        None,
+        true,
+        None,
+        None,
+    );
+    Sender::new(mitogen::Context::local(router), handle)
+}
+
+/// Send one message to `to` and wait for its reply: shows whether the tree
+/// lets this context start traffic there.
+#[mitogen::remote]
+pub fn poke(to: Sender) -> Result<String, mitogen::Error> {
+    let msg = mitogen::Message::pickled(&"poke", to.dst_handle())?;
+    let reply = to
+        .context()
+        .send_await(msg, Some(std::time::Duration::from_secs(10)))?;
+    reply.unpickle::<String>()
+}
+
+/// Receive `n` numbers on a new receiver whose Sender is first handed to `tell`.
+#[mitogen::remote]
+pub fn collect(router: &Router, tell: Sender, n: u32) -> Vec<u32> {
+    let rx = mitogen::Receiver::new(router);
+    tell.send(&rx.to_sender()).unwrap();
+    (0..n)
+        .map(|_| rx.recv().unwrap().unpickle::<u32>().unwrap())
+        .collect()
+}

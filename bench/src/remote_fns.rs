@@ -1,0 +1,52 @@
+//! The functions our workloads call in child contexts: the twins of
+//! `bench/py/benchfuncs.py` (plus `pid`, Python's `os.getpid`).
+//!
+//! Registered with `#[mitogen::remote]`; the children are this same binary
+//! re-executed by the library, which finds them by name.
+
+use mitogen::Sender;
+use serde_bytes::ByteBuf;
+
+/// Python: `noop()`.
+#[mitogen::remote]
+pub fn noop() {}
+
+/// Python: `os.getpid()`.
+#[mitogen::remote]
+pub fn pid() -> u32 {
+    std::process::id()
+}
+
+/// Python: `length(data)`. `ByteBuf` rather than `Vec<u8>`: serde encodes a
+/// `Vec<u8>` element by element through its sequence path, while `ByteBuf`
+/// goes through `serialize_bytes` (one length prefix and a memcpy).
+/// The caller sends `&serde_bytes::Bytes` under the same name
+/// ([`length_borrowed`]), which encodes identically and spares it a copy.
+#[mitogen::remote]
+pub fn length(data: ByteBuf) -> u64 {
+    data.len() as u64
+}
+
+/// [`length`] taking the buffer by reference on the caller's side (Python
+/// passes its `bytes` object by reference too): the wire form of
+/// `(&Bytes,)` is that of `(ByteBuf,)`.
+pub fn length_borrowed<'a>() -> mitogen::Remote<(&'a serde_bytes::Bytes,), u64> {
+    mitogen::Remote::named(length::NAME)
+}
+
+/// Python: `make_bytes(n)`, `b'x' * n` built in the child.
+#[mitogen::remote]
+pub fn make_bytes(n: u64) -> ByteBuf {
+    ByteBuf::from(vec![b'x'; n as usize])
+}
+
+/// Python: `send_many(sender, n)`: `n` small messages (an integer each),
+/// then close; returns `n`.
+#[mitogen::remote]
+pub fn send_many(to: Sender, n: u64) -> Result<u64, mitogen::Error> {
+    for i in 0..n {
+        to.send(&i)?;
+    }
+    to.close()?;
+    Ok(n)
+}
