@@ -30,4 +30,3 @@ fn no_fd_or_thread_leaks_across_routers() {
         "threads grew from {threads} to {threads2}"
     );
 }
-

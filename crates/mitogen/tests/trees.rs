@@ -6,7 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mitogen::{Bootstrap, ChannelError, Context, Error, LocalOptions, Receiver, Router, Select, Sender};
+use mitogen::{
+    Bootstrap, ChannelError, Context, Error, LocalOptions, Receiver, Router, Select, Sender,
+};
 use mitogen_testkit::{process_gone, process_state, wait_for};
 
 fn via(ctx: &Context) -> LocalOptions {
@@ -56,7 +58,12 @@ fn relay_with_fifty_leaves_uploads_the_binary_once() {
         let leaves: Vec<Context> = (0..50)
             .map(|_| router.local(shell("leaves", Some(&relay))).unwrap())
             .collect();
-        let pids = Select::all(leaves.iter().map(|l| l.call_async(pid::remote, ()).unwrap())).unwrap();
+        let pids = Select::all(
+            leaves
+                .iter()
+                .map(|l| l.call_async(pid::remote, ()).unwrap()),
+        )
+        .unwrap();
         assert_eq!(pids.len(), 50);
         assert_eq!(
             router.binary_bytes_sent(),
@@ -73,7 +80,10 @@ fn relay_killed_fails_pending_calls_and_leaves_exit() {
         let relay = router.local(LocalOptions::default()).unwrap();
         let relay_pid = relay.call(pid::remote, ()).unwrap();
         let leaves: Vec<Context> = (0..3).map(|_| router.local(via(&relay)).unwrap()).collect();
-        let leaf_pids: Vec<u32> = leaves.iter().map(|l| l.call(pid::remote, ()).unwrap()).collect();
+        let leaf_pids: Vec<u32> = leaves
+            .iter()
+            .map(|l| l.call(pid::remote, ()).unwrap())
+            .collect();
         let pending: Vec<_> = leaves
             .iter()
             .map(|l| l.call_async(sleep_ms::remote, (60_000,)).unwrap())
@@ -87,16 +97,25 @@ fn relay_killed_fails_pending_calls_and_leaves_exit() {
         for (p, leaf) in pending.into_iter().zip(&leaves) {
             match p.get_timeout(Duration::from_secs(5)) {
                 Err(Error::Channel(ChannelError::Dead(reason))) => {
-                    assert!(reason.contains(leaf.name()) || reason.contains("disconnected"), "{reason}")
+                    assert!(
+                        reason.contains(leaf.name()) || reason.contains("disconnected"),
+                        "{reason}"
+                    )
                 }
                 other => panic!("expected ChannelError, got {other:?}"),
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(1), "woke after {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "woke after {:?}",
+            started.elapsed()
+        );
         for pid in leaf_pids {
-            wait_for(Duration::from_secs(5), &format!("leaf {pid} to exit"), || {
-                process_gone(pid) || process_state(pid) == Some('Z')
-            });
+            wait_for(
+                Duration::from_secs(5),
+                &format!("leaf {pid} to exit"),
+                || process_gone(pid) || process_state(pid) == Some('Z'),
+            );
         }
     })
     .unwrap();
@@ -106,14 +125,27 @@ fn relay_killed_fails_pending_calls_and_leaves_exit() {
 fn leaf_streams_ten_thousand_messages_to_a_sibling() {
     Router::with(|router| {
         let relay = router.local(LocalOptions::default()).unwrap();
-        let (a, b) = (router.local(via(&relay)).unwrap(), router.local(via(&relay)).unwrap());
+        let (a, b) = (
+            router.local(via(&relay)).unwrap(),
+            router.local(via(&relay)).unwrap(),
+        );
         let tell = Receiver::new(&router);
-        let collected = b.call_async(collect::remote, (tell.to_sender(), 10_000)).unwrap();
-        let inbox: Sender = tell.recv_timeout(Duration::from_secs(10)).unwrap().unpickle().unwrap();
+        let collected = b
+            .call_async(collect::remote, (tell.to_sender(), 10_000))
+            .unwrap();
+        let inbox: Sender = tell
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unpickle()
+            .unwrap();
         assert_eq!(inbox.context().context_id(), b.context_id());
         a.call(stream_numbers::remote, (inbox, 10_000)).unwrap();
         let got = collected.get_timeout(Duration::from_secs(30)).unwrap();
-        assert_eq!(got, (0..10_000).collect::<Vec<u32>>(), "all of them, in order");
+        assert_eq!(
+            got,
+            (0..10_000).collect::<Vec<u32>>(),
+            "all of them, in order"
+        );
     })
     .unwrap();
 }
@@ -124,12 +156,17 @@ fn leaves_may_talk_unless_unidirectional() {
         Router::with(|router| {
             router.set_unidirectional(unidirectional);
             let relay = router.local(LocalOptions::default()).unwrap();
-            let (a, b) = (router.local(via(&relay)).unwrap(), router.local(via(&relay)).unwrap());
+            let (a, b) = (
+                router.local(via(&relay)).unwrap(),
+                router.local(via(&relay)).unwrap(),
+            );
             let inbox = b.call(open_inbox::remote, ()).unwrap();
             let result = a.call(poke::remote, (inbox,));
             if unidirectional {
                 match result {
-                    Err(Error::Call(e)) => assert!(e.message.contains("unidirectional routing"), "{e}"),
+                    Err(Error::Call(e)) => {
+                        assert!(e.message.contains("unidirectional routing"), "{e}")
+                    }
                     other => panic!("expected a refusal, got {other:?}"),
                 }
             } else {
@@ -156,7 +193,10 @@ fn ids_come_from_blocks_and_stay_unique() {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), n, "{ids:?}");
-        assert_eq!(router.context_by_id(relay.context_id()).name(), relay.name());
+        assert_eq!(
+            router.context_by_id(relay.context_id()).name(),
+            relay.name()
+        );
     })
     .unwrap();
 }
@@ -164,7 +204,9 @@ fn ids_come_from_blocks_and_stay_unique() {
 #[test]
 fn five_hundred_contexts_under_relays() {
     Router::with(|router| {
-        let relays: Vec<Context> = (0..5).map(|_| router.local(LocalOptions::default()).unwrap()).collect();
+        let relays: Vec<Context> = (0..5)
+            .map(|_| router.local(LocalOptions::default()).unwrap())
+            .collect();
         let mut all = relays.clone();
         for relay in &relays {
             for _ in 0..99 {

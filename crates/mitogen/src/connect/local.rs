@@ -121,7 +121,10 @@ impl Router {
 
 /// Runs in the `via` context: create the child there and report its id and name.
 #[crate::remote]
-fn connect_local(router: &Router, opts: LocalOptions) -> std::result::Result<(u32, String), crate::Error> {
+fn connect_local(
+    router: &Router,
+    opts: LocalOptions,
+) -> std::result::Result<(u32, String), crate::Error> {
     let child = router.local(opts)?;
     Ok((child.context_id(), child.name().to_string()))
 }

@@ -80,9 +80,10 @@ impl Router {
         let r = self.clone();
         self.add_handler(
             move |msg: Message| {
-                if let (Ok((id, name)), Some(stream)) =
-                    (msg.unpickle::<(u32, String)>(), r.stream_to(msg.from_stream))
-                {
+                if let (Ok((id, name)), Some(stream)) = (
+                    msg.unpickle::<(u32, String)>(),
+                    r.stream_to(msg.from_stream),
+                ) {
                     r.set_name_of(id, &name);
                     r.add_route(id, stream);
                     r.propagate(ADD_ROUTE, &(id, name));

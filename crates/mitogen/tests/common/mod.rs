@@ -140,3 +140,15 @@ pub fn collect(router: &Router, tell: Sender, n: u32) -> Vec<u32> {
         .map(|_| rx.recv().unwrap().unpickle::<u32>().unwrap())
         .collect()
 }
+
+/// Send `to` one message claiming another context's authority, then an
+/// honest one.
+#[mitogen::remote]
+pub fn forge(router: &Router, to: Sender, claimed_auth: u32) {
+    let mut forged = mitogen::Message::pickled(&"forged", to.dst_handle()).unwrap();
+    forged.dst_id = to.context().context_id();
+    forged.src_id = router.context_id();
+    forged.auth_id = claimed_auth;
+    router.__route_unstamped(forged);
+    to.send(&"honest").unwrap();
+}

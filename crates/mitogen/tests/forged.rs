@@ -1,0 +1,66 @@
+//! A message whose auth_id does not match the stream it arrives on is
+//! dropped and logged. Own binary: installs a global log capture.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mitogen::{Latch, LocalOptions, Receiver, Router};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+struct Capture(Latch<String>);
+
+struct Text(String);
+
+impl tracing::field::Visit for Text {
+    fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0 += &format!("{value:?} ");
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            let mut t = Text(String::new());
+            event.record(&mut t);
+            let _ = self.0.put(t.0);
+        }
+    }
+}
+
+#[test]
+fn forged_auth_id_is_dropped_and_logged() {
+    let errors = Latch::new();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(Capture(errors.clone())),
+    )
+    .unwrap();
+    Router::with(|router| {
+        let relay = router.local(LocalOptions::default()).unwrap();
+        let leaf = router
+            .local(LocalOptions {
+                via: Some(relay.clone()),
+                ..Default::default()
+            })
+            .unwrap();
+        let rx = Receiver::new(&router);
+        // The leaf claims the master's own authority (id 0).
+        leaf.call(forge::remote, (rx.to_sender(), 0)).unwrap();
+        // Same path, same order: the honest message arrives, the forged one never did.
+        let first: String = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unpickle()
+            .unwrap();
+        assert_eq!(first, "honest");
+        // The relay dropped it (the leaf's stream cannot carry id 0's authority)
+        // and logged why; its log reaches us tagged with its name.
+        let line = errors
+            .get_timeout(Duration::from_secs(10))
+            .expect("an error was logged for the forged message");
+        assert!(line.contains("bad auth_id 0"), "{line}");
+    })
+    .unwrap();
+}
