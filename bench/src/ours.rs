@@ -1,8 +1,9 @@
 //! Our side of the side-by-side benchmarks: the mitogen-rs twin of every
 //! workload in `bench/py/workloads.py`.
 //!
-//! Every function returns `None` until it is written against the library's
-//! API; the runner prints `None` as "n/a" and leaves the ratio null.
+//! The ssh workloads return `None` until the library has an ssh method and
+//! the harness an ssh fixture; the runner prints `None` as "n/a" and leaves
+//! the ratio null.
 //!
 //! Rules that hold for all of them, so the figures compare one-for-one with
 //! Python Mitogen's:
@@ -219,10 +220,16 @@ pub fn fanout_50_create_call_ms(p: &Profile) -> Option<f64> {
 /// one blocking noop call on the deepest; stop the clock. Report the median,
 /// in ms.
 pub fn chain_5_connect_ms(p: &Profile) -> Option<f64> {
-    // needs via= (trees issue): the library cannot yet start a context
-    // through another one.
-    let _ = p;
-    None
+    let mut samples = Vec::with_capacity(p.chain_n);
+    for _ in 0..p.chain_n {
+        samples.push(session(|router| {
+            let t0 = Instant::now();
+            let deepest = chain(router, 5)?;
+            deepest.call(noop::remote, ())?;
+            Ok(ms(t0))
+        })?);
+    }
+    median(&samples)
 }
 
 /// `chain_5_roundtrip_us`: [`chain_roundtrip_us`] with depth 5.
@@ -243,9 +250,17 @@ pub fn chain_10_roundtrip_us(p: &Profile) -> Option<f64> {
 /// total time / `chain_rt_n`, in µs. The messages travel through every
 /// intermediate context both ways.
 pub fn chain_roundtrip_us(p: &Profile, depth: usize) -> Option<f64> {
-    // needs via= (trees issue).
-    let _ = (p, depth);
-    None
+    session(|router| {
+        let deepest = chain(router, depth)?;
+        for _ in 0..p.rt_warm {
+            deepest.call(noop::remote, ())?;
+        }
+        let t0 = Instant::now();
+        for _ in 0..p.chain_rt_n {
+            deepest.call(noop::remote, ())?;
+        }
+        Ok(us(t0) / p.chain_rt_n as f64)
+    })
 }
 
 /// `idle_child_rss_kb` (isolated: fresh `__ours` process).
@@ -346,6 +361,19 @@ fn create_and_call(router: &Router, n: usize) -> mitogen::Result<(f64, Vec<Conte
         ctx.call(noop::remote, ())?;
     }
     Ok((ms(t0), ctxs))
+}
+
+/// A chain of `depth` local contexts, each created via the previous one
+/// (Python: `router.local(via=ctx)`); returns the deepest.
+fn chain(router: &Router, depth: usize) -> mitogen::Result<Context> {
+    let mut ctx = local(router)?;
+    for _ in 1..depth {
+        ctx = router.local(LocalOptions {
+            via: Some(ctx),
+            ..LocalOptions::default()
+        })?;
+    }
+    Ok(ctx)
 }
 
 /// Runs `f` in a fresh session (router and broker), shut down with its

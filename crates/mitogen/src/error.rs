@@ -35,6 +35,37 @@ pub enum Error {
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A password was needed but none was given, or it was wrong.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// The host key of an ssh target is unknown (under `enforce`) or changed.
+    #[error(transparent)]
+    HostKey(#[from] HostKeyError),
+}
+
+/// A connection program asked for a password and none was given, or the
+/// given one was refused (Mitogen's `PasswordError`).
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[error("{method}: {reason}{}", fmt_output(output))]
+pub struct PasswordError {
+    /// `ssh`, `sudo`, `su` or `doas`.
+    pub method: &'static str,
+    /// What happened, e.g. "incorrect password for user deploy".
+    pub reason: String,
+    /// The last lines the program printed.
+    pub output: String,
+}
+
+/// An ssh host key could not be verified (Mitogen's `HostKeyError`).
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[error("ssh: host key of {host} {reason}{}", fmt_output(output))]
+pub struct HostKeyError {
+    /// The host as given.
+    pub host: String,
+    /// "is not known (check_host_keys=enforce)" or "has changed".
+    pub reason: String,
+    /// The last lines ssh printed.
+    pub output: String,
 }
 
 /// Shorthand for results of this crate.

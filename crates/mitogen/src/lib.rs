@@ -56,8 +56,9 @@ pub use broker::{Broker, Timer};
 pub use connect::{Bootstrap, LocalOptions};
 pub use context::{AsyncCall, CallChain, Context, ExternalContext, Remote};
 pub use error::{
-    CallError, CallErrorKind, ChannelError, CodecError, Error, GetTimeoutError, LatchError,
-    RecvTimeoutError, Result, StreamError, TimeoutError, TryGetError, TryRecvError,
+    CallError, CallErrorKind, ChannelError, CodecError, Error, GetTimeoutError, HostKeyError,
+    LatchError, PasswordError, RecvTimeoutError, Result, StreamError, TimeoutError, TryGetError,
+    TryRecvError,
 };
 pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;

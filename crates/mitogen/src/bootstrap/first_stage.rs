@@ -70,6 +70,13 @@ impl FirstStage<'_> {
     }
 }
 
+impl FirstStage<'_> {
+    /// `sh -c '<script>'` as one command line for a remote login shell.
+    pub(crate) fn command_line(&self) -> String {
+        format!("sh -c {}", sh_quote(&self.script()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use mitogen_wire::{Deframer, Header};
 
 use super::binary::Binary;
 use super::{ChildConfig, FAIL, HELLO, NEED, PROTOCOL};
+use crate::connect::prompt::Prompts;
 use crate::context::registry::table_hash;
 use crate::error::{Error, Result, StreamError, TimeoutError};
 use crate::sys;
@@ -62,6 +63,9 @@ pub(crate) struct Conversation<'a> {
     pub read_fd: RawFd,
     pub write_fd: RawFd,
     pub stderr_fd: Option<RawFd>,
+    /// A pseudo-terminal master to watch for prompts and type answers into,
+    /// when the program's stdio is not the terminal itself.
+    pub tty_fd: Option<RawFd>,
     pub deadline: Instant,
     pub timeout: Duration,
 }
@@ -85,81 +89,108 @@ impl Conversation<'_> {
     }
 
     /// Run the conversation until the child's hello, then send `config`.
-    pub(crate) fn run(&self, config: &ChildConfig) -> Result<Handshake> {
+    /// `prompts` sees everything printed before the hello and may type
+    /// answers (passwords) or end the attempt with a precise error.
+    pub(crate) fn run(&self, config: &ChildConfig, prompts: &mut Option<Box<dyn Prompts>>) -> Result<Handshake> {
         let mut out = Output::default();
         let mut buf: Vec<u8> = Vec::new();
+        // Printed since the last answer, for the prompt matcher.
+        let mut pending = String::new();
         let mut binary_bytes = 0u64;
         let mut chunk = vec![0u8; 16 * 1024];
-        let mut stderr_open = self.stderr_fd.is_some();
+        let mut side = [self.stderr_fd, self.tty_fd];
         loop {
-            let (r, e) = sys::poll_two(
-                self.read_fd,
-                if stderr_open { self.stderr_fd } else { None },
-                self.deadline,
-            )
-            .map_err(|e| self.io("waiting for the child", e))?;
-            if !r && !e {
-                return Err(TimeoutError {
-                    waited: self.timeout,
-                    what: format!(
-                        "connecting to {}{}",
-                        self.name,
-                        match out.text() {
-                            t if t.is_empty() => String::new(),
-                            t => format!("; it printed: {t}"),
+            let fds = [self.read_fd, side[0].unwrap_or(-1), side[1].unwrap_or(-1)];
+            let ready = sys::poll_many(&fds, self.deadline).map_err(|e| self.io("waiting for the child", e))?;
+            if !ready.iter().any(|r| *r) {
+                return Err(self.timeout(&out));
+            }
+            for k in 0..2 {
+                if !ready[k + 1] {
+                    continue;
+                }
+                match side[k].map(|fd| sys::read(fd, &mut chunk)) {
+                    Some(Ok(n)) if n > 0 => {
+                        out.push_stderr(&chunk[..n]);
+                        pending.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                    }
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    _ => side[k] = None,
+                }
+            }
+            if ready[0] {
+                let n = match sys::read(self.read_fd, &mut chunk) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    // A pty master reads EIO once the other side is gone.
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => 0,
+                    Err(e) => return Err(self.io("reading from the child", e)),
+                };
+                if n == 0 {
+                    self.drain_stderr(&mut out, &mut chunk);
+                    out.push_line(&buf);
+                    if let Some(e) = prompts.as_ref().and_then(|p| p.on_exit(&out.text())) {
+                        return Err(e);
+                    }
+                    return Err(self.fail("the connection closed before the child started".into(), &out));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end_matches(['\r', '\n']);
+                    match self.marker(text) {
+                        Some((NEED, rest)) => binary_bytes += self.upload(rest, &out)?,
+                        Some((FAIL, rest)) => {
+                            self.drain_stderr(&mut out, &mut chunk);
+                            return Err(self.fail(rest.to_string(), &out));
                         }
-                    ),
-                }
-                .into());
-            }
-            if e {
-                match sys::read(self.stderr_fd.unwrap_or(-1), &mut chunk) {
-                    Ok(0) | Err(_) => stderr_open = false,
-                    Ok(n) => out.push_stderr(&chunk[..n]),
-                }
-            }
-            if !r {
-                continue;
-            }
-            let n = match sys::read(self.read_fd, &mut chunk) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(self.io("reading from the child", e)),
-            };
-            if n == 0 {
-                self.drain_stderr(&mut out, &mut chunk);
-                return Err(self.fail(
-                    "the connection closed before the child started".into(),
-                    &out,
-                ));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim_end_matches(['\r', '\n']);
-                match self.marker(text) {
-                    Some((NEED, rest)) => binary_bytes += self.upload(rest, &out)?,
-                    Some((FAIL, rest)) => {
-                        self.drain_stderr(&mut out, &mut chunk);
-                        return Err(self.fail(rest.to_string(), &out));
+                        Some((HELLO, rest)) => {
+                            self.check_hello(rest, &out)?;
+                            self.send_config(config)?;
+                            return Ok(Handshake {
+                                leftover: buf,
+                                binary_bytes,
+                            });
+                        }
+                        _ => {
+                            out.push_line(&line);
+                            pending.push_str(&String::from_utf8_lossy(&line));
+                        }
                     }
-                    Some((HELLO, rest)) => {
-                        self.check_hello(rest, &out)?;
-                        self.send_config(config)?;
-                        return Ok(Handshake {
-                            leftover: buf,
-                            binary_bytes,
-                        });
-                    }
-                    _ => out.push_line(&line),
+                }
+            }
+            if let Some(p) = prompts.as_mut() {
+                // A prompt has no newline: include the unfinished line.
+                let probe = format!("{pending}{}", String::from_utf8_lossy(&buf));
+                if let Some(answer) = p.on_output(&probe)? {
+                    let fd = self.tty_fd.unwrap_or(self.write_fd);
+                    sys::write_all_blocking(fd, answer.as_bytes())
+                        .map_err(|e| self.io("typing at a prompt", e))?;
+                    pending.clear();
+                    buf.clear();
                 }
             }
         }
     }
 
+    fn timeout(&self, out: &Output) -> Error {
+        TimeoutError {
+            waited: self.timeout,
+            what: format!(
+                "connecting to {}{}",
+                self.name,
+                match out.text() {
+                    t if t.is_empty() => String::new(),
+                    t => format!("; it printed: {t}"),
+                }
+            ),
+        }
+        .into()
+    }
+
     fn drain_stderr(&self, out: &mut Output, chunk: &mut [u8]) {
-        if let Some(fd) = self.stderr_fd {
+        for fd in [self.stderr_fd, self.tty_fd].into_iter().flatten() {
             let _ = sys::set_nonblocking(fd, true);
             while let Ok(n @ 1..) = sys::read(fd, chunk) {
                 out.push_stderr(&chunk[..n]);

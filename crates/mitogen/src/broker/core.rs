@@ -129,8 +129,8 @@ impl Core {
         self.update_alive();
         // Bytes buffered during the bootstrap may already hold whole frames.
         self.drain_frames(token);
-        if self.shutdown_deadline.is_some() {
-            stream.begin_close();
+        if self.shutdown_deadline.is_some() && !stream.begin_close() {
+            self.disconnect(token, "broker shutdown");
         }
     }
 
@@ -240,6 +240,11 @@ impl Core {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         deframer.commit(len, 0);
                         break None;
+                    }
+                    // A pseudo-terminal master reads EIO once the child is gone.
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                        deframer.commit(len, 0);
+                        break Some("end of file".to_string());
                     }
                     Err(e) => {
                         deframer.commit(len, 0);
@@ -484,10 +489,17 @@ impl Core {
             return;
         }
         self.shutdown_deadline = Some(Instant::now() + self.broker.shutdown_timeout());
-        for e in self.entries.values() {
+        let mut unclosable = Vec::new();
+        for (token, e) in &self.entries {
             if let Entry::Stream { stream, .. } = e {
-                stream.begin_close();
+                if !stream.begin_close() {
+                    unclosable.push(*token);
+                }
             }
+        }
+        // Terminals cannot be half-closed: close them outright.
+        for token in unclosable {
+            self.disconnect(token, "broker shutdown");
         }
     }
 

@@ -203,39 +203,42 @@ impl Stream {
             }
         }
         out.want_write = false;
-        if out.closing {
-            Self::close_write_side(&mut out);
+        if out.closing && !Self::close_write_side(&mut out) {
+            return Err(io::Error::other("closed"));
         }
         Ok(true)
     }
 
-    fn close_write_side(out: &mut Out) {
-        if let Some(fds) = out.fds.as_mut() {
-            match fds.write.take() {
-                // A duplicate of a socket: closing it alone sends no EOF.
-                Some(w) => {
-                    sys::shutdown_write(w.as_raw_fd());
-                    drop(w);
-                }
-                None => {
-                    sys::shutdown_write(fds.read.as_raw_fd());
-                }
+    /// Half-close; `false` when only closing everything would signal the peer.
+    fn close_write_side(out: &mut Out) -> bool {
+        let Some(fds) = out.fds.as_mut() else {
+            return true;
+        };
+        match fds.write.take() {
+            // Maybe a duplicate of a socket: closing it alone sends no EOF.
+            Some(w) => {
+                sys::shutdown_write(w.as_raw_fd());
+                drop(w);
+                true
             }
+            None => sys::shutdown_write(fds.read.as_raw_fd()),
         }
     }
 
     /// Broker thread: graceful close: send what is queued, then half-close so
-    /// the peer sees end of file.
-    pub(crate) fn begin_close(self: &Arc<Self>) {
+    /// the peer sees end of file. Returns `false` when the descriptor cannot
+    /// be half-closed (a terminal): the caller closes it outright.
+    pub(crate) fn begin_close(self: &Arc<Self>) -> bool {
         let mut out = self.lock();
         if out.closing || out.fds.is_none() {
-            return;
+            return true;
         }
         out.closing = true;
         if out.queue.is_empty() {
-            Self::close_write_side(&mut out);
+            Self::close_write_side(&mut out)
         } else {
             self.schedule_flush(out);
+            true
         }
     }
 

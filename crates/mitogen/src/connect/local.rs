@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::spawn::{self, Launch};
+use super::spawn::{self, FirstStageArg, Launch};
 use crate::context::Context;
 use crate::error::Result;
 use crate::router::Router;
@@ -102,9 +102,11 @@ impl Router {
         }
         let launch = match opts.bootstrap {
             Bootstrap::Exec => Launch::exec_self(),
-            Bootstrap::Shell => {
-                Launch::shell(vec!["/bin/sh".into(), "-c".into()], opts.cache_dir.clone())
-            }
+            Bootstrap::Shell => Ok(Launch::shell(
+                vec!["/bin/sh".into(), "-c".into()],
+                FirstStageArg::Script,
+                opts.cache_dir.clone(),
+            )),
         };
         spawn::connect(
             self,

@@ -3,6 +3,7 @@
 //! context with the router.
 
 mod local;
+pub(crate) mod prompt;
 pub(crate) mod spawn;
 
 pub use local::{Bootstrap, LocalOptions};

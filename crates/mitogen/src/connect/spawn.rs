@@ -14,6 +14,7 @@ use mitogen_wire::Deframer;
 use crate::bootstrap::binary::Binary;
 use crate::bootstrap::first_stage::FirstStage;
 use crate::bootstrap::parent::Conversation;
+use crate::connect::prompt::Prompts;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
 use crate::broker::{Fds, Stream};
 use crate::context::Context;
@@ -30,14 +31,39 @@ pub(crate) struct Common {
     pub debug: bool,
 }
 
+/// How the program's stdio is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StdioMode {
+    /// stdin/stdout on a socketpair, stderr on a pipe.
+    Socket,
+    /// As `Socket`, plus a pseudo-terminal as controlling terminal, for
+    /// programs that prompt on `/dev/tty` (ssh).
+    Hybrid,
+    /// stdin, stdout and stderr all on a pseudo-terminal in raw mode (su,
+    /// doas, sudo), which prompt on their stdio.
+    Tty,
+}
+
+/// How the first stage is passed to the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstStageArg {
+    /// No first stage: exec this binary directly.
+    None,
+    /// The script as one argument (after `sh -c`).
+    Script,
+    /// `sh -c '<script>'` as one command line for a shell (ssh, su -c).
+    CommandLine,
+}
+
 /// The command to run.
 pub(crate) struct Launch {
-    /// Program and arguments; for a shell launch the first stage is appended.
-    argv: Vec<OsString>,
-    /// Exec this program directly: `argv[0]` is `mitogen:<name>`.
-    direct: bool,
+    /// Program and arguments; the first stage is appended.
+    pub argv: Vec<OsString>,
+    pub first_stage: FirstStageArg,
     /// Cache directory tried first by the first stage.
-    cache_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    pub stdio: StdioMode,
+    pub prompts: Option<Box<dyn Prompts>>,
 }
 
 impl Launch {
@@ -49,18 +75,22 @@ impl Launch {
         })?;
         Ok(Launch {
             argv: vec![exe.into()],
-            direct: true,
+            first_stage: FirstStageArg::None,
             cache_dir: None,
+            stdio: StdioMode::Socket,
+            prompts: None,
         })
     }
 
-    /// Run `prefix` followed by the first-stage script as one argument.
-    pub(crate) fn shell(prefix: Vec<OsString>, cache_dir: Option<PathBuf>) -> Result<Launch> {
-        Ok(Launch {
+    /// Run `prefix` followed by the first stage.
+    pub(crate) fn shell(prefix: Vec<OsString>, first_stage: FirstStageArg, cache_dir: Option<PathBuf>) -> Launch {
+        Launch {
             argv: prefix,
-            direct: false,
+            first_stage,
             cache_dir,
-        })
+            stdio: StdioMode::Socket,
+            prompts: None,
+        }
     }
 }
 
@@ -88,34 +118,56 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         what: format!("{what} for {name}"),
         source: e,
     };
-    let (ours, theirs) = sys::socketpair_cloexec().map_err(|e| io("creating a socketpair", e))?;
-    let (err_r, err_w) = sys::pipe_cloexec().map_err(|e| io("creating a pipe", e))?;
-    let theirs2 = theirs
-        .try_clone()
-        .map_err(|e| io("duplicating a socket", e))?;
-
     let mut argv = launch.argv.clone();
-    let mut cmd = Command::new(&argv[0]);
-    if launch.direct {
-        cmd.arg0(format!("mitogen:{name}")).env(CHILD_ENV, &nonce);
-    } else {
+    if launch.first_stage != FirstStageArg::None {
         let binary = Binary::current().map_err(|e| io("reading this program's executable", e))?;
-        let cache_dir = launch
-            .cache_dir
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned());
+        let cache_dir = launch.cache_dir.as_ref().map(|p| p.to_string_lossy().into_owned());
         let stage = FirstStage {
             sha256: &binary.sha256,
             nonce: &nonce,
             name: &format!("mitogen:{name}"),
             cache_dir: cache_dir.as_deref(),
         };
-        argv.push(stage.script().into());
+        argv.push(match launch.first_stage {
+            FirstStageArg::CommandLine => stage.command_line().into(),
+            _ => stage.script().into(),
+        });
     }
-    cmd.args(&argv[1..])
-        .stdin(Stdio::from(theirs))
-        .stdout(Stdio::from(theirs2))
-        .stderr(Stdio::from(err_w));
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if launch.first_stage == FirstStageArg::None {
+        cmd.arg0(format!("mitogen:{name}")).env(CHILD_ENV, &nonce);
+    }
+    // `ours` carries the protocol; `tty` (hybrid) is watched for prompts;
+    // `err_r` collects stderr.
+    // The terminal's slave side stays open here until the child is spawned.
+    let (ours, tty, err_r, _slave) = match launch.stdio {
+        StdioMode::Socket | StdioMode::Hybrid => {
+            let (ours, theirs) = sys::socketpair_cloexec().map_err(|e| io("creating a socketpair", e))?;
+            let (err_r, err_w) = sys::pipe_cloexec().map_err(|e| io("creating a pipe", e))?;
+            let theirs2 = theirs.try_clone().map_err(|e| io("duplicating a socket", e))?;
+            cmd.stdin(Stdio::from(theirs))
+                .stdout(Stdio::from(theirs2))
+                .stderr(Stdio::from(err_w));
+            if launch.stdio == StdioMode::Hybrid {
+                let (master, slave) = sys::openpty_raw().map_err(|e| io("opening a pseudo-terminal", e))?;
+                sys::controlling_tty_on_exec(&mut cmd, &slave);
+                (ours, Some(master), Some(err_r), Some(slave))
+            } else {
+                (ours, None, Some(err_r), None)
+            }
+        }
+        StdioMode::Tty => {
+            let (master, slave) = sys::openpty_raw().map_err(|e| io("opening a pseudo-terminal", e))?;
+            let s1 = slave.try_clone().map_err(|e| io("duplicating a terminal", e))?;
+            let s2 = slave.try_clone().map_err(|e| io("duplicating a terminal", e))?;
+            cmd.stdin(Stdio::from(s1)).stdout(Stdio::from(s2));
+            let s3 = slave.try_clone().map_err(|e| io("duplicating a terminal", e))?;
+            cmd.stderr(Stdio::from(s3));
+            sys::controlling_tty_on_exec(&mut cmd, &slave);
+            (master, None, None, Some(slave))
+        }
+    };
     let mut child = cmd.spawn().map_err(|e| StreamError::Spawn {
         program: argv[0].to_string_lossy().into_owned(),
         source: e,
@@ -139,11 +191,13 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         nonce: &nonce,
         read_fd: ours.as_raw_fd(),
         write_fd: ours.as_raw_fd(),
-        stderr_fd: Some(err_r.as_raw_fd()),
+        stderr_fd: err_r.as_ref().map(|f| f.as_raw_fd()),
+        tty_fd: tty.as_ref().map(|f| f.as_raw_fd()),
         deadline: Instant::now() + common.connect_timeout,
         timeout: common.connect_timeout,
     };
-    let handshake = match conversation.run(&config) {
+    let mut prompts = launch.prompts;
+    let handshake = match conversation.run(&config, &mut prompts) {
         Ok(h) => h,
         Err(e) => {
             let _ = child.kill();
@@ -170,7 +224,8 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     stream.remote_id.store(id, Ordering::Relaxed);
     router.add_route(id, stream.clone());
     let context = Context::new(router, id, Some(&name));
-    register(router, stream, handshake.leftover, err_r, pid, &name);
+    let outputs = err_r.into_iter().chain(tty).collect();
+    register(router, stream, handshake.leftover, outputs, pid, &name);
     // Tell the tree above: this id is reachable through us. Sent before any
     // reply of ours, so a `via=` caller learns the route first.
     router.propagate(mitogen_wire::handle::ADD_ROUTE, &(id, name));
@@ -178,11 +233,12 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
 }
 
 /// Hand the new stream, its stderr and its process to the broker.
+/// `outputs` (stderr, a terminal) are kept open and their lines logged.
 fn register(
     router: &Router,
     stream: Arc<Stream>,
     leftover: Vec<u8>,
-    stderr: OwnedFd,
+    outputs: Vec<OwnedFd>,
     pid: u32,
     name: &str,
 ) {
@@ -193,20 +249,22 @@ fn register(
     let name = name.to_string();
     router.broker().defer_core(move |core| {
         core.add_stream(stream, deframer, events);
-        let n2 = name.clone();
-        core.add_lines(
-            stderr,
-            Box::new(move |line| {
-                if let Some(line) = line {
-                    log::emit(&Record {
-                        level: 0,
-                        target: "stderr".into(),
-                        message: String::from_utf8_lossy(line).into_owned(),
-                        context: n2.clone(),
-                    });
-                }
-            }),
-        );
+        for fd in outputs {
+            let n2 = name.clone();
+            core.add_lines(
+                fd,
+                Box::new(move |line| {
+                    if let Some(line) = line {
+                        log::emit(&Record {
+                            level: 0,
+                            target: "stderr".into(),
+                            message: String::from_utf8_lossy(line).into_owned(),
+                            context: n2.clone(),
+                        });
+                    }
+                }),
+            );
+        }
         core.add_child(
             pid,
             Box::new(move |status| {
@@ -216,3 +274,4 @@ fn register(
         );
     });
 }
+

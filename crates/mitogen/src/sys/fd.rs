@@ -109,28 +109,24 @@ pub fn move_stdio_aside() -> io::Result<(OwnedFd, OwnedFd, OwnedFd, OwnedFd)> {
     Ok((stream_in, stream_out, out_r, err_r))
 }
 
-/// Wait until either descriptor is readable or `deadline` passes; returns
-/// which are ready.
-pub fn poll_two(a: RawFd, b: Option<RawFd>, deadline: Instant) -> io::Result<(bool, bool)> {
+/// Wait until any of `fds` is readable (or hung up) or `deadline` passes;
+/// returns which are ready (all `false` on timeout). Negative entries are ignored.
+pub fn poll_many(fds: &[RawFd], deadline: Instant) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
-        let mut pfds = [
-            libc::pollfd {
-                fd: a,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: b.unwrap_or(-1),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        match syscall!(poll(pfds.as_mut_ptr(), 2, ms)) {
-            Ok(0) if Instant::now() >= deadline => return Ok((false, false)),
+        match syscall!(poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms)) {
+            Ok(0) if Instant::now() >= deadline => return Ok(vec![false; fds.len()]),
             Ok(0) => continue,
-            Ok(_) => return Ok((pfds[0].revents != 0, pfds[1].revents != 0)),
+            Ok(_) => return Ok(pfds.iter().map(|p| p.revents != 0).collect()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }

@@ -5,9 +5,11 @@
 mod syscall;
 mod fd;
 mod process;
+mod pty;
 
 pub use fd::{
-    dup_cloexec, move_stdio_aside, pipe_cloexec, poll_readable, poll_two, read, set_nonblocking,
+    dup_cloexec, move_stdio_aside, pipe_cloexec, poll_many, poll_readable, read, set_nonblocking,
     shutdown_write, socketpair_cloexec, write_all_blocking, writev,
 };
+pub use pty::{controlling_tty_on_exec, openpty_raw};
 pub use process::{ignore_sigpipe, kill, pidfd_open, reap};
