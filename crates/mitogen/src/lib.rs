@@ -53,7 +53,9 @@ mod sync;
 mod sys;
 
 pub use broker::{Broker, Timer};
-pub use connect::{Bootstrap, LocalOptions};
+pub use connect::{
+    Bootstrap, CheckHostKeys, DoasOptions, LocalOptions, SshOptions, SuOptions, SudoOptions,
+};
 pub use context::{AsyncCall, CallChain, Context, ExternalContext, Remote};
 pub use error::{
     CallError, CallErrorKind, ChannelError, CodecError, Error, GetTimeoutError, HostKeyError,

@@ -91,7 +91,11 @@ impl Conversation<'_> {
     /// Run the conversation until the child's hello, then send `config`.
     /// `prompts` sees everything printed before the hello and may type
     /// answers (passwords) or end the attempt with a precise error.
-    pub(crate) fn run(&self, config: &ChildConfig, prompts: &mut Option<Box<dyn Prompts>>) -> Result<Handshake> {
+    pub(crate) fn run(
+        &self,
+        config: &ChildConfig,
+        prompts: &mut Option<Box<dyn Prompts>>,
+    ) -> Result<Handshake> {
         let mut out = Output::default();
         let mut buf: Vec<u8> = Vec::new();
         // Printed since the last answer, for the prompt matcher.
@@ -101,7 +105,8 @@ impl Conversation<'_> {
         let mut side = [self.stderr_fd, self.tty_fd];
         loop {
             let fds = [self.read_fd, side[0].unwrap_or(-1), side[1].unwrap_or(-1)];
-            let ready = sys::poll_many(&fds, self.deadline).map_err(|e| self.io("waiting for the child", e))?;
+            let ready = sys::poll_many(&fds, self.deadline)
+                .map_err(|e| self.io("waiting for the child", e))?;
             if !ready.iter().any(|r| *r) {
                 return Err(self.timeout(&out));
             }
@@ -132,7 +137,10 @@ impl Conversation<'_> {
                     if let Some(e) = prompts.as_ref().and_then(|p| p.on_exit(&out.text())) {
                         return Err(e);
                     }
-                    return Err(self.fail("the connection closed before the child started".into(), &out));
+                    return Err(self.fail(
+                        "the connection closed before the child started".into(),
+                        &out,
+                    ));
                 }
                 buf.extend_from_slice(&chunk[..n]);
                 while let Some(pos) = buf.iter().position(|&b| b == b'\n') {

@@ -89,8 +89,7 @@ impl Router {
     /// ```
     pub fn local(&self, mut opts: LocalOptions) -> Result<Context> {
         if let Some(via) = opts.via.take() {
-            let (id, name) = via.call(connect_local::remote, (opts,))?;
-            return Ok(Context::new(self, id, Some(&name)));
+            return super::connect_via(self, &via, super::Method::Local(opts));
         }
         if let Some(name) = &opts.remote_name {
             if name.contains('/') {
@@ -119,14 +118,4 @@ impl Router {
             launch?,
         )
     }
-}
-
-/// Runs in the `via` context: create the child there and report its id and name.
-#[crate::remote]
-fn connect_local(
-    router: &Router,
-    opts: LocalOptions,
-) -> std::result::Result<(u32, String), crate::Error> {
-    let child = router.local(opts)?;
-    Ok((child.context_id(), child.name().to_string()))
 }

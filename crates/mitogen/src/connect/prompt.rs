@@ -19,9 +19,25 @@ pub(crate) trait Prompts: Send {
 
 /// Words for "password" in the prompts of common translations.
 const PASSWORD_WORDS: &[&str] = &[
-    "password", "passwort", "contraseña", "mot de passe", "senha", "parola", "wachtwoord",
-    "lösenord", "hasło", "heslo", "jelszó", "пароль", "密码", "密碼", "パスワード", "암호", "비밀번호",
-    "passphrase", "passcode",
+    "password",
+    "passwort",
+    "contraseña",
+    "mot de passe",
+    "senha",
+    "parola",
+    "wachtwoord",
+    "lösenord",
+    "hasło",
+    "heslo",
+    "jelszó",
+    "пароль",
+    "密码",
+    "密碼",
+    "パスワード",
+    "암호",
+    "비밀번호",
+    "passphrase",
+    "passcode",
 ];
 
 /// `true` when the last line of `text` looks like a password prompt: it
@@ -33,8 +49,7 @@ pub(crate) fn is_password_prompt(text: &str) -> bool {
         .next()
         .unwrap_or("")
         .to_lowercase();
-    (last.ends_with(':') || last.ends_with('：'))
-        && PASSWORD_WORDS.iter().any(|w| last.contains(w))
+    (last.ends_with(':') || last.ends_with('：')) && PASSWORD_WORDS.iter().any(|w| last.contains(w))
 }
 
 /// The usual dialogue of sudo, su and doas: one password prompt, and
@@ -71,7 +86,10 @@ impl Prompts for PasswordDialogue {
     fn on_output(&mut self, text: &str) -> Result<Option<String>, Error> {
         let lower = text.to_lowercase();
         if self.typed && self.incorrect_in(&lower) {
-            return Err(self.error(format!("incorrect password for user {}", self.username), text));
+            return Err(self.error(
+                format!("incorrect password for user {}", self.username),
+                text,
+            ));
         }
         if let Some(r) = self.refused.iter().find(|r| lower.contains(r.as_str())) {
             return Err(crate::error::StreamError::Bootstrap {
@@ -90,11 +108,17 @@ impl Prompts for PasswordDialogue {
             return Ok(None);
         }
         if self.typed {
-            return Err(self.error(format!("incorrect password for user {}", self.username), text));
+            return Err(self.error(
+                format!("incorrect password for user {}", self.username),
+                text,
+            ));
         }
         match &self.password {
             None => Err(self.error(
-                format!("a password is required for user {} but none was given", self.username),
+                format!(
+                    "a password is required for user {} but none was given",
+                    self.username
+                ),
                 text,
             )),
             Some(p) => {
@@ -107,7 +131,10 @@ impl Prompts for PasswordDialogue {
     fn on_exit(&self, output: &str) -> Option<Error> {
         let lower = output.to_lowercase();
         if self.incorrect_in(&lower) {
-            return Some(self.error(format!("incorrect password for user {}", self.username), output));
+            return Some(self.error(
+                format!("incorrect password for user {}", self.username),
+                output,
+            ));
         }
         None
     }
@@ -141,7 +168,10 @@ mod tests {
         };
         assert_eq!(d.on_output("Password: ").unwrap(), Some("pw\n".into()));
         let e = d.on_output("\nsu: Authentication failure\n").unwrap_err();
-        assert!(e.to_string().contains("incorrect password for user bob"), "{e}");
+        assert!(
+            e.to_string().contains("incorrect password for user bob"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,9 +14,9 @@ use mitogen_wire::Deframer;
 use crate::bootstrap::binary::Binary;
 use crate::bootstrap::first_stage::FirstStage;
 use crate::bootstrap::parent::Conversation;
-use crate::connect::prompt::Prompts;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
 use crate::broker::{Fds, Stream};
+use crate::connect::prompt::Prompts;
 use crate::context::Context;
 use crate::error::{Result, StreamError};
 use crate::log::{self, Record};
@@ -83,7 +83,11 @@ impl Launch {
     }
 
     /// Run `prefix` followed by the first stage.
-    pub(crate) fn shell(prefix: Vec<OsString>, first_stage: FirstStageArg, cache_dir: Option<PathBuf>) -> Launch {
+    pub(crate) fn shell(
+        prefix: Vec<OsString>,
+        first_stage: FirstStageArg,
+        cache_dir: Option<PathBuf>,
+    ) -> Launch {
         Launch {
             argv: prefix,
             first_stage,
@@ -121,7 +125,10 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     let mut argv = launch.argv.clone();
     if launch.first_stage != FirstStageArg::None {
         let binary = Binary::current().map_err(|e| io("reading this program's executable", e))?;
-        let cache_dir = launch.cache_dir.as_ref().map(|p| p.to_string_lossy().into_owned());
+        let cache_dir = launch
+            .cache_dir
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned());
         let stage = FirstStage {
             sha256: &binary.sha256,
             nonce: &nonce,
@@ -143,14 +150,18 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     // The terminal's slave side stays open here until the child is spawned.
     let (ours, tty, err_r, _slave) = match launch.stdio {
         StdioMode::Socket | StdioMode::Hybrid => {
-            let (ours, theirs) = sys::socketpair_cloexec().map_err(|e| io("creating a socketpair", e))?;
+            let (ours, theirs) =
+                sys::socketpair_cloexec().map_err(|e| io("creating a socketpair", e))?;
             let (err_r, err_w) = sys::pipe_cloexec().map_err(|e| io("creating a pipe", e))?;
-            let theirs2 = theirs.try_clone().map_err(|e| io("duplicating a socket", e))?;
+            let theirs2 = theirs
+                .try_clone()
+                .map_err(|e| io("duplicating a socket", e))?;
             cmd.stdin(Stdio::from(theirs))
                 .stdout(Stdio::from(theirs2))
                 .stderr(Stdio::from(err_w));
             if launch.stdio == StdioMode::Hybrid {
-                let (master, slave) = sys::openpty_raw().map_err(|e| io("opening a pseudo-terminal", e))?;
+                let (master, slave) =
+                    sys::openpty_raw().map_err(|e| io("opening a pseudo-terminal", e))?;
                 sys::controlling_tty_on_exec(&mut cmd, &slave);
                 (ours, Some(master), Some(err_r), Some(slave))
             } else {
@@ -158,11 +169,18 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             }
         }
         StdioMode::Tty => {
-            let (master, slave) = sys::openpty_raw().map_err(|e| io("opening a pseudo-terminal", e))?;
-            let s1 = slave.try_clone().map_err(|e| io("duplicating a terminal", e))?;
-            let s2 = slave.try_clone().map_err(|e| io("duplicating a terminal", e))?;
+            let (master, slave) =
+                sys::openpty_raw().map_err(|e| io("opening a pseudo-terminal", e))?;
+            let s1 = slave
+                .try_clone()
+                .map_err(|e| io("duplicating a terminal", e))?;
+            let s2 = slave
+                .try_clone()
+                .map_err(|e| io("duplicating a terminal", e))?;
             cmd.stdin(Stdio::from(s1)).stdout(Stdio::from(s2));
-            let s3 = slave.try_clone().map_err(|e| io("duplicating a terminal", e))?;
+            let s3 = slave
+                .try_clone()
+                .map_err(|e| io("duplicating a terminal", e))?;
             cmd.stderr(Stdio::from(s3));
             sys::controlling_tty_on_exec(&mut cmd, &slave);
             (master, None, None, Some(slave))
@@ -274,4 +292,3 @@ fn register(
         );
     });
 }
-

@@ -1,0 +1,103 @@
+//! `doas`: a context as another user through OpenBSD's `doas`.
+//!
+//! Program: `doas` (`doas_path`). Argv: `doas -u <user> -- /bin/sh -c
+//! '<first stage>'`. stdio is a pseudo-terminal in raw mode: doas prompts
+//! on its terminal.
+//!
+//! Prompts: `password_prompt` (default `password:`) or any password-like
+//! prompt; typed once. Errors: `PasswordError` when no password is given
+//! or one of `incorrect_prompts` appears (default `doas: authentication
+//! failed`), `StreamError` with doas's output otherwise (e.g. "Operation
+//! not permitted" when no rule allows it).
+
+use serde::{Deserialize, Serialize};
+
+use super::prompt::PasswordDialogue;
+use super::spawn::{self, FirstStageArg, Launch, StdioMode};
+use super::{connect_via, LocalOptions, Method};
+use crate::context::Context;
+use crate::error::Result;
+use crate::router::Router;
+
+/// Options of [`Router::doas`] (Mitogen's `doas()` arguments).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DoasOptions {
+    /// Target user (default `root`).
+    pub username: String,
+    /// Password to type if doas asks.
+    pub password: Option<String>,
+    /// The doas program (default `doas`).
+    pub doas_path: String,
+    /// Text that means doas asks for the password (default `password:`).
+    pub password_prompt: String,
+    /// Texts that mean the password was wrong.
+    pub incorrect_prompts: Vec<String>,
+    /// Options shared with `local`.
+    pub common: LocalOptions,
+}
+
+impl Default for DoasOptions {
+    fn default() -> Self {
+        DoasOptions {
+            username: "root".into(),
+            password: None,
+            doas_path: "doas".into(),
+            password_prompt: "password:".into(),
+            incorrect_prompts: vec!["doas: authentication failed".into()],
+            common: LocalOptions::default(),
+        }
+    }
+}
+
+impl Router {
+    /// Start a context as another user through doas (Mitogen's `Router.doas`).
+    ///
+    /// # Errors
+    /// [`Error::Password`](crate::Error::Password), or
+    /// [`Error::Stream`](crate::Error::Stream) with what doas printed.
+    pub fn doas(&self, mut opts: DoasOptions) -> Result<Context> {
+        if let Some(via) = opts.common.via.take() {
+            return connect_via(self, &via, Method::Doas(opts));
+        }
+        let launch = Launch {
+            argv: vec![
+                opts.doas_path.clone().into(),
+                "-u".into(),
+                opts.username.clone().into(),
+                "--".into(),
+                "/bin/sh".into(),
+                "-c".into(),
+            ],
+            first_stage: FirstStageArg::Script,
+            cache_dir: opts.common.cache_dir.clone(),
+            stdio: StdioMode::Tty,
+            prompts: Some(Box::new(PasswordDialogue {
+                method: "doas",
+                username: opts.username.clone(),
+                password: opts.password.clone(),
+                prompts: vec![opts.password_prompt.to_lowercase()],
+                incorrect: opts
+                    .incorrect_prompts
+                    .iter()
+                    .map(|p| p.to_lowercase())
+                    .collect(),
+                refused: vec!["operation not permitted".into()],
+                typed: false,
+            })),
+        };
+        spawn::connect(
+            self,
+            spawn::Common {
+                method: "doas",
+                name: opts
+                    .common
+                    .remote_name
+                    .clone()
+                    .or_else(|| Some(format!("doas.{}", opts.username))),
+                connect_timeout: opts.common.connect_timeout,
+                debug: opts.common.debug,
+            },
+            launch,
+        )
+    }
+}

@@ -1,0 +1,336 @@
+//! `ssh`: a context on another machine through the OpenSSH client.
+//!
+//! Program: `ssh` (`ssh_path`). Argv: `ssh [-l user] [-p port] [-i key]
+//! [-o IdentitiesOnly=yes] [-C] [-v…] -o ConnectTimeout=<s>
+//! -o StrictHostKeyChecking=<mode> [-o BatchMode=yes] <ssh_args…> <host>
+//! "sh -c '<first stage>'"`.
+//!
+//! Host keys: `enforce` → `StrictHostKeyChecking=yes`; `accept` →
+//! `accept-new` (unknown keys are recorded, changed keys refused; no
+//! terminal needed); `ignore` → no checking, no known_hosts.
+//!
+//! Prompts: with a `password`, ssh runs with a pseudo-terminal as its
+//! controlling terminal and the password is typed at its prompt once;
+//! without one it runs with `BatchMode=yes` and no terminal.
+//!
+//! Errors: `PasswordError` (needed but not given; refused), `HostKeyError`
+//! (unknown under `enforce`; changed), `TimeoutError` (`connect_timeout`),
+//! `StreamError::Bootstrap` with the last lines ssh printed otherwise
+//! (connection refused, unknown host, public key denied).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::prompt::{is_password_prompt, Prompts};
+use super::spawn::{self, FirstStageArg, Launch, StdioMode};
+use super::{connect_via, LocalOptions, Method};
+use crate::context::Context;
+use crate::error::{Error, HostKeyError, PasswordError, Result};
+use crate::router::Router;
+
+/// Host key checking (Mitogen's `check_host_keys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CheckHostKeys {
+    /// No checking: connections never fail for an unknown or changed key.
+    Ignore,
+    /// Known keys must match; unknown keys are accepted and recorded.
+    Accept,
+    /// Known keys must match; unknown hosts fail with `HostKeyError`.
+    #[default]
+    Enforce,
+}
+
+/// Options of [`Router::ssh`] (Mitogen's `ssh()` arguments).
+///
+/// # Examples
+/// ```
+/// let mut opts = mitogen::SshOptions::new("web1.example.com");
+/// opts.username = Some("deploy".into());
+/// opts.check_host_keys = mitogen::CheckHostKeys::Accept;
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshOptions {
+    /// Host to connect to.
+    pub hostname: String,
+    /// Login name; ssh's default when `None`.
+    pub username: Option<String>,
+    /// Port; ssh's default when `None`.
+    pub port: Option<u16>,
+    /// The ssh program (default `ssh`, searched in `PATH`).
+    pub ssh_path: String,
+    /// Extra arguments placed before the host name.
+    pub ssh_args: Vec<String>,
+    /// Host key checking (default `Enforce`).
+    pub check_host_keys: CheckHostKeys,
+    /// Password to type if ssh asks for one.
+    pub password: Option<String>,
+    /// Private key to authenticate with.
+    pub identity_file: Option<PathBuf>,
+    /// With a password or identity file, use only those (default `true`).
+    pub identities_only: bool,
+    /// Ask ssh to compress (default `true`).
+    pub compression: bool,
+    /// ssh `-v` count, 0–3.
+    pub ssh_debug_level: u8,
+    /// Options shared with `local` (name, timeout, debug, via, cache dir).
+    pub common: LocalOptions,
+}
+
+impl SshOptions {
+    /// Options for `hostname` with every default.
+    pub fn new(hostname: impl Into<String>) -> SshOptions {
+        SshOptions {
+            hostname: hostname.into(),
+            username: None,
+            port: None,
+            ssh_path: "ssh".into(),
+            ssh_args: Vec::new(),
+            check_host_keys: CheckHostKeys::Enforce,
+            password: None,
+            identity_file: None,
+            identities_only: true,
+            compression: true,
+            ssh_debug_level: 0,
+            common: LocalOptions::default(),
+        }
+    }
+
+    /// The argv before the first stage.
+    pub(crate) fn argv(&self) -> Vec<String> {
+        let mut a = vec![self.ssh_path.clone()];
+        if let Some(u) = &self.username {
+            a.extend(["-l".into(), u.clone()]);
+        }
+        if let Some(p) = self.port {
+            a.extend(["-p".into(), p.to_string()]);
+        }
+        if let Some(k) = &self.identity_file {
+            a.extend(["-i".into(), k.to_string_lossy().into_owned()]);
+        }
+        if self.identities_only && (self.password.is_some() || self.identity_file.is_some()) {
+            a.extend(["-o".into(), "IdentitiesOnly=yes".into()]);
+        }
+        if self.compression {
+            a.push("-C".into());
+        }
+        if self.ssh_debug_level > 0 {
+            a.push(format!(
+                "-{}",
+                "v".repeat(self.ssh_debug_level.min(3) as usize)
+            ));
+        }
+        let secs = self.common.connect_timeout.as_secs().max(1);
+        a.extend(["-o".into(), format!("ConnectTimeout={secs}")]);
+        a.extend(["-o".into(), "ServerAliveInterval=30".into()]);
+        match self.check_host_keys {
+            CheckHostKeys::Enforce => a.extend(["-o".into(), "StrictHostKeyChecking=yes".into()]),
+            CheckHostKeys::Accept => {
+                a.extend(["-o".into(), "StrictHostKeyChecking=accept-new".into()])
+            }
+            CheckHostKeys::Ignore => a.extend([
+                "-o".into(),
+                "StrictHostKeyChecking=no".into(),
+                "-o".into(),
+                "UserKnownHostsFile=/dev/null".into(),
+                "-o".into(),
+                "GlobalKnownHostsFile=/dev/null".into(),
+                "-o".into(),
+                "LogLevel=ERROR".into(),
+            ]),
+        }
+        if self.password.is_some() {
+            a.extend(["-o".into(), "NumberOfPasswordPrompts=1".into()]);
+        } else {
+            a.extend(["-o".into(), "BatchMode=yes".into()]);
+        }
+        a.extend(self.ssh_args.iter().cloned());
+        a.push(self.hostname.clone());
+        a
+    }
+}
+
+impl Router {
+    /// Start a context on another machine over OpenSSH (Mitogen's `Router.ssh`).
+    ///
+    /// # Errors
+    /// [`Error::Password`], [`Error::HostKey`], [`Error::Timeout`], or
+    /// [`Error::Stream`] carrying what ssh printed.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # mitogen::Router::with(|router| {
+    /// let web = router.ssh(mitogen::SshOptions::new("web1")).unwrap();
+    /// let mut root = mitogen::SudoOptions::default();
+    /// root.common.via = Some(web);
+    /// let root_on_web = router.sudo(root).unwrap();
+    /// # }).unwrap();
+    /// ```
+    pub fn ssh(&self, mut opts: SshOptions) -> Result<Context> {
+        if let Some(via) = opts.common.via.take() {
+            return connect_via(self, &via, Method::Ssh(opts));
+        }
+        let launch = Launch {
+            argv: opts.argv().into_iter().map(Into::into).collect(),
+            first_stage: FirstStageArg::CommandLine,
+            cache_dir: opts.common.cache_dir.clone(),
+            stdio: if opts.password.is_some() {
+                StdioMode::Hybrid
+            } else {
+                StdioMode::Socket
+            },
+            prompts: Some(Box::new(SshPrompts {
+                host: opts.hostname.clone(),
+                password: opts.password.clone(),
+                typed: false,
+            })),
+        };
+        spawn::connect(
+            self,
+            spawn::Common {
+                method: "ssh",
+                name: opts
+                    .common
+                    .remote_name
+                    .clone()
+                    .or_else(|| Some(format!("ssh.{}", opts.hostname))),
+                connect_timeout: opts.common.connect_timeout,
+                debug: opts.common.debug,
+            },
+            launch,
+        )
+    }
+}
+
+struct SshPrompts {
+    host: String,
+    password: Option<String>,
+    typed: bool,
+}
+
+impl SshPrompts {
+    fn password_error(&self, reason: &str, output: &str) -> Error {
+        PasswordError {
+            method: "ssh",
+            reason: reason.to_string(),
+            output: output.trim().to_string(),
+        }
+        .into()
+    }
+
+    fn host_key_error(&self, output: &str) -> Option<Error> {
+        let lower = output.to_lowercase();
+        let reason = if lower.contains("remote host identification has changed")
+            || lower.contains("host key for") && lower.contains("has changed")
+        {
+            "has changed"
+        } else if lower.contains("host key verification failed")
+            || lower.contains("host key is known")
+            || lower.contains("are you sure you want to continue connecting")
+        {
+            "is not known (check_host_keys=enforce)"
+        } else {
+            return None;
+        };
+        Some(
+            HostKeyError {
+                host: self.host.clone(),
+                reason: reason.into(),
+                output: output.trim().to_string(),
+            }
+            .into(),
+        )
+    }
+}
+
+impl Prompts for SshPrompts {
+    fn on_output(&mut self, text: &str) -> Result<Option<String>, Error> {
+        if let Some(e) = self.host_key_error(text) {
+            return Err(e);
+        }
+        if !is_password_prompt(text) {
+            return Ok(None);
+        }
+        match (&self.password, self.typed) {
+            (_, true) => Err(self.password_error("the password was refused", text)),
+            (None, _) => {
+                Err(self.password_error("a password is required but none was given", text))
+            }
+            (Some(p), false) => {
+                self.typed = true;
+                Ok(Some(format!("{p}\n")))
+            }
+        }
+    }
+
+    /// ssh's last words, in its own terms: see `ssh(1)` and sshd's messages.
+    fn on_exit(&self, output: &str) -> Option<Error> {
+        if let Some(e) = self.host_key_error(output) {
+            return Some(e);
+        }
+        let lower = output.to_lowercase();
+        if let Some(pos) = lower.find("permission denied") {
+            if self.typed {
+                return Some(self.password_error("the password was refused", output));
+            }
+            // "Permission denied (publickey,password)." lists what the server allows.
+            let methods = &lower[pos..];
+            let methods = methods.split(['\n', '.']).next().unwrap_or("");
+            if self.password.is_none()
+                && (methods.contains("password") || methods.contains("keyboard-interactive"))
+            {
+                return Some(
+                    self.password_error("a password is required but none was given", output),
+                );
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_for_batch_mode_and_password() {
+        let mut o = SshOptions::new("h");
+        o.port = Some(2222);
+        o.username = Some("u".into());
+        let a = o.argv().join(" ");
+        assert!(
+            a.starts_with("ssh -l u -p 2222 -C -o ConnectTimeout=30"),
+            "{a}"
+        );
+        assert!(a.contains("StrictHostKeyChecking=yes") && a.contains("BatchMode=yes"));
+        assert!(a.ends_with(" h"));
+        o.password = Some("x".into());
+        o.check_host_keys = CheckHostKeys::Ignore;
+        let a = o.argv().join(" ");
+        assert!(
+            !a.contains("BatchMode") && a.contains("NumberOfPasswordPrompts=1"),
+            "{a}"
+        );
+        assert!(a.contains("UserKnownHostsFile=/dev/null") && a.contains("IdentitiesOnly=yes"));
+    }
+
+    #[test]
+    fn classifies_ssh_failures() {
+        let p = SshPrompts {
+            host: "h".into(),
+            password: None,
+            typed: false,
+        };
+        let e = p
+            .on_exit("u@h: Permission denied (publickey,password).")
+            .unwrap();
+        assert!(matches!(e, Error::Password(_)), "{e}");
+        assert!(p.on_exit("u@h: Permission denied (publickey).").is_none());
+        let e = p.on_exit("No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.\nHost key verification failed.").unwrap();
+        assert!(e.to_string().contains("is not known"), "{e}");
+        let e = p
+            .on_exit("@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.")
+            .unwrap();
+        assert!(e.to_string().contains("has changed"), "{e}");
+    }
+}
