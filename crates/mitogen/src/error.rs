@@ -45,11 +45,11 @@ pub enum Error {
 
 /// A connection program asked for a password and none was given, or the
 /// given one was refused (Mitogen's `PasswordError`).
-#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[derive(Debug, Clone, PartialEq, Eq, ThisError, Serialize, Deserialize)]
 #[error("{method}: {reason}{}", fmt_output(output))]
 pub struct PasswordError {
     /// `ssh`, `sudo`, `su` or `doas`.
-    pub method: &'static str,
+    pub method: String,
     /// What happened, e.g. "incorrect password for user deploy".
     pub reason: String,
     /// The last lines the program printed.
@@ -57,7 +57,7 @@ pub struct PasswordError {
 }
 
 /// An ssh host key could not be verified (Mitogen's `HostKeyError`).
-#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[derive(Debug, Clone, PartialEq, Eq, ThisError, Serialize, Deserialize)]
 #[error("ssh: host key of {host} {reason}{}", fmt_output(output))]
 pub struct HostKeyError {
     /// The host as given.
@@ -153,7 +153,7 @@ pub enum ChannelError {
 pub struct LatchError;
 
 /// A deadline passed before anything arrived (Mitogen's `TimeoutError`).
-#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[derive(Debug, Clone, PartialEq, Eq, ThisError, Serialize, Deserialize)]
 #[error("timed out after {waited:?} {what}")]
 pub struct TimeoutError {
     /// How long was waited.

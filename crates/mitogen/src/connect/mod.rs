@@ -20,7 +20,7 @@ pub use su::SuOptions;
 pub use sudo::SudoOptions;
 
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, HostKeyError, PasswordError, Result, StreamError, TimeoutError};
 use crate::router::Router;
 
 /// A connection request that can travel to a `via` context.
@@ -35,23 +35,48 @@ pub(crate) enum Method {
 
 /// Have `via` run the connection; the new context's id is routed back to
 /// us before the call returns (ADD_ROUTE travels ahead of the reply).
+/// Password, host key and timeout failures keep their type across the hop.
 pub(crate) fn connect_via(router: &Router, via: &Context, method: Method) -> Result<Context> {
-    let (id, name) = via.call(connect_here::remote, (method,))?;
-    Ok(Context::new(router, id, Some(&name)))
+    match via.call(connect_here::remote, (method,))? {
+        Connected::Ok(id, name) => Ok(Context::new(router, id, Some(&name))),
+        Connected::Password(e) => Err(e.into()),
+        Connected::HostKey(e) => Err(e.into()),
+        Connected::Timeout(e) => Err(e.into()),
+        Connected::Failed(text) => Err(StreamError::Bootstrap {
+            name: via.name().to_string(),
+            reason: text,
+            output: String::new(),
+        }
+        .into()),
+    }
+}
+
+/// Outcome of a connection made in a `via` context, with the error kinds
+/// callers match on kept apart.
+#[derive(Debug, Serialize, Deserialize)]
+enum Connected {
+    Ok(u32, String),
+    Password(PasswordError),
+    HostKey(HostKeyError),
+    Timeout(TimeoutError),
+    Failed(String),
 }
 
 /// Runs in the `via` context: make the connection from there.
 #[crate::remote]
-fn connect_here(
-    router: &Router,
-    method: Method,
-) -> std::result::Result<(u32, String), crate::Error> {
-    let child = match method {
+fn connect_here(router: &Router, method: Method) -> Connected {
+    let made = match method {
         Method::Local(o) => router.local(o),
         Method::Ssh(o) => router.ssh(o),
         Method::Sudo(o) => router.sudo(o),
         Method::Su(o) => router.su(o),
         Method::Doas(o) => router.doas(o),
-    }?;
-    Ok((child.context_id(), child.name().to_string()))
+    };
+    match made {
+        Ok(child) => Connected::Ok(child.context_id(), child.name().to_string()),
+        Err(Error::Password(e)) => Connected::Password(e),
+        Err(Error::HostKey(e)) => Connected::HostKey(e),
+        Err(Error::Timeout(e)) => Connected::Timeout(e),
+        Err(e) => Connected::Failed(e.to_string()),
+    }
 }

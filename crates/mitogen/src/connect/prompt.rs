@@ -70,7 +70,7 @@ pub(crate) struct PasswordDialogue {
 impl PasswordDialogue {
     fn error(&self, reason: String, output: &str) -> Error {
         PasswordError {
-            method: self.method,
+            method: self.method.into(),
             reason,
             output: output.trim().to_string(),
         }

@@ -211,7 +211,7 @@ struct SshPrompts {
 impl SshPrompts {
     fn password_error(&self, reason: &str, output: &str) -> Error {
         PasswordError {
-            method: "ssh",
+            method: "ssh".into(),
             reason: reason.to_string(),
             output: output.trim().to_string(),
         }
