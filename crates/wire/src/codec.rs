@@ -36,6 +36,17 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// # Errors
 /// As [`encode`].
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    // Size first: one exact allocation instead of doubling (and copying and
+    // faulting in) a large buffer several times.
+    let size = postcard::serialize_with_flavor::<T, _, usize>(
+        value,
+        postcard::ser_flavors::Size::default(),
+    )
+    .map_err(|e| CodecError {
+        what: "encoding",
+        reason: e.to_string(),
+    })?;
+    out.reserve(size);
     let taken = std::mem::take(out);
     match postcard::to_extend(value, taken) {
         Ok(v) => {

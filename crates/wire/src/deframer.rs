@@ -2,6 +2,17 @@
 
 use crate::header::{FrameError, Header, HEADER_LEN};
 
+/// Bodies at least this long are read into a buffer of their own.
+const LARGE_BODY: usize = 256 * 1024;
+
+#[derive(Debug)]
+struct LargeBody {
+    /// `data[..received]` holds the body so far.
+    data: Vec<u8>,
+    received: usize,
+    len: usize,
+}
+
 /// One decoded frame: header and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -34,6 +45,10 @@ pub struct Deframer {
     end: usize,
     max_len: u32,
     pending: Option<Header>,
+    /// A large body read straight into its own buffer (no copy at the end).
+    large: Option<LargeBody>,
+    /// The last `spare` was handed out of `large`.
+    spare_in_large: bool,
     failed: Option<FrameError>,
 }
 
@@ -46,6 +61,8 @@ impl Deframer {
             end: 0,
             max_len,
             pending: None,
+            large: None,
+            spare_in_large: false,
             failed: None,
         }
     }
@@ -57,11 +74,26 @@ impl Deframer {
 
     /// Bytes buffered and not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.end - self.start
+        self.end - self.start + self.large.as_ref().map_or(0, |l| l.received)
     }
 
     /// Append received bytes.
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        if let Some(l) = self.large.as_mut() {
+            let n = (l.len - l.received).min(bytes.len());
+            let end = l.received + n;
+            if l.data.len() >= end {
+                l.data[l.received..end].copy_from_slice(&bytes[..n]);
+            } else {
+                l.data.truncate(l.received);
+                l.data.extend_from_slice(&bytes[..n]);
+            }
+            l.received = end;
+            bytes = &bytes[n..];
+            if bytes.is_empty() {
+                return;
+            }
+        }
         self.compact();
         self.buf.truncate(self.end);
         self.buf.extend_from_slice(bytes);
@@ -71,6 +103,16 @@ impl Deframer {
     /// A writable tail of at least `min` bytes (more when a large body is
     /// expected), to read into directly; call [`Deframer::commit`] after.
     pub fn spare(&mut self, min: usize) -> &mut [u8] {
+        if self.large.as_ref().is_some_and(|l| l.received < l.len) {
+            let l = self.large.as_mut().expect("checked above");
+            // Filled once; later calls reuse the tail.
+            if l.data.len() < l.len {
+                l.data.resize(l.len, 0);
+            }
+            self.spare_in_large = true;
+            return &mut l.data[l.received..];
+        }
+        self.spare_in_large = false;
         self.compact();
         let want = match self.pending {
             Some(h) => (h.length as usize + HEADER_LEN).saturating_sub(self.buffered()),
@@ -85,6 +127,13 @@ impl Deframer {
 
     /// Keep `n` bytes of the tail handed out by [`Deframer::spare`]; drop the rest.
     pub fn commit(&mut self, spare_len: usize, n: usize) {
+        if self.spare_in_large {
+            if let Some(l) = self.large.as_mut() {
+                l.received = (l.data.len() - spare_len + n).min(l.len);
+            }
+            self.spare_in_large = false;
+            return;
+        }
         self.end = (self.buf.len() - spare_len + n).min(self.buf.len());
     }
 
@@ -136,8 +185,31 @@ impl Deframer {
                 }
             }
         };
-        let total = HEADER_LEN + header.length as usize;
+        let len = header.length as usize;
+        if let Some(l) = &self.large {
+            if l.received < l.len {
+                return Ok(None);
+            }
+            let mut body = self.large.take().expect("checked above").data;
+            body.truncate(len);
+            self.pending = None;
+            return Ok(Some(Frame { header, body }));
+        }
+        let total = HEADER_LEN + len;
         if self.buffered() < total {
+            if len >= LARGE_BODY {
+                // Move what we have of the body into a buffer of its own and
+                // read the rest straight into it.
+                let body_start = self.start + HEADER_LEN;
+                let mut data = Vec::with_capacity(len);
+                data.extend_from_slice(&self.buf[body_start..self.end]);
+                self.start = self.end;
+                self.large = Some(LargeBody {
+                    received: data.len(),
+                    data,
+                    len,
+                });
+            }
             return Ok(None);
         }
         let body_start = self.start + HEADER_LEN;
@@ -207,5 +279,43 @@ mod tests {
         d.commit(n, 100);
         let f = d.next_frame().unwrap().unwrap();
         assert_eq!(f.body.len(), 100);
+    }
+
+    #[test]
+    fn large_body_mixing_push_and_spare() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut bytes = frame(1, b"small");
+        bytes.extend(frame(2, &big));
+        bytes.extend(frame(3, b"after"));
+        for chunk in [1usize, 7, 4096, 65_536, 1 << 20] {
+            let mut d = Deframer::new(1 << 20);
+            let mut got = Vec::new();
+            let mut pos = 0;
+            let mut use_spare = false;
+            while pos < bytes.len() {
+                let n = chunk.min(bytes.len() - pos);
+                if use_spare {
+                    let spare = d.spare(16);
+                    let len = spare.len();
+                    let k = n.min(len);
+                    spare[..k].copy_from_slice(&bytes[pos..pos + k]);
+                    d.commit(len, k);
+                    pos += k;
+                } else {
+                    d.push(&bytes[pos..pos + n]);
+                    pos += n;
+                }
+                use_spare = !use_spare;
+                while let Some(f) = d.next_frame().unwrap() {
+                    got.push((f.header.handle, f.body));
+                }
+            }
+            assert_eq!(got.len(), 3, "chunk {chunk}");
+            assert_eq!(got[0], (1, b"small".to_vec()));
+            assert_eq!(got[1].0, 2);
+            assert!(got[1].1 == big, "large body intact with chunk {chunk}");
+            assert_eq!(got[2], (3, b"after".to_vec()));
+            assert_eq!(d.buffered(), 0);
+        }
     }
 }

@@ -148,9 +148,11 @@ impl Stream {
             out.queue.push_back(header[written..].to_vec());
             out.queue.push_back(body);
         } else {
-            let mut body = body;
-            body.drain(..written - HEADER_LEN);
+            // The queue was empty: the offset applies to this body, which
+            // is not copied.
+            debug_assert!(out.queue.is_empty());
             out.queue.push_back(body);
+            out.offset = written - HEADER_LEN;
         }
         self.schedule_flush(out);
         Ok(())

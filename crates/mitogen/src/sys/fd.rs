@@ -14,7 +14,22 @@ pub fn socketpair_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
         fds.as_mut_ptr()
     ))?;
     // SAFETY: socketpair succeeded, so both descriptors are open and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Large buffers mean fewer wake-ups per large message; the kernel caps
+    // them at net.core.{w,r}mem_max, and failure is harmless.
+    for fd in fds {
+        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+            let size: libc::c_int = 4 << 20;
+            let _ = syscall!(setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t
+            ));
+        }
+    }
+    Ok(pair)
 }
 
 /// A pipe `(read, write)`, both close-on-exec.
