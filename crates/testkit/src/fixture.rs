@@ -76,7 +76,11 @@ pub fn available() -> Result<(), String> {
     }
     let hint = "run scripts/fixture/setup.sh as root";
     match std::fs::read_to_string(STAMP) {
-        Err(_) => return Err(format!("machine fixture not set up ({STAMP} missing): {hint}")),
+        Err(_) => {
+            return Err(format!(
+                "machine fixture not set up ({STAMP} missing): {hint}"
+            ))
+        }
         Ok(s) if s.trim() != VERSION.to_string() => {
             return Err(format!(
                 "machine fixture is version {} but the tests expect {VERSION}: {hint}",
@@ -85,7 +89,12 @@ pub fn available() -> Result<(), String> {
         }
         Ok(_) => {}
     }
-    for tool in ["/usr/bin/sudo", "/usr/bin/doas", "/bin/su", "/usr/sbin/runuser"] {
+    for tool in [
+        "/usr/bin/sudo",
+        "/usr/bin/doas",
+        "/bin/su",
+        "/usr/sbin/runuser",
+    ] {
         if !Path::new(tool).exists() {
             return Err(format!("{tool} missing: {hint}"));
         }

@@ -1,5 +1,18 @@
 //! Test support for mitogen-rs (not published): bounded waits and process
-//! and descriptor inspection through `/proc`.
+//! and descriptor inspection through `/proc`, and the fixture for tests
+//! against the real ssh, sudo, su and doas (`docs/testing.md`):
+//!
+//! * [`fixture`]: the users and rules `scripts/fixture/setup.sh` creates,
+//!   and skipping (`SKIP <test>: <reason>`) when they are missing;
+//! * [`sshd`]: a throwaway OpenSSH server on 127.0.0.1;
+//! * [`silent`]: a TCP peer that never answers (connect timeouts);
+//! * [`pty`]: running a command on a pseudo-terminal and answering prompts.
+
+pub mod fixture;
+pub mod pty;
+pub mod silent;
+pub mod sshd;
+mod tempdir;
 
 use std::time::{Duration, Instant};
 

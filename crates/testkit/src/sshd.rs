@@ -109,8 +109,8 @@ impl Sshd {
         // sshd reads authorized keys with the user's privileges: each file
         // belongs to its user.
         for name in std::iter::once("root").chain(fixture::USERS.iter().map(|u| u.name)) {
-            let (uid, gid, _) = fixture::passwd_entry(name)
-                .ok_or_else(|| other(format!("user {name} missing")))?;
+            let (uid, gid, _) =
+                fixture::passwd_entry(name).ok_or_else(|| other(format!("user {name} missing")))?;
             let path = keys_dir.join(name);
             std::fs::write(&path, &client_pub)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
@@ -341,7 +341,11 @@ impl Sshd {
                 };
                 return Err(std::io::Error::new(
                     kind,
-                    format!("sshd exited ({status}) on port {}: {}", self.port, new.trim()),
+                    format!(
+                        "sshd exited ({status}) on port {}: {}",
+                        self.port,
+                        new.trim()
+                    ),
                 ));
             }
             if greets(self.port) {
@@ -361,9 +365,11 @@ impl Sshd {
         }
     }
 
-    /// Stop the listening sshd only; returns its pid.
-    fn stop_listener(&mut self) -> Option<u32> {
-        let mut child = self.child.take()?;
+    /// Stop the listening sshd only.
+    fn stop_listener(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = child.id();
         // SAFETY: kill has no memory preconditions; pid is our unreaped child.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
@@ -376,32 +382,41 @@ impl Sshd {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Some(pid)
     }
 }
 
 impl Drop for Sshd {
-    /// Stops sshd and every process below it (per-connection sshds and the
-    /// users' sessions), SIGTERM then SIGKILL after a grace period.
+    /// Stops sshd and every process below it: per-connection sshds and the
+    /// users' sessions (which call `setsid`, so process groups don't find
+    /// them). The tree is frozen with SIGSTOP until no new process appears,
+    /// then killed; nothing below escapes by forking meanwhile. Processes
+    /// that already left the tree (daemonised) are not found.
     fn drop(&mut self) {
         let Some(pid) = self.pid() else { return };
-        // Sessions call setsid(), so process groups don't find them: walk
-        // the tree before the listener dies and they are reparented.
-        let below = descendants(pid);
-        self.stop_listener();
-        for &p in &below {
-            // SAFETY: kill has no memory preconditions.
-            unsafe { libc::kill(p as libc::pid_t, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while below.iter().any(|&p| !crate::process_gone(p)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        for &p in &below {
-            if !crate::process_gone(p) {
-                // SAFETY: as above.
-                unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+        let mut frozen = vec![pid];
+        // SAFETY: kill has no memory preconditions; pid is our unreaped
+        // child, the others were seen in /proc a moment ago below it.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+        loop {
+            let new: Vec<u32> = descendants(pid)
+                .into_iter()
+                .filter(|p| !frozen.contains(p))
+                .collect();
+            if new.is_empty() {
+                break;
             }
+            for &p in &new {
+                // SAFETY: as above.
+                unsafe { libc::kill(p as libc::pid_t, libc::SIGSTOP) };
+            }
+            frozen.extend(new);
+        }
+        for &p in &frozen {
+            // SAFETY: as above.
+            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
         }
     }
 }
@@ -412,7 +427,16 @@ fn other(msg: impl Into<String>) -> std::io::Error {
 
 fn keygen(path: &Path) -> std::io::Result<()> {
     let out = Command::new(SSH_KEYGEN)
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "mitogen-testkit", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "mitogen-testkit",
+            "-f",
+        ])
         .arg(path)
         .stdin(Stdio::null())
         .output()?;
@@ -451,7 +475,11 @@ fn greets(port: u16) -> bool {
 fn descendants(root: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
