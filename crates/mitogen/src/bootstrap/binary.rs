@@ -36,7 +36,10 @@ impl Binary {
     /// The gzip-compressed bytes.
     pub(crate) fn gzip(&self) -> &[u8] {
         self.gzip.get_or_init(|| {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            // Debug builds are large and compressed often in tests: favour speed.
+            let level = if cfg!(debug_assertions) { 1 } else { 6 };
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
             enc.write_all(&self.bytes).expect("writing to a Vec");
             enc.finish().expect("writing to a Vec")
         })

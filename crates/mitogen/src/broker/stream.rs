@@ -58,6 +58,9 @@ pub(crate) struct Fds {
     pub(crate) read: OwnedFd,
     /// `None` when reads and writes share one descriptor (a socket).
     pub(crate) write: Option<OwnedFd>,
+    /// Held open for the stream's life: the controlling terminal of the
+    /// program behind it (closing it would hang the program up).
+    pub(crate) keep: Option<OwnedFd>,
 }
 
 impl Fds {

@@ -235,6 +235,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         Fds {
             read: ours,
             write: None,
+            keep: tty,
         },
         Some(pid),
         router.broker().clone(),
@@ -242,7 +243,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     stream.remote_id.store(id, Ordering::Relaxed);
     router.add_route(id, stream.clone());
     let context = Context::new(router, id, Some(&name));
-    let outputs = err_r.into_iter().chain(tty).collect();
+    let outputs = err_r.into_iter().collect();
     register(router, stream, handshake.leftover, outputs, pid, &name);
     // Tell the tree above: this id is reachable through us. Sent before any
     // reply of ours, so a `via=` caller learns the route first.

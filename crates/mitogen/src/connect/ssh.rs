@@ -183,6 +183,7 @@ impl Router {
                 host: opts.hostname.clone(),
                 password: opts.password.clone(),
                 typed: false,
+                connect_timeout: opts.common.connect_timeout,
             })),
         };
         spawn::connect(
@@ -206,6 +207,7 @@ struct SshPrompts {
     host: String,
     password: Option<String>,
     typed: bool,
+    connect_timeout: std::time::Duration,
 }
 
 impl SshPrompts {
@@ -269,6 +271,20 @@ impl Prompts for SshPrompts {
             return Some(e);
         }
         let lower = output.to_lowercase();
+        // ssh's own ConnectTimeout: "Connection timed out during banner exchange".
+        if lower.contains("timed out") {
+            return Some(
+                crate::error::TimeoutError {
+                    waited: self.connect_timeout,
+                    what: format!(
+                        "connecting to {} over ssh; it printed: {}",
+                        self.host,
+                        output.trim()
+                    ),
+                }
+                .into(),
+            );
+        }
         if let Some(pos) = lower.find("permission denied") {
             if self.typed {
                 return Some(self.password_error("the password was refused", output));
@@ -320,6 +336,7 @@ mod tests {
             host: "h".into(),
             password: None,
             typed: false,
+            connect_timeout: std::time::Duration::from_secs(1),
         };
         let e = p
             .on_exit("u@h: Permission denied (publickey,password).")

@@ -152,3 +152,24 @@ pub fn forge(router: &Router, to: Sender, claimed_auth: u32) {
     router.__route_unstamped(forged);
     to.send(&"honest").unwrap();
 }
+
+/// The user this context runs as, from the system's user database.
+#[mitogen::remote]
+pub fn whoami() -> String {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|r| r.split_whitespace().next().unwrap().to_string())
+        })
+        .unwrap();
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.get(2) == Some(&uid.as_str())).then(|| f[0].to_string())
+        })
+        .unwrap_or(uid)
+}
