@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit, in-memory, real child processes and
-# documentation examples. Tests that need root (a noexec tmpfs mount) run
-# when started as root and say why they skip otherwise.
+# Runs the whole test suite: unit, in-memory, real child processes, real
+# OpenSSH/sudo/su/doas, and documentation examples.
+#
+# As root it first sets up the fixture those tests need (packages, test
+# users, sudoers and doas rules: scripts/fixture/setup.sh). Without root the
+# fixture tests print "SKIP <test>: <reason>" and pass. Under CI (CI=true)
+# a missing fixture is a failure instead of a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ]; then
+    scripts/fixture/setup.sh
+fi
+if [ "${CI:-}" = true ]; then
+    export MITOGEN_REQUIRE_FIXTURE=1
+fi
 cargo test --workspace --all-targets
 cargo test --workspace --doc
