@@ -54,26 +54,35 @@ fn sudo_nopasswd_password_wrong_missing_requiretty_targetpw() {
         let b = router.sudo(sudo_from(&a, USER_B.name, None)).unwrap();
         assert_eq!(b.call(whoami::remote, ()).unwrap(), USER_B.name);
         // a → nopw needs a's own password
-        let nopw = router.sudo(sudo_from(&a, USER_NOPW.name, Some("apass"))).unwrap();
+        let nopw = router
+            .sudo(sudo_from(&a, USER_NOPW.name, Some("apass")))
+            .unwrap();
         assert_eq!(nopw.call(whoami::remote, ()).unwrap(), USER_NOPW.name);
         let e = expect_password_error(
             router.sudo(sudo_from(&a, USER_NOPW.name, Some("wrong"))),
             "wrong password",
         );
         assert!(e.reason.contains("incorrect password"), "{e}");
-        let e = expect_password_error(router.sudo(sudo_from(&a, USER_NOPW.name, None)), "no password");
+        let e = expect_password_error(
+            router.sudo(sudo_from(&a, USER_NOPW.name, None)),
+            "no password",
+        );
         assert!(e.reason.contains("none was given"), "{e}");
 
         // requiretty: satisfied by our terminal, with and without a password
         let tty = become_user(&router, USER_TTY.name);
         let b2 = router.sudo(sudo_from(&tty, USER_B.name, None)).unwrap();
         assert_eq!(b2.call(whoami::remote, ()).unwrap(), USER_B.name);
-        let a2 = router.sudo(sudo_from(&tty, USER_A.name, Some("ttypass"))).unwrap();
+        let a2 = router
+            .sudo(sudo_from(&tty, USER_A.name, Some("ttypass")))
+            .unwrap();
         assert_eq!(a2.call(whoami::remote, ()).unwrap(), USER_A.name);
 
         // targetpw: the target's password
         let tpw = become_user(&router, USER_TPW.name);
-        let a3 = router.sudo(sudo_from(&tpw, USER_A.name, Some("apass"))).unwrap();
+        let a3 = router
+            .sudo(sudo_from(&tpw, USER_A.name, Some("apass")))
+            .unwrap();
         assert_eq!(a3.call(whoami::remote, ()).unwrap(), USER_A.name);
         let e = expect_password_error(
             router.sudo(sudo_from(&tpw, USER_A.name, Some("tpwpass"))),
@@ -95,7 +104,10 @@ fn sudo_refusal_carries_sudo_words() {
         match router.sudo(sudo_from(&b, USER_NOPW.name, Some("bpass"))) {
             Err(Error::Stream(e)) => {
                 let text = e.to_string();
-                assert!(text.contains("not allowed") || text.contains("sudoers"), "{text}");
+                assert!(
+                    text.contains("not allowed") || text.contains("sudoers"),
+                    "{text}"
+                );
             }
             other => panic!("expected StreamError, got {other:?}"),
         }
