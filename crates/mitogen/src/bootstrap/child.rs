@@ -85,7 +85,7 @@ fn run(nonce: &str, fatal: Option<std::fs::File>) -> Result<(), String> {
         Fds {
             read: stream_in,
             write: Some(stream_out),
-            keep: None,
+            _keep: None,
         },
         None,
         broker.clone(),

@@ -60,7 +60,7 @@ pub(crate) struct Fds {
     pub(crate) write: Option<OwnedFd>,
     /// Held open for the stream's life: the controlling terminal of the
     /// program behind it (closing it would hang the program up).
-    pub(crate) keep: Option<OwnedFd>,
+    pub(crate) _keep: Option<OwnedFd>,
 }
 
 impl Fds {
@@ -116,7 +116,16 @@ impl Stream {
         header: [u8; HEADER_LEN],
         body: Vec<u8>,
     ) -> Result<(), SendError> {
-        let total = HEADER_LEN + body.len();
+        self.send_batch(vec![(header, body)])
+    }
+
+    /// Queue frames for sending, in order, with as few system calls as
+    /// possible: when nothing is queued they go out in one `writev` from
+    /// the calling thread, and only what does not fit is left to the broker.
+    pub(crate) fn send_batch(
+        self: &Arc<Self>,
+        frames: Vec<([u8; HEADER_LEN], Vec<u8>)>,
+    ) -> Result<(), SendError> {
         let mut out = self.lock();
         let Some(fds) = out.fds.as_ref() else {
             return Err(SendError::Closed);
@@ -124,38 +133,39 @@ impl Stream {
         if out.closing {
             return Err(SendError::Closed);
         }
+        let total: usize = frames.iter().map(|(_, b)| HEADER_LEN + b.len()).sum();
         self.bytes_sent.fetch_add(total as u64, Ordering::Relaxed);
         let mut written = 0;
         if out.queue.is_empty() {
             let fd = fds.write_fd();
-            loop {
-                let res = if written < HEADER_LEN {
-                    sys::writev(fd, &[IoSlice::new(&header[written..]), IoSlice::new(&body)])
-                } else {
-                    sys::writev(fd, &[IoSlice::new(&body[written - HEADER_LEN..])])
-                };
-                match res {
-                    Ok(n) => {
-                        written += n;
-                        if written == total {
-                            return Ok(());
-                        }
-                    }
+            while written < total {
+                let slices = slices_from(&frames, written);
+                match sys::writev(fd, &slices) {
+                    Ok(n) => written += n,
                     // WouldBlock: queue the rest. Other errors: queue it too;
                     // the broker's flush meets the same error and disconnects.
                     Err(_) => break,
                 }
             }
+            if written == total {
+                return Ok(());
+            }
         }
-        if written < HEADER_LEN {
-            out.queue.push_back(header[written..].to_vec());
-            out.queue.push_back(body);
-        } else {
-            // The queue was empty: the offset applies to this body, which
-            // is not copied.
-            debug_assert!(out.queue.is_empty());
-            out.queue.push_back(body);
-            out.offset = written - HEADER_LEN;
+        // Queue what is left; the first chunk may be partly written, which
+        // `offset` records (the queue was empty in that case).
+        let mut skip = written;
+        for (header, body) in frames {
+            for chunk in [header.to_vec(), body] {
+                if skip >= chunk.len() {
+                    skip -= chunk.len();
+                    continue;
+                }
+                if out.queue.is_empty() {
+                    out.offset = skip;
+                }
+                skip = 0;
+                out.queue.push_back(chunk);
+            }
         }
         self.schedule_flush(out);
         Ok(())
@@ -264,4 +274,20 @@ impl Stream {
         let out = self.lock();
         out.fds.as_ref().map(|f| f.read.as_raw_fd())
     }
+}
+
+/// I/O slices for `frames`, skipping the first `written` bytes.
+fn slices_from(frames: &[([u8; HEADER_LEN], Vec<u8>)], mut written: usize) -> Vec<IoSlice<'_>> {
+    let mut slices = Vec::with_capacity(frames.len() * 2);
+    for (header, body) in frames {
+        for part in [&header[..], &body[..]] {
+            if written >= part.len() {
+                written -= part.len();
+            } else {
+                slices.push(IoSlice::new(&part[written..]));
+                written = 0;
+            }
+        }
+    }
+    slices
 }

@@ -235,7 +235,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         Fds {
             read: ours,
             write: None,
-            keep: tty,
+            _keep: tty,
         },
         Some(pid),
         router.broker().clone(),

@@ -105,16 +105,25 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Serve calls from `calls` until it is closed or dead.
+/// Serve calls from `calls` until it is closed or dead. Replies to calls
+/// that arrived together are sent together, in one system call.
 pub(crate) fn serve(router: &Router, calls: &Receiver) {
     install_panic_hook();
     let ec = ExternalContext::new(router.clone());
+    let mut replies = Vec::new();
     while let Ok(msg) = calls.recv() {
-        run_one(&ec, &msg);
+        if let Some(reply) = run_one(&ec, &msg) {
+            replies.push(reply);
+        }
+        if calls.is_empty() || replies.len() >= 64 {
+            router.route_batch(std::mem::take(&mut replies));
+        }
     }
+    router.route_batch(replies);
 }
 
-fn run_one(ec: &ExternalContext, msg: &Message) {
+/// Run one call; return its reply, addressed, if it wants one.
+fn run_one(ec: &ExternalContext, msg: &Message) -> Option<Message> {
     let (reply, failed) = match execute(ec, msg) {
         Ok(out) => (out, None),
         Err(Failure(e)) => {
@@ -130,22 +139,32 @@ fn run_one(ec: &ExternalContext, msg: &Message) {
         }
     }
     if msg.reply_to == 0 {
-        return;
+        return None;
     }
-    if let Err(err) = msg.reply_message(Message::new(0, reply)) {
-        // Typically a result over the maximum message size: say so instead.
+    let max = ec.router().max_message_size();
+    let reply = if reply.len() > max {
+        // Say so instead of sending what the link refuses.
         let e = CallError {
             kind: CallErrorKind::BadResult,
             function: String::new(),
             context: String::new(),
             type_name: "mitogen::Error".into(),
-            message: err.to_string(),
+            message: crate::error::StreamError::MessageTooLarge {
+                size: reply.len(),
+                max,
+            }
+            .to_string(),
             backtrace: String::new(),
         };
         let mut out = vec![REPLY_ERR];
         let _ = mitogen_wire::encode_into(&e, &mut out);
-        let _ = msg.reply_message(Message::new(0, out));
-    }
+        out
+    } else {
+        reply
+    };
+    let mut m = Message::new(msg.reply_to, reply);
+    m.dst_id = msg.src_id;
+    Some(m)
 }
 
 fn execute(ec: &ExternalContext, msg: &Message) -> Result<Vec<u8>, Failure> {

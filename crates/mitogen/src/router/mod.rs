@@ -275,6 +275,46 @@ impl Router {
         Ok(())
     }
 
+    /// Send several messages from this context; consecutive messages that
+    /// leave on the same stream share one system call. Used for the replies
+    /// of calls that were queued together.
+    pub(crate) fn route_batch(&self, msgs: Vec<Message>) {
+        let me = self.context_id();
+        let mut batch: Vec<([u8; mitogen_wire::HEADER_LEN], Vec<u8>)> = Vec::new();
+        let mut batch_stream: Option<Arc<Stream>> = None;
+        let flush = |stream: &Option<Arc<Stream>>, batch: &mut Vec<_>| {
+            if let Some(s) = stream {
+                if !batch.is_empty() && s.send_batch(std::mem::take(batch)).is_err() {
+                    tracing::debug!("stream {} closed; dropped replies", s.name);
+                }
+            }
+        };
+        for mut msg in msgs {
+            msg.src_id = me;
+            msg.auth_id = me;
+            let stream = (msg.dst_id != me && !self.is_unidirectional())
+                .then(|| self.stream_to(msg.dst_id))
+                .flatten();
+            match stream {
+                Some(s) if msg.data.len() <= self.max_message_size() => {
+                    if !batch_stream.as_ref().is_some_and(|b| Arc::ptr_eq(b, &s)) {
+                        flush(&batch_stream, &mut batch);
+                        batch_stream = Some(s);
+                    }
+                    batch.push((msg.header().to_bytes(), msg.data));
+                }
+                // Local, refused, unidirectional or oversize: the general path.
+                _ => {
+                    flush(&batch_stream, &mut batch);
+                    if let Err(e) = self.route(msg) {
+                        tracing::error!("could not send a reply: {e}");
+                    }
+                }
+            }
+        }
+        flush(&batch_stream, &mut batch);
+    }
+
     /// Route `msg` with its `src_id` and `auth_id` as given, not stamped:
     /// only for tests of source verification.
     #[doc(hidden)]

@@ -159,9 +159,9 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// `writev(2)` of up to 64 slices.
+/// `writev(2)` of up to 1024 slices (Linux's IOV_MAX).
 pub fn writev(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    let n = bufs.len().min(64) as libc::c_int;
+    let n = bufs.len().min(1024) as libc::c_int;
     loop {
         // IoSlice is ABI-compatible with iovec on Unix.
         match syscall!(writev(fd, bufs.as_ptr().cast(), n)) {
