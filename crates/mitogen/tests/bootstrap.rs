@@ -82,3 +82,35 @@ fn unusable_cache_dir_falls_back() {
     })
     .unwrap();
 }
+
+#[test]
+fn version_skew_is_refused_with_both_versions() {
+    // Plant, under our own binary's hash, a program that greets with a
+    // different function table: what an old build in the cache would do.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap()[..64].to_string();
+    let fake = dir.path().join(&hash);
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho \"MITOGEN-HELLO:$MITOGEN_CHILD:1:0123456789abcdef\"\nsleep 5\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o700)).unwrap();
+    Router::with(|router| match router.local(shell(dir.path())) {
+        Err(mitogen::Error::Stream(e)) => {
+            let text = e.to_string();
+            assert!(text.contains("version skew"), "{text}");
+            assert!(
+                text.contains("0123456789abcdef"),
+                "names their table: {text}"
+            );
+        }
+        other => panic!("expected a version skew error, got {other:?}"),
+    })
+    .unwrap();
+}

@@ -203,3 +203,24 @@ fn send_await_and_dead_reply_for_unknown_handle() {
     })
     .unwrap();
 }
+
+#[test]
+fn remote_name_shows_in_argv0() {
+    Router::with(|router| {
+        let child = router
+            .local(LocalOptions {
+                remote_name: Some("worker-7".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let cmd = child.call(cmdline::remote, ()).unwrap();
+        assert!(cmd.starts_with("mitogen:worker-7"), "{cmd}");
+        assert!(router
+            .local(LocalOptions {
+                remote_name: Some("a/b".into()),
+                ..Default::default()
+            })
+            .is_err());
+    })
+    .unwrap();
+}

@@ -222,3 +222,25 @@ fn five_hundred_contexts_under_relays() {
     })
     .unwrap();
 }
+
+#[test]
+fn call_function_only_from_the_parent_chain() {
+    Router::with(|router| {
+        let relay = router.local(LocalOptions::default()).unwrap();
+        let (a, b) = (
+            router.local(via(&relay)).unwrap(),
+            router.local(via(&relay)).unwrap(),
+        );
+        // A sibling may not call into b; the master (a parent) may.
+        match a.call(call_other::remote, (b.context_id(),)) {
+            Err(Error::Call(e)) => assert!(e.message.contains("refused by policy"), "{e}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // A parent may call its child: the relay calls b.
+        assert_eq!(
+            relay.call(call_other::remote, (b.context_id(),)).unwrap(),
+            2
+        );
+    })
+    .unwrap();
+}

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,8 @@ fn run(nonce: &str, fatal: Option<std::fs::File>) -> Result<(), String> {
     ));
     // Fired once the main thread is done, or the watchdog gives up on it.
     let done: Latch<()> = Latch::new();
+    // Set when the parent stream is lost rather than closed on request.
+    let orphaned = Arc::new(AtomicBool::new(false));
 
     let parent_id = config.parent_ids.first().copied().unwrap_or(0);
     let token = broker.new_token();
@@ -97,7 +100,12 @@ fn run(nonce: &str, fatal: Option<std::fs::File>) -> Result<(), String> {
         let calls = calls.clone();
         let broker2 = broker.clone();
         let name = config.name.clone();
+        let orphaned = orphaned.clone();
         router.set_parent(stream.clone(), move |reason| {
+            // Lost, not closed at our request: a running call has no audience.
+            if !broker2.is_shutting_down() {
+                orphaned.store(true, Ordering::Release);
+            }
             tracing::debug!("parent lost: {reason}");
             if reason != "end of file" {
                 if let Some(mut f) = fatal {
@@ -130,7 +138,7 @@ fn run(nonce: &str, fatal: Option<std::fs::File>) -> Result<(), String> {
     forward_output(&router, &broker, stdout_r, "stdout", &config.name);
     forward_output(&router, &broker, stderr_r, "stderr", &config.name);
     install_tracing(&router, &config);
-    spawn_watchdog(&broker, done.clone());
+    spawn_watchdog(&broker, done.clone(), orphaned);
     tracing::debug!(
         "context {} (id {}) started; parents {:?}",
         config.name,
@@ -218,17 +226,27 @@ fn install_tracing(router: &Router, config: &ChildConfig) {
     };
 }
 
-/// Once the broker stops, the main thread has `shutdown_timeout` to finish
-/// the call it is running; then the process exits anyway, so a stuck call
-/// can never leave an orphan behind.
-fn spawn_watchdog(broker: &Broker, done: Latch<()>) {
+/// Grace for a running call once the parent is gone: nobody can receive
+/// its result any more.
+const ORPHAN_GRACE: Duration = Duration::from_secs(1);
+
+/// Once the broker stops, the main thread may finish the call it is
+/// running: for `shutdown_timeout` after a requested shutdown, for
+/// [`ORPHAN_GRACE`] after losing the parent. Then the process exits anyway,
+/// so a stuck call can never leave an orphan behind.
+fn spawn_watchdog(broker: &Broker, done: Latch<()>, orphaned: Arc<AtomicBool>) {
     let broker = broker.clone();
     let _ = std::thread::Builder::new()
         .name("mitogen-watchdog".into())
         .spawn(move || {
             broker.join();
-            if done.get_timeout(broker.shutdown_timeout()).is_err() {
-                // SAFETY-free hard exit: the main thread is stuck in user code.
+            let grace = if orphaned.load(Ordering::Acquire) {
+                ORPHAN_GRACE.min(broker.shutdown_timeout())
+            } else {
+                broker.shutdown_timeout()
+            };
+            if done.get_timeout(grace).is_err() {
+                // The main thread is stuck in user code.
                 let _ = std::io::stderr().flush();
                 std::process::exit(0);
             }

@@ -173,3 +173,17 @@ pub fn whoami() -> String {
         })
         .unwrap_or(uid)
 }
+
+/// This process's command line, as `ps` shows it.
+#[mitogen::remote]
+pub fn cmdline() -> String {
+    std::fs::read("/proc/self/cmdline")
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Try to call `add` in another context directly (not through the master).
+#[mitogen::remote]
+pub fn call_other(router: &Router, id: u32) -> Result<i32, mitogen::Error> {
+    router.context_by_id(id).call(add::remote, (1, 1))
+}
