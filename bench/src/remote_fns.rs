@@ -27,7 +27,7 @@ pub fn length(data: ByteBuf) -> u64 {
     data.len() as u64
 }
 
-/// [`length`] taking the buffer by reference on the caller's side (Python
+/// [`length()`] taking the buffer by reference on the caller's side (Python
 /// passes its `bytes` object by reference too): the wire form of
 /// `(&Bytes,)` is that of `(ByteBuf,)`.
 pub fn length_borrowed<'a>() -> mitogen::Remote<(&'a serde_bytes::Bytes,), u64> {
