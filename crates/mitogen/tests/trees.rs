@@ -11,6 +11,14 @@ use mitogen::{
 };
 use mitogen_testkit::{process_gone, process_state, wait_for};
 
+/// Tests that start hundreds of processes and tests that check a wake-up
+/// deadline take turns, so one's load cannot break the other's timing.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn via(ctx: &Context) -> LocalOptions {
     LocalOptions {
         via: Some(ctx.clone()),
@@ -44,6 +52,7 @@ fn ten_deep_chain() {
 
 #[test]
 fn relay_with_fifty_leaves_uploads_the_binary_once() {
+    let _turn = heavy();
     let dir = tempfile::tempdir().unwrap();
     let shell = |cache: &str, via: Option<&Context>| LocalOptions {
         bootstrap: Bootstrap::Shell,
@@ -76,6 +85,7 @@ fn relay_with_fifty_leaves_uploads_the_binary_once() {
 
 #[test]
 fn relay_killed_fails_pending_calls_and_leaves_exit() {
+    let _turn = heavy();
     Router::with(|router| {
         let relay = router.local(LocalOptions::default()).unwrap();
         let relay_pid = relay.call(pid::remote, ()).unwrap();
@@ -203,6 +213,7 @@ fn ids_come_from_blocks_and_stay_unique() {
 
 #[test]
 fn five_hundred_contexts_under_relays() {
+    let _turn = heavy();
     Router::with(|router| {
         let relays: Vec<Context> = (0..5)
             .map(|_| router.local(LocalOptions::default()).unwrap())

@@ -21,16 +21,21 @@ impl Binary {
         }
         let bytes = std::fs::read("/proc/self/exe")
             .or_else(|_| std::env::current_exe().and_then(std::fs::read))?;
+        let b = Binary::from_bytes(bytes);
+        Ok(CURRENT.get_or_init(|| b).clone())
+    }
+
+    /// A binary held in memory (one for another architecture).
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Arc<Binary> {
         let sha256 = Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let b = Arc::new(Binary {
+        Arc::new(Binary {
             sha256,
             bytes,
             gzip: OnceLock::new(),
-        });
-        Ok(CURRENT.get_or_init(|| b).clone())
+        })
     }
 
     /// The gzip-compressed bytes.

@@ -66,6 +66,7 @@ fn run(nonce: &str, fatal: Option<std::fs::File>) -> Result<(), String> {
     broker.set_shutdown_timeout(Duration::from_millis(config.shutdown_timeout_ms));
     let router = Router::with_broker(broker.clone(), config.context_id, config.parent_ids.clone());
     configure(&router, &config);
+    super::forward::serve_binaries(&router);
 
     let calls = Arc::new(Receiver::with_options(
         &router,

@@ -3,8 +3,9 @@
 
 /// Where and how the first stage looks for and installs the binary.
 pub(crate) struct FirstStage<'a> {
-    /// SHA-256 of the binary: its file name in the cache.
-    pub sha256: &'a str,
+    /// `(uname -m patterns, sha256)` of every binary this side can supply:
+    /// the cache file name to look for on a target of that machine type.
+    pub binaries: &'a [(String, String)],
     /// Echoed by the child so markers can't be confused with login noise.
     pub nonce: &'a str,
     /// `argv[1]` of the child, `mitogen:<name>`, shown by `ps`.
@@ -22,14 +23,15 @@ impl FirstStage<'_> {
     /// The script: a single line, no newline characters, safe to pass as
     /// the argument of `sh -c`.
     ///
-    /// For each candidate directory it execs `<dir>/<sha256>` if present and
+    /// It picks the hash of the binary for the target's `uname -m`, and
+    /// for each candidate directory execs `<dir>/<sha256>` if present and
     /// executable. Otherwise it picks the first candidate it can create,
     /// owns, makes private (0700) and can execute in (checked by running a
     /// probe script, since noexec mounts are common), prints
-    /// `MITOGEN-NEED:<nonce>:<uname -sm>:<gz or raw>`, reads a
-    /// `<format> <bytes> <size>` line and exactly `<bytes>` bytes, installs
-    /// them under a temporary name, checks the size, renames into place and
-    /// execs the result.
+    /// `MITOGEN-NEED:<nonce>:<uname -s> <uname -m>:<gz or raw>`, reads a
+    /// `<format> <bytes> <size> <sha256>` line and exactly `<bytes>` bytes,
+    /// installs them under a temporary name, checks the size, renames them
+    /// to `<sha256>` and execs the result.
     pub(crate) fn script(&self) -> String {
         let dirs = [
             self.cache_dir.map(sh_quote).unwrap_or_default(),
@@ -45,21 +47,26 @@ impl FirstStage<'_> {
         .cloned()
         .collect::<Vec<_>>()
         .join(" ");
-        let h = self.sha256;
+        let arms: String = self
+            .binaries
+            .iter()
+            .map(|(pattern, hash)| format!("{pattern}) h={hash};; "))
+            .collect();
         let t = self.nonce;
         let n = sh_quote(self.name);
         [
             "umask 077".to_string(),
             "u=$(id -u)".into(),
-            format!("h={h}"),
+            "m=$(uname -m)".into(),
+            format!("case \"$m\" in {arms}*) h=none;; esac"),
             format!("t={t}"),
             format!("for d in {dirs}; do [ -x \"$d/$h\" ] && [ -O \"$d/$h\" ] && MITOGEN_CHILD=$t exec \"$d/$h\" {n}; done"),
             "w=".into(),
             format!("for d in {dirs}; do mkdir -p \"$d\" 2>/dev/null && [ -O \"$d\" ] && chmod 700 \"$d\" && p=\"$d/.probe.$$\" && printf '#!/bin/sh\\nexit 0\\n' > \"$p\" && chmod 700 \"$p\" && \"$p\" 2>/dev/null && rm -f \"$p\" && w=$d && break; rm -f \"$p\" 2>/dev/null; done"),
             "[ -n \"$w\" ] || { echo \"MITOGEN-FAIL:$t:no candidate directory is writable, owned by us and allows executing programs (noexec everywhere?)\"; exit 1; }".into(),
             "z=raw; command -v gzip >/dev/null 2>&1 && z=gz".into(),
-            "echo \"MITOGEN-NEED:$t:$(uname -sm):$z\"".into(),
-            "read -r f c s || exit 1".into(),
+            "echo \"MITOGEN-NEED:$t:$(uname -s) $m:$z\"".into(),
+            "read -r f c s h || exit 1".into(),
             "o=\"$w/.$h.$$\"".into(),
             "if [ \"$f\" = gz ]; then head -c \"$c\" | gzip -dc > \"$o\"; else head -c \"$c\" > \"$o\"; fi || { echo \"MITOGEN-FAIL:$t:could not write $o (disk full?)\"; rm -f \"$o\"; exit 1; }".into(),
             "[ \"$(wc -c < \"$o\")\" -eq \"$s\" ] || { echo \"MITOGEN-FAIL:$t:short write to $o (disk full?)\"; rm -f \"$o\"; exit 1; }".into(),
@@ -83,8 +90,9 @@ mod tests {
 
     #[test]
     fn one_line_and_quoted() {
+        let bins = [("x86_64|amd64".to_string(), "abc".to_string())];
         let fs = FirstStage {
-            sha256: "abc",
+            binaries: &bins,
             nonce: "n1",
             name: "mitogen:it's",
             cache_dir: Some("/x y"),
@@ -95,8 +103,9 @@ mod tests {
 
     #[test]
     fn script_parses_under_sh() {
+        let bins = [("x86_64|amd64".to_string(), "abc".to_string())];
         let fs = FirstStage {
-            sha256: "abc",
+            binaries: &bins,
             nonce: "n1",
             name: "mitogen:x",
             cache_dir: None,

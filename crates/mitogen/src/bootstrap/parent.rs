@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use mitogen_wire::{Deframer, Header};
 
-use super::binary::Binary;
 use super::{ChildConfig, FAIL, HELLO, NEED, PROTOCOL};
 use crate::connect::prompt::Prompts;
 use crate::context::registry::table_hash;
@@ -58,6 +57,7 @@ impl Output {
 
 /// Descriptors of a freshly started connection.
 pub(crate) struct Conversation<'a> {
+    pub router: &'a crate::router::Router,
     pub name: &'a str,
     pub nonce: &'a str,
     pub read_fd: RawFd,
@@ -236,24 +236,31 @@ impl Conversation<'_> {
         let (uname, format) = rest.rsplit_once(':').unwrap_or((rest, "raw"));
         let kernel = uname.split_whitespace().next().unwrap_or("");
         let machine = uname.split_whitespace().last().unwrap_or("");
-        if !same_arch(machine) || !kernel.eq_ignore_ascii_case(std::env::consts::OS) {
-            return Err(self.fail(
+        let mismatch = |why: String| {
+            self.fail(
                 format!(
-                    "the target is {uname}, but this binary is built for {} {}; supply a binary for that architecture",
+                    "the target is {uname}, but this program is built for {} {}: {why}",
                     std::env::consts::OS,
                     std::env::consts::ARCH
                 ),
                 out,
-            ));
+            )
+        };
+        if !kernel.eq_ignore_ascii_case(std::env::consts::OS) {
+            return Err(mismatch("another operating system".into()));
         }
-        let binary =
-            Binary::current().map_err(|e| self.io("reading this program's own binary", e))?;
+        let binary = self.router.binary_for(machine).map_err(mismatch)?;
         let (fmt, payload) = if format == "gz" {
             ("gz", binary.gzip())
         } else {
             ("raw", &binary.bytes[..])
         };
-        let header = format!("{fmt} {} {}\n", payload.len(), binary.bytes.len());
+        let header = format!(
+            "{fmt} {} {} {}\n",
+            payload.len(),
+            binary.bytes.len(),
+            binary.sha256
+        );
         sys::write_all_blocking(self.write_fd, header.as_bytes())
             .and_then(|()| sys::write_all_blocking(self.write_fd, payload))
             .map_err(|e| self.io("uploading the binary", e))?;
@@ -291,15 +298,6 @@ impl Conversation<'_> {
             .and_then(|()| sys::write_all_blocking(self.write_fd, &body))
             .map_err(|e| self.io("sending the child its configuration", e))
     }
-}
-
-fn same_arch(machine: &str) -> bool {
-    let ours = std::env::consts::ARCH;
-    machine == ours
-        || matches!(
-            (ours, machine),
-            ("aarch64", "arm64") | ("x86", "i686") | ("x86", "i386") | ("x86_64", "amd64")
-        )
 }
 
 /// Read the config frame a child expects first; bytes after it stay in the deframer.

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use mitogen_wire::Deframer;
 
-use crate::bootstrap::binary::Binary;
 use crate::bootstrap::first_stage::FirstStage;
 use crate::bootstrap::parent::Conversation;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
@@ -124,13 +123,13 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     };
     let mut argv = launch.argv.clone();
     if launch.first_stage != FirstStageArg::None {
-        let binary = Binary::current().map_err(|e| io("reading this program's executable", e))?;
+        let binaries = router.known_binaries();
         let cache_dir = launch
             .cache_dir
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned());
         let stage = FirstStage {
-            sha256: &binary.sha256,
+            binaries: &binaries,
             nonce: &nonce,
             name: &format!("mitogen:{name}"),
             cache_dir: cache_dir.as_deref(),
@@ -205,6 +204,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         shutdown_timeout_ms: router.broker().shutdown_timeout().as_millis() as u64,
     };
     let conversation = Conversation {
+        router,
         name: &name,
         nonce: &nonce,
         read_fd: ours.as_raw_fd(),

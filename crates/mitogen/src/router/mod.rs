@@ -107,6 +107,7 @@ impl Router {
         })?;
         let router = Router::with_broker(broker, 0, Vec::new());
         crate::log::install_receiver(&router);
+        crate::bootstrap::forward::serve_binaries(&router);
         Ok(router)
     }
 

@@ -187,3 +187,9 @@ pub fn cmdline() -> String {
 pub fn call_other(router: &Router, id: u32) -> Result<i32, mitogen::Error> {
     router.context_by_id(id).call(add::remote, (1, 1))
 }
+
+/// How many binaries this context fetched from its parent.
+#[mitogen::remote]
+pub fn binary_fetches(router: &Router) -> u64 {
+    router.binary_fetches()
+}
