@@ -34,7 +34,11 @@ struct Inner<T> {
 struct State<T> {
     queue: VecDeque<T>,
     closed: bool,
+    /// Threads blocked in `wait`.
     sleeping: usize,
+    /// Wake-ups sent and not yet taken: a burst of puts wakes a sleeper
+    /// once, not once per put.
+    woken: usize,
     notify: Option<Notify>,
 }
 
@@ -71,6 +75,7 @@ impl<T> Latch<T> {
                     queue: VecDeque::new(),
                     closed: false,
                     sleeping: 0,
+                    woken: 0,
                     notify: None,
                 }),
                 cond: Condvar::new(),
@@ -93,7 +98,8 @@ impl<T> Latch<T> {
                 return Err(LatchError);
             }
             s.queue.push_back(value);
-            if s.sleeping > 0 {
+            if s.sleeping > s.woken {
+                s.woken += 1;
                 self.inner.cond.notify_one();
             }
             s.notify.clone()
@@ -150,23 +156,25 @@ impl<T> Latch<T> {
             if s.closed {
                 return Err(GetTimeoutError::Closed);
             }
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    return Err(GetTimeoutError::Timeout);
+                }
+            }
             s.sleeping += 1;
             s = match deadline {
                 None => self.inner.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        s.sleeping -= 1;
-                        return Err(GetTimeoutError::Timeout);
-                    }
+                    let left = d.saturating_duration_since(Instant::now());
                     self.inner
                         .cond
-                        .wait_timeout(s, d - now)
+                        .wait_timeout(s, left)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
             };
             s.sleeping -= 1;
+            s.woken = s.woken.saturating_sub(1).min(s.sleeping);
         }
     }
 
