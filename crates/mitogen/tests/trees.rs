@@ -255,3 +255,42 @@ fn call_function_only_from_the_parent_chain() {
     })
     .unwrap();
 }
+
+#[test]
+fn leaf_killed_behind_a_relay_wakes_the_master_through_del_route() {
+    let _turn = heavy();
+    Router::with(|router| {
+        let relay = router.local(LocalOptions::default()).unwrap();
+        let leaf = router
+            .local(LocalOptions {
+                remote_name: Some("doomed-leaf".into()),
+                ..via(&relay)
+            })
+            .unwrap();
+        let leaf_pid = leaf.call(pid::remote, ()).unwrap();
+        let pending = leaf.call_async(sleep_ms::remote, (60_000,)).unwrap();
+        let started = Instant::now();
+        assert!(std::process::Command::new("kill")
+            .args(["-9", &leaf_pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        match pending.get_timeout(Duration::from_secs(5)) {
+            Err(Error::Channel(ChannelError::Dead(reason))) => {
+                assert!(
+                    reason.contains("doomed-leaf"),
+                    "names the lost context: {reason}"
+                )
+            }
+            other => panic!("expected ChannelError, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "woke after {:?}",
+            started.elapsed()
+        );
+        // The relay is unaffected.
+        assert_eq!(relay.call(add::remote, (1, 1)).unwrap(), 2);
+    })
+    .unwrap();
+}
