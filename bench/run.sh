@@ -31,4 +31,6 @@ if ! have_mitogen; then
 fi
 
 cd "$root"
+# quickstart_cold_bootstrap_bytes reads the size of this binary.
+cargo build --release --quiet --example quickstart -p mitogen
 exec cargo run --release --quiet -p mitogen-bench -- --python "$venv/bin/python" "$@"

@@ -3,7 +3,7 @@
 Run with the interpreter of bench/.venv (which has mitogen==0.3.54):
 
     bench/.venv/bin/python bench/py/workloads.py [--quick|--full]
-        [--profile JSON] [--only a,b,...]
+        [--profile JSON] [--only a,b,...] [--ssh JSON]
 
 Prints exactly one JSON object on stdout: {"workload_name": value_or_null, ...}.
 Diagnostics go to stderr. Every workload runs against a fresh Broker/Router,
@@ -15,6 +15,10 @@ definitions in step (see docs/performance.md).
 
 The functions the children run live in benchfuncs.py (next to this file),
 which the children fetch from the master on first use.
+
+The ssh workloads need --ssh JSON (host, port, user, key, known_hosts,
+wrapper, count_dir), which the Rust runner passes when it has started its
+throw-away sshd (see bench/src/ssh.rs); without it they report null.
 """
 
 import gc
@@ -269,6 +273,104 @@ def w_master_rss_50_children_kb(p):
         return vmrss_kb(os.getpid())
 
 
+# --- ssh workloads -------------------------------------------------------------
+#
+# Each takes the profile and the ssh target (dict from --ssh). The options
+# are those bench/src/ours.rs passes (ssh_options): the fixture's client key,
+# host keys enforced against the fixture's known_hosts file, no ssh config,
+# compression on (the default on both sides), batch mode. Python Mitogen runs
+# the target's /usr/bin/python3 (the venv's interpreter is not readable by
+# the target user).
+
+
+def ssh_kwargs(t, **extra):
+    kw = dict(
+        hostname=t['host'],
+        port=t['port'],
+        username=t['user'],
+        identity_file=t['key'],
+        check_host_keys='enforce',
+        ssh_args=[
+            '-F', '/dev/null',
+            '-o', 'UserKnownHostsFile=%s' % (t['known_hosts'],),
+            '-o', 'GlobalKnownHostsFile=/dev/null',
+        ],
+        python_path='/usr/bin/python3',
+        connect_timeout=30,
+    )
+    kw.update(extra)
+    return kw
+
+
+def ssh_connect_ms(p, t):
+    """One untimed connect + noop, then ssh_connect_n samples in fresh sessions:
+    router.ssh() then ctx.call(noop); median ms (absolute: the runner
+    subtracts raw_ssh_true_ms of the same round). Python Mitogen keeps
+    nothing on the target, so warm and cold are the same procedure."""
+    with Session() as router:
+        router.ssh(**ssh_kwargs(t)).call(noop)
+    samples = []
+    for _ in range(p['ssh_connect_n']):
+        with Session() as router:
+            t0 = time.perf_counter()
+            ctx = router.ssh(**ssh_kwargs(t))
+            ctx.call(noop)
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return median(samples)
+
+
+def w_ssh_connect_overhead_warm_ms(p, t):
+    return ssh_connect_ms(p, t)
+
+
+def w_ssh_connect_overhead_cold_ms(p, t):
+    return ssh_connect_ms(p, t)  # no cache on the target: cold = warm
+
+
+def w_ssh_roundtrip_us(p, t):
+    """Sequential ctx.call(noop) on an ssh context; µs per call."""
+    with Session() as router:
+        ctx = router.ssh(**ssh_kwargs(t))
+        for _ in range(p['rt_warm']):
+            ctx.call(noop)
+        n = p['rt_n']
+        t0 = time.perf_counter()
+        for _ in range(n):
+            ctx.call(noop)
+        return (time.perf_counter() - t0) * 1e6 / n
+
+
+def read_counts(count_dir):
+    """argv bytes + stdin bytes recorded by the ssh-count wrapper of the one
+    session in count_dir (see bench/src/ssh.rs)."""
+    names = os.listdir(count_dir)
+    if len(names) != 1:
+        raise Exception('expected one ssh-count record, found %r' % (names,))
+    with open(os.path.join(count_dir, names[0])) as fp:
+        argv_bytes, stdin_bytes = map(int, fp.read().split())
+    return float(argv_bytes + stdin_bytes)
+
+
+def ssh_bootstrap_bytes(p, t):
+    """Connect through the ssh-count wrapper (ssh_path) and call noop once;
+    bytes of ssh's arguments plus bytes written to ssh's stdin until the
+    call returned."""
+    for name in os.listdir(t['count_dir']):
+        os.unlink(os.path.join(t['count_dir'], name))
+    with Session() as router:
+        ctx = router.ssh(**ssh_kwargs(t, ssh_path=t['wrapper']))
+        ctx.call(noop)
+        return read_counts(t['count_dir'])
+
+
+def w_ssh_bootstrap_bytes_warm(p, t):
+    return ssh_bootstrap_bytes(p, t)
+
+
+def w_ssh_bootstrap_bytes_cold(p, t):
+    return ssh_bootstrap_bytes(p, t)  # no cache on the target: cold = warm
+
+
 def median(xs):
     xs = sorted(xs)
     n = len(xs)
@@ -279,7 +381,7 @@ def median(xs):
     return (xs[n // 2 - 1] + xs[n // 2]) / 2.0
 
 
-# The order of the JSON object and of the table.
+# Need --ssh; called with (profile, target).
 SSH_WORKLOADS = [
     'ssh_connect_overhead_warm_ms',
     'ssh_connect_overhead_cold_ms',
@@ -304,6 +406,11 @@ WORKLOADS = [
     ('chain_10_roundtrip_us', w_chain_10_roundtrip_us),
     ('idle_child_rss_kb', w_idle_child_rss_kb),
     ('master_rss_50_children_kb', w_master_rss_50_children_kb),
+    ('ssh_connect_overhead_warm_ms', w_ssh_connect_overhead_warm_ms),
+    ('ssh_connect_overhead_cold_ms', w_ssh_connect_overhead_cold_ms),
+    ('ssh_roundtrip_us', w_ssh_roundtrip_us),
+    ('ssh_bootstrap_bytes_warm', w_ssh_bootstrap_bytes_warm),
+    ('ssh_bootstrap_bytes_cold', w_ssh_bootstrap_bytes_cold),
     ('scale_10_create_call_ms', w_scale(10)),
     ('scale_100_create_call_ms', w_scale(100)),
     ('scale_500_create_call_ms', w_scale(500)),
@@ -314,9 +421,11 @@ WORKLOADS = [
 # scale_max: largest scale_N workload run (500 alone takes ~1.5 min here).
 PROFILES = {
     'quick': dict(connect_n=5, rt_warm=50, rt_n=1000, pipe_n=5000, bulk_n=2,
-                  msgs_n=20000, chain_n=1, chain_rt_n=300, scale_max=100),
+                  msgs_n=20000, chain_n=1, chain_rt_n=300, scale_max=100,
+                  ssh_connect_n=10),
     'full': dict(connect_n=15, rt_warm=200, rt_n=5000, pipe_n=30000, bulk_n=5,
-                 msgs_n=100000, chain_n=3, chain_rt_n=2000, scale_max=500),
+                 msgs_n=100000, chain_n=3, chain_rt_n=2000, scale_max=500,
+                 ssh_connect_n=20),
 }
 
 
@@ -333,6 +442,7 @@ def main(argv):
     only = None
     isolate = True
     quiet = False
+    ssh = None
     override = {}
     i = 0
     while i < len(argv):
@@ -349,10 +459,13 @@ def main(argv):
             override = json.loads(argv[i])
         elif a == '--quiet':
             quiet = True
+        elif a == '--ssh':
+            i += 1
+            ssh = json.loads(argv[i])
         else:
             sys.stderr.write('usage: workloads.py [--quick|--full] '
                              '[--profile JSON] [--only a,b] [--no-isolate] '
-                             '[--quiet]\n')
+                             '[--quiet] [--ssh JSON]\n')
             return 2
         i += 1
 
@@ -364,19 +477,20 @@ def main(argv):
             continue
         t0 = time.perf_counter()
         try:
-            if isolate and name in ISOLATED:
+            if name in SSH_WORKLOADS:
+                value = fn(profile, ssh) if ssh is not None else None
+            elif isolate and name in ISOLATED:
                 value = run_isolated(name, mode, profile)
             else:
                 value = fn(profile)
         except Exception as e:
             log('%s failed: %r', name, e)
             value = None
-        if not quiet and not (value is None and name.startswith('scale_')):
+        skipped = value is None and (name.startswith('scale_') or
+                                     (name in SSH_WORKLOADS and ssh is None))
+        if not quiet and not skipped:
             log('%-28s %s  (%.1f s)', name, value, time.perf_counter() - t0)
         results[name] = value
-    if only is None:
-        for name in SSH_WORKLOADS:
-            results[name] = None  # needs ssh fixture
     sys.stdout.write(json.dumps(results) + '\n')
     sys.stdout.flush()
     return 0

@@ -10,12 +10,18 @@
 //! ```
 //!
 //! Hidden subcommands (the runner re-executes itself):
-//! `__ours [--quick|--full] [--only a,b] [--no-isolate]`, `__raw-echo`,
-//! `__raw-sink BYTES`.
+//! `__ours [--quick|--full] [--only a,b] [--no-isolate] [--ssh JSON]`,
+//! `__raw-echo`, `__raw-sink BYTES`, `__ssh-count DIR PROGRAM ARGS...`.
+//!
+//! The ssh workloads and baselines need the machine fixture
+//! (`scripts/fixture/setup.sh`, root): the runner then starts one sshd for
+//! the whole run (`ssh::Fixture`) and passes its coordinates to both peers as
+//! `--ssh JSON`; without it those rows stay null.
 
 mod ours;
 mod raw;
 mod remote_fns;
+mod ssh;
 mod stats;
 mod workloads;
 
@@ -27,7 +33,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use stats::median_opt;
-use workloads::{Better, Profile, Raw, Workload, FULL_ONLY_NOTE, WORKLOADS};
+use workloads::{Better, Profile, Raw, Workload, FULL_ONLY_NOTE, SSH_NOTE, WORKLOADS};
 
 const BENCH_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -54,7 +60,17 @@ fn main() -> ExitCode {
             None => Err("__raw-sink BYTES".into()),
         },
         Some("__ours") => ours_main(&args[1..]),
-        _ => run_main(&args),
+        Some("__ssh-count") => match ssh::count_main(&args[1..]) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(format!("__ssh-count: {e}")),
+        },
+        _ => from_private_copy(&args).and_then(|copy| {
+            let r = run_main(&args);
+            if let Some(dir) = copy {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            r
+        }),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,6 +79,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Set (to the copy's directory) in the runner once it runs from a private
+/// copy of its executable.
+const COPY_ENV: &str = "MITOGEN_BENCH_PRIVATE_COPY";
+/// Set to the directory the runner was built into (`target/release`), where
+/// `quickstart_cold_bootstrap_bytes` finds `examples/quickstart`.
+pub const BUILD_DIR_ENV: &str = "MITOGEN_BENCH_BUILD_DIR";
+
+/// Re-executes the runner from a private copy of its executable, so that a
+/// `cargo build` replacing `target/release/mitogen-bench` during the run
+/// (others work in the same tree) can't break the processes it starts from
+/// its own executable (`__ours`, the library's children, the raw peers, the
+/// `ssh-count` wrapper). Returns the copy's directory (to remove at the end)
+/// once running from it; `None` if copying failed (then runs in place).
+fn from_private_copy(args: &[String]) -> Result<Option<PathBuf>, String> {
+    use std::os::unix::process::CommandExt;
+    if let Some(dir) = std::env::var_os(COPY_ENV) {
+        return Ok(Some(dir.into()));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = ssh::fresh_dir("mitogen-bench-exe").map_err(|e| e.to_string())?;
+    let copy = dir.join("mitogen-bench");
+    let err = match std::fs::copy(&exe, &copy) {
+        Ok(_) => {
+            let mut cmd = Command::new(&copy);
+            cmd.args(args).env(COPY_ENV, &dir);
+            if let Some(build_dir) = exe.parent() {
+                cmd.env(BUILD_DIR_ENV, build_dir);
+            }
+            cmd.exec()
+        }
+        Err(e) => e,
+    };
+    eprintln!("mitogen-bench: running in place, not from a copy: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(None)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,7 +251,12 @@ fn run_main(args: &[String]) -> Result<(), String> {
     let wanted: Vec<&Workload> = selected(&o.only).collect();
     let wanted_raw: Vec<Raw> = Raw::ALL
         .into_iter()
-        .filter(|r| o.only.is_none() || wanted.iter().any(|w| w.limit == Some(*r)))
+        .filter(|r| {
+            o.only.is_none()
+                || wanted
+                    .iter()
+                    .any(|w| w.limit == Some(*r) || w.minus == Some(*r))
+        })
         .collect();
 
     if o.peers.contains(&Peer::Python) && !o.python.exists() {
@@ -207,6 +265,28 @@ fn run_main(args: &[String]) -> Result<(), String> {
             o.python.display()
         ));
     }
+
+    // One sshd for the whole run, if anything needs it and the machine can.
+    let needs_ssh = wanted.iter().any(|w| w.ssh) || wanted_raw.iter().any(|r| r.needs_ssh());
+    let fixture = if needs_ssh {
+        match ssh::Fixture::start() {
+            Ok(f) => {
+                eprintln!(
+                    "mitogen-bench: ssh target {}@{}:{} (throw-away sshd)",
+                    f.target.user, f.target.host, f.target.port
+                );
+                Some(f)
+            }
+            Err(why) => {
+                eprintln!("mitogen-bench: ssh rows stay null: {why}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let target = fixture.as_ref().map(|f| &f.target);
+    let ssh_arg = target.map(ssh::Target::to_json);
 
     let mut samples: HashMap<&str, Samples> = HashMap::new();
     let mut raw_samples: HashMap<Raw, Vec<Option<f64>>> = HashMap::new();
@@ -224,6 +304,11 @@ fn run_main(args: &[String]) -> Result<(), String> {
             order.reverse();
         }
         eprintln!("== round {}/{}: {:?}", round + 1, o.rounds, order);
+        // This round's figures, kept until the round ends so that overhead
+        // rows can subtract the raw baseline of the same round.
+        let mut ours_vals = Values::new();
+        let mut py_vals = Values::new();
+        let mut raw_vals: HashMap<Raw, Option<f64>> = HashMap::new();
         for peer in order {
             let t0 = Instant::now();
             match peer {
@@ -236,11 +321,10 @@ fn run_main(args: &[String]) -> Result<(), String> {
                     if let Some(only) = &only_arg {
                         cmd.arg("--only").arg(only);
                     }
-                    let vals = run_json_peer("py", &mut cmd);
-                    for w in &wanted {
-                        let v = vals.get(w.name).copied().flatten();
-                        samples.entry(w.name).or_default().mitogen.push(v);
+                    if let Some(t) = &ssh_arg {
+                        cmd.arg("--ssh").arg(t);
                     }
+                    py_vals = run_json_peer("py", &mut cmd);
                 }
                 Peer::Ours => {
                     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -249,21 +333,40 @@ fn run_main(args: &[String]) -> Result<(), String> {
                     if let Some(only) = &only_arg {
                         cmd.arg("--only").arg(only);
                     }
-                    let vals = run_json_peer("ours", &mut cmd);
-                    for w in &wanted {
-                        let v = vals.get(w.name).copied().flatten();
-                        samples.entry(w.name).or_default().ours.push(v);
+                    if let Some(t) = &ssh_arg {
+                        cmd.arg("--ssh").arg(t);
                     }
+                    ours_vals = run_json_peer("ours", &mut cmd);
                 }
                 Peer::Raw => {
                     for &r in &wanted_raw {
-                        let v = raw::measure(r, &p);
+                        let v = raw::measure(r, &p, target);
                         eprintln!("[raw] {:<28} {}", r.name(), fmt_opt(v));
-                        raw_samples.entry(r).or_default().push(v);
+                        raw_vals.insert(r, v);
                     }
                 }
             }
             eprintln!("   {peer:?} took {:.1} s", t0.elapsed().as_secs_f64());
+        }
+        let ran = |peer| o.peers.contains(&peer);
+        for w in &wanted {
+            let figure = |vals: &Values| {
+                let v = vals.get(w.name).copied().flatten();
+                match w.minus {
+                    Some(r) => round_overhead(v, raw_vals.get(&r).copied().flatten()),
+                    None => v,
+                }
+            };
+            let s = samples.entry(w.name).or_default();
+            if ran(Peer::Ours) {
+                s.ours.push(figure(&ours_vals));
+            }
+            if ran(Peer::Python) {
+                s.mitogen.push(figure(&py_vals));
+            }
+        }
+        for (r, v) in raw_vals {
+            raw_samples.entry(r).or_default().push(v);
         }
     }
 
@@ -275,9 +378,14 @@ fn run_main(args: &[String]) -> Result<(), String> {
         .iter()
         .map(|w| {
             let s = samples.remove(w.name).unwrap_or_default();
-            Row::new(w, &p, median_opt(&s.ours), median_opt(&s.mitogen), |r| {
-                raw_med.get(&r).copied().flatten()
-            })
+            Row::new(
+                w,
+                &p,
+                target.is_some(),
+                median_opt(&s.ours),
+                median_opt(&s.mitogen),
+                |r| raw_med.get(&r).copied().flatten(),
+            )
         })
         .collect();
 
@@ -304,6 +412,7 @@ fn run_main(args: &[String]) -> Result<(), String> {
         }
     }
 
+    drop(fixture);
     let json = Value::Array(rows.iter().map(Row::to_json).collect());
     write_json(&o.out, &json)?;
     println!();
@@ -321,6 +430,11 @@ struct Row {
     note: Option<&'static str>,
 }
 
+/// A peer's absolute figure minus the raw baseline of the same round.
+fn round_overhead(v: Option<f64>, raw: Option<f64>) -> Option<f64> {
+    Some(v? - raw?)
+}
+
 /// `a / b` when both are present and positive.
 fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
@@ -333,6 +447,7 @@ impl Row {
     fn new(
         w: &'static Workload,
         p: &Profile,
+        have_ssh: bool,
         ours: Option<f64>,
         mitogen: Option<f64>,
         raw: impl Fn(Raw) -> Option<f64>,
@@ -344,11 +459,13 @@ impl Row {
             Better::Lower => (div(mitogen, ours), div(ours, limit)),
             Better::Higher => (div(ours, mitogen), div(limit, ours)),
         };
-        let note = w.note.or(if p.runs(w.name) {
-            None
-        } else {
+        let note = if w.ssh && !have_ssh {
+            Some(SSH_NOTE)
+        } else if !p.runs(w.name) {
             Some(FULL_ONLY_NOTE)
-        });
+        } else {
+            w.note
+        };
         Row {
             w,
             ours,
@@ -480,6 +597,7 @@ fn ours_main(args: &[String]) -> Result<(), String> {
     let mut p = Profile::QUICK;
     let mut only = None;
     let mut isolate = true;
+    let mut ssh_json = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -487,9 +605,14 @@ fn ours_main(args: &[String]) -> Result<(), String> {
             "--full" => p = Profile::FULL,
             "--only" => only = Some(split_list(it.next().ok_or("--only needs a value")?)),
             "--no-isolate" => isolate = false,
+            "--ssh" => ssh_json = Some(it.next().ok_or("--ssh needs a value")?.clone()),
             other => return Err(format!("__ours: unknown argument {other:?}")),
         }
     }
+    let target = ssh_json
+        .as_deref()
+        .map(ssh::Target::from_json)
+        .transpose()?;
     let mut out = serde_json::Map::new();
     for w in selected(&only) {
         let t0 = Instant::now();
@@ -497,15 +620,20 @@ fn ours_main(args: &[String]) -> Result<(), String> {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
             let mut cmd = Command::new(exe);
             cmd.args(["__ours", p.mode_flag(), "--only", w.name, "--no-isolate"]);
+            if let Some(j) = &ssh_json {
+                cmd.arg("--ssh").arg(j);
+            }
             run_json_peer("ours", &mut cmd)
                 .get(w.name)
                 .copied()
                 .flatten()
         } else {
-            std::panic::catch_unwind(|| ours::run(w.name, &p)).unwrap_or_else(|_| {
-                eprintln!("[ours] {} panicked", w.name);
-                None
-            })
+            std::panic::catch_unwind(|| ours::run(w.name, &p, target.as_ref())).unwrap_or_else(
+                |_| {
+                    eprintln!("[ours] {} panicked", w.name);
+                    None
+                },
+            )
         };
         if v.is_some() {
             eprintln!(
@@ -527,7 +655,7 @@ mod tests {
 
     fn row(name: &str, ours: Option<f64>, mitogen: Option<f64>, limit: f64) -> Row {
         let w = WORKLOADS.iter().find(|w| w.name == name).unwrap();
-        Row::new(w, &Profile::QUICK, ours, mitogen, |_| Some(limit))
+        Row::new(w, &Profile::QUICK, true, ours, mitogen, |_| Some(limit))
     }
 
     #[test]
@@ -565,5 +693,24 @@ mod tests {
         assert!(Profile::FULL.runs("scale_500_create_call_ms"));
         let r = row("scale_500_create_call_ms", None, None, 1.0);
         assert_eq!(r.note, Some(FULL_ONLY_NOTE));
+    }
+
+    #[test]
+    fn ssh_rows_without_the_fixture_say_why() {
+        let w = WORKLOADS
+            .iter()
+            .find(|w| w.name == "ssh_roundtrip_us")
+            .unwrap();
+        let r = Row::new(w, &Profile::QUICK, false, None, None, |_| None);
+        assert_eq!(r.note, Some(SSH_NOTE));
+        let r = Row::new(w, &Profile::QUICK, true, None, None, |_| None);
+        assert_eq!(r.note, None);
+    }
+
+    #[test]
+    fn overheads_subtract_the_same_rounds_raw() {
+        assert_eq!(round_overhead(Some(60.0), Some(52.5)), Some(7.5));
+        assert_eq!(round_overhead(Some(60.0), None), None);
+        assert_eq!(round_overhead(None, Some(1.0)), None);
     }
 }

@@ -1,9 +1,9 @@
 //! Our side of the side-by-side benchmarks: the mitogen-rs twin of every
 //! workload in `bench/py/workloads.py`.
 //!
-//! The ssh workloads return `None` until the library has an ssh method and
-//! the harness an ssh fixture; the runner prints `None` as "n/a" and leaves
-//! the ratio null.
+//! The ssh workloads need the run's ssh target (`ssh::Target`, from the
+//! runner's sshd); without one they return `None`, which the runner prints
+//! as "n/a" with a null ratio.
 //!
 //! Rules that hold for all of them, so the figures compare one-for-one with
 //! Python Mitogen's:
@@ -32,10 +32,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mitogen::{AsyncCall, Context, LocalOptions, Member, Message, Receiver, Router, Select};
+use mitogen::{
+    AsyncCall, Context, LocalOptions, Member, Message, Receiver, Router, Select, SshOptions,
+};
 use serde_bytes::Bytes;
 
 use crate::remote_fns::{length_borrowed, make_bytes, noop, pid, send_many};
+use crate::ssh::{self, Target};
 use crate::stats::median;
 use crate::workloads::Profile;
 
@@ -300,42 +303,225 @@ pub fn master_rss_50_children_kb(p: &Profile) -> Option<f64> {
     .flatten()
 }
 
-/// `ssh_connect_overhead_warm_ms`: needs the ssh fixture; defined by the ssh
-/// issue. Connect over ssh to a target whose cache already holds our binary,
-/// make one noop call, minus the time of a plain `ssh target true` measured
-/// in the same run.
-pub fn ssh_connect_overhead_warm_ms(p: &Profile) -> Option<f64> {
-    // Needs the ssh method and fixture (ssh issue).
-    let _ = p;
-    None
+/// `ssh_connect_overhead_warm_ms` (the runner subtracts `raw_ssh_true_ms`
+/// of the same round from what this returns).
+///
+/// One untimed session first: connect over ssh to the target and call noop,
+/// which leaves our binary in the target user's cache. Then
+/// `p.ssh_connect_n` samples, each in a fresh session: start the clock,
+/// connect over ssh ([`ssh_options`]), make one blocking noop call, stop
+/// the clock; a sample that uploaded the binary is an error. Report the
+/// median, in ms.
+/// Python: `router.ssh(**same options)` then `ctx.call(noop)`.
+pub fn ssh_connect_overhead_warm_ms(p: &Profile, t: &Target) -> Option<f64> {
+    session(|router| router.ssh(ssh_options(t))?.call(noop::remote, ()))?;
+    let mut samples = Vec::with_capacity(p.ssh_connect_n);
+    for _ in 0..p.ssh_connect_n {
+        samples.push(session(|router| {
+            let t0 = Instant::now();
+            router.ssh(ssh_options(t))?.call(noop::remote, ())?;
+            let dt = ms(t0);
+            expect_upload(router, false)?;
+            Ok(dt)
+        })?);
+    }
+    median(&samples)
 }
 
-/// `ssh_connect_overhead_cold_ms`: as the warm variant, with nothing cached
-/// on the target (the whole binary crosses the wire). Needs the ssh fixture.
-pub fn ssh_connect_overhead_cold_ms(p: &Profile) -> Option<f64> {
-    let _ = p;
-    None
+/// `ssh_connect_overhead_cold_ms` (the runner subtracts `raw_ssh_true_ms`).
+///
+/// As the warm variant without the untimed session, and with nothing cached
+/// on the target: before each sample, our binary is deleted from every
+/// standard cache directory of the target user
+/// ([`ssh::evict_cached_binary`]), and the sample passes a fresh empty cache
+/// directory owned by that user as `cache_dir`, so the whole binary crosses
+/// the wire (checked). Python Mitogen has no cache: its twin is the warm
+/// one.
+pub fn ssh_connect_overhead_cold_ms(p: &Profile, t: &Target) -> Option<f64> {
+    let mut samples = Vec::with_capacity(p.ssh_connect_n);
+    for _ in 0..p.ssh_connect_n {
+        let cache = cold_cache(t)?;
+        samples.push(session(|router| {
+            let mut o = ssh_options(t);
+            o.common.cache_dir = Some(cache.path().to_owned());
+            let t0 = Instant::now();
+            router.ssh(o)?.call(noop::remote, ())?;
+            let dt = ms(t0);
+            expect_upload(router, true)?;
+            Ok(dt)
+        })?);
+    }
+    median(&samples)
 }
 
-/// `ssh_roundtrip_us`: sequential noop calls on an ssh context, µs per call.
-/// Needs the ssh fixture.
-pub fn ssh_roundtrip_us(p: &Profile) -> Option<f64> {
-    let _ = p;
-    None
+/// `ssh_roundtrip_us`.
+///
+/// One ssh context (cache warm); `p.rt_warm` untimed noop calls, then
+/// `p.rt_n` sequential blocking noop calls timed together. Report total
+/// time / `rt_n` in µs. Limit: `raw_ssh_echo_roundtrip_us`.
+pub fn ssh_roundtrip_us(p: &Profile, t: &Target) -> Option<f64> {
+    session(|router| {
+        let ctx = router.ssh(ssh_options(t))?;
+        for _ in 0..p.rt_warm {
+            ctx.call(noop::remote, ())?;
+        }
+        let t0 = Instant::now();
+        for _ in 0..p.rt_n {
+            ctx.call(noop::remote, ())?;
+        }
+        Ok(us(t0) / p.rt_n as f64)
+    })
 }
 
-/// `ssh_bootstrap_bytes_warm`: bytes written to the ssh process's stdin until
-/// the first call's result is back, target cache warm. Needs the ssh fixture.
-pub fn ssh_bootstrap_bytes_warm(p: &Profile) -> Option<f64> {
+/// `ssh_bootstrap_bytes_warm`.
+///
+/// One untimed session leaves our binary in the target's cache. Then, in a
+/// fresh session, connect over ssh with `ssh_path` = the run's `ssh-count`
+/// wrapper and make one noop call; as soon as it returns, read what the
+/// wrapper counted ([`ssh::read_counts`]): the bytes of the arguments given
+/// to ssh plus the bytes written to ssh's stdin from its start until then.
+/// Report that, in bytes.
+pub fn ssh_bootstrap_bytes_warm(p: &Profile, t: &Target) -> Option<f64> {
     let _ = p;
-    None
+    session(|router| router.ssh(ssh_options(t))?.call(noop::remote, ()))?;
+    bootstrap_bytes(t, false).map(|(bytes, _)| bytes)
 }
 
-/// `ssh_bootstrap_bytes_cold`: as the warm variant with an empty target cache
-/// (target: ≤ 600 KB for the quickstart binary). Needs the ssh fixture.
-pub fn ssh_bootstrap_bytes_cold(p: &Profile) -> Option<f64> {
+/// `ssh_bootstrap_bytes_cold`: as the warm variant with nothing cached on
+/// the target: our binary is first deleted from every standard cache
+/// directory of the target user ([`ssh::evict_cached_binary`]), and the
+/// upload is checked. Unlike [`ssh_connect_overhead_cold_ms`] no `cache_dir`
+/// is passed: it would put its path into the first stage twice, bytes a
+/// normal connect does not send. Python Mitogen has no cache: its twin is
+/// the warm one.
+pub fn ssh_bootstrap_bytes_cold(p: &Profile, t: &Target) -> Option<f64> {
     let _ = p;
-    None
+    evict(t)?;
+    bootstrap_bytes(t, true).map(|(bytes, _)| bytes)
+}
+
+/// `quickstart_cold_bootstrap_bytes` (ours only).
+///
+/// What [`ssh_bootstrap_bytes_cold`] would be for the quickstart example
+/// (`target/release/examples/quickstart`, built by `bench/run.sh`; found
+/// next to the runner's build, [`crate::BUILD_DIR_ENV`]) instead
+/// of this binary: measure a cold bootstrap of this binary as there, then
+/// take away this binary's gzip stream (whose length the router reports)
+/// and put in the quickstart's, compressed here exactly as the library does
+/// (flate2, level 6), adjusting the upload's header line for the number of
+/// digits of the two sizes it holds. Everything else (first stage,
+/// markers, configuration, the call) is the same for any program. In
+/// bytes.
+pub fn quickstart_cold_bootstrap_bytes(p: &Profile, t: &Target) -> Option<f64> {
+    let _ = p;
+    let exe = std::env::current_exe().ok()?;
+    let build_dir = match std::env::var_os(crate::BUILD_DIR_ENV) {
+        Some(d) => d.into(),
+        None => exe.parent()?.to_owned(),
+    };
+    let quickstart = build_dir.join("examples/quickstart");
+    let qs = match std::fs::read(&quickstart) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "[ours] {}: {e} (cargo build --release --example quickstart -p mitogen)",
+                quickstart.display()
+            );
+            return None;
+        }
+    };
+    let ours_size = std::fs::metadata(&exe).ok()?.len();
+    evict(t)?;
+    let (bytes, gz_len) = bootstrap_bytes(t, true)?;
+    // The upload is a header line holding the compressed and the real size
+    // in decimal (and fields of fixed length), then the gzip stream.
+    let upload =
+        |gz: u64, size: u64| (gz.to_string().len() + size.to_string().len()) as f64 + gz as f64;
+    let qs_gz = gzip6(&qs).ok()?.len() as u64;
+    eprintln!(
+        "[ours] quickstart: {} bytes, gzip -6 {} bytes; bench binary {} bytes, gzip -6 {} bytes",
+        qs.len(),
+        qs_gz,
+        ours_size,
+        gz_len
+    );
+    Some(bytes - upload(gz_len, ours_size) + upload(qs_gz, qs.len() as u64))
+}
+
+/// gzip level 6 with flate2, as the library compresses the binary it
+/// uploads (release builds).
+fn gzip6(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+/// One session through the `ssh-count` wrapper: connect, one noop call,
+/// then the bytes counted so far and the binary bytes the router uploaded.
+/// A `cold` session must upload, a warm one must not.
+fn bootstrap_bytes(t: &Target, cold: bool) -> Option<(f64, u64)> {
+    session(|router| {
+        ssh::clear_counts(&t.count_dir).map_err(io_err)?;
+        let mut o = ssh_options(t);
+        o.ssh_path = t.wrapper.to_string_lossy().into_owned();
+        let ctx = router.ssh(o)?;
+        ctx.call(noop::remote, ())?;
+        let bytes = ssh::read_counts(&t.count_dir).map_err(io_err)?;
+        expect_upload(router, cold)?;
+        Ok(bytes.map(|b| (b as f64, router.binary_bytes_sent())))
+    })
+    .flatten()
+}
+
+/// The options every ssh workload connects with; the Python twin passes the
+/// same (`ssh_kwargs` in `bench/py/workloads.py`). Defaults otherwise: host
+/// keys enforced (against the fixture's known_hosts file, through
+/// `ssh_args`), compression on, batch mode.
+fn ssh_options(t: &Target) -> SshOptions {
+    let mut o = SshOptions::new(t.host.clone());
+    o.username = Some(t.user.clone());
+    o.port = Some(t.port);
+    o.identity_file = Some(t.key.clone());
+    o.ssh_args = t.extra_args();
+    o.common.connect_timeout = Duration::from_secs(30);
+    o
+}
+
+/// Evicts our binary from the target user's caches and makes a fresh cache
+/// directory for one cold sample.
+fn cold_cache(t: &Target) -> Option<ssh::ColdCache> {
+    evict(t)?;
+    ssh::ColdCache::new(&t.user)
+        .map_err(|e| eprintln!("[ours] making a cold cache directory: {e}"))
+        .ok()
+}
+
+/// Deletes our binary from the target user's standard cache directories.
+fn evict(t: &Target) -> Option<()> {
+    ssh::evict_cached_binary(&t.user)
+        .map_err(|e| eprintln!("[ours] evicting the cached binary: {e}"))
+        .ok()
+}
+
+/// An error unless this session uploaded the binary (`cold`) or did not.
+fn expect_upload(router: &Router, cold: bool) -> mitogen::Result<()> {
+    let sent = router.binary_bytes_sent();
+    if cold == (sent > 0) {
+        Ok(())
+    } else {
+        Err(io_err(std::io::Error::other(format!(
+            "expected a {} cache, but {sent} binary bytes were uploaded",
+            if cold { "cold" } else { "warm" }
+        ))))
+    }
+}
+
+fn io_err(e: std::io::Error) -> mitogen::Error {
+    mitogen::Error::from(mitogen::StreamError::Io {
+        what: "bench".into(),
+        source: e,
+    })
 }
 
 /// Shared by `fanout_50_create_call_ms` and `scale_N_create_call_ms`.
@@ -430,8 +616,12 @@ impl Member for Shared {
     }
 }
 
-/// Runs the workload called `name`; `None` if unknown or not measured.
-pub fn run(name: &str, p: &Profile) -> Option<f64> {
+/// Runs the workload called `name`; `None` if unknown or not measured (an
+/// ssh workload without a `target`, too).
+pub fn run(name: &str, p: &Profile, target: Option<&Target>) -> Option<f64> {
+    if let Some(f) = ssh_workload(name) {
+        return target.and_then(|t| f(p, t)).filter(|x| x.is_finite());
+    }
     let v = match name {
         "local_connect_first_call_ms" => local_connect_first_call_ms(p),
         "call_roundtrip_us" => call_roundtrip_us(p),
@@ -445,15 +635,24 @@ pub fn run(name: &str, p: &Profile) -> Option<f64> {
         "chain_10_roundtrip_us" => chain_10_roundtrip_us(p),
         "idle_child_rss_kb" => idle_child_rss_kb(p),
         "master_rss_50_children_kb" => master_rss_50_children_kb(p),
-        "ssh_connect_overhead_warm_ms" => ssh_connect_overhead_warm_ms(p),
-        "ssh_connect_overhead_cold_ms" => ssh_connect_overhead_cold_ms(p),
-        "ssh_roundtrip_us" => ssh_roundtrip_us(p),
-        "ssh_bootstrap_bytes_warm" => ssh_bootstrap_bytes_warm(p),
-        "ssh_bootstrap_bytes_cold" => ssh_bootstrap_bytes_cold(p),
         other => match Profile::scale_n(other) {
             Some(n) if p.runs(other) => create_and_call_ms(p, n),
             _ => None,
         },
     };
     v.filter(|x| x.is_finite())
+}
+
+type SshWorkload = fn(&Profile, &Target) -> Option<f64>;
+
+fn ssh_workload(name: &str) -> Option<SshWorkload> {
+    Some(match name {
+        "ssh_connect_overhead_warm_ms" => ssh_connect_overhead_warm_ms,
+        "ssh_connect_overhead_cold_ms" => ssh_connect_overhead_cold_ms,
+        "ssh_roundtrip_us" => ssh_roundtrip_us,
+        "ssh_bootstrap_bytes_warm" => ssh_bootstrap_bytes_warm,
+        "ssh_bootstrap_bytes_cold" => ssh_bootstrap_bytes_cold,
+        "quickstart_cold_bootstrap_bytes" => quickstart_cold_bootstrap_bytes,
+        _ => return None,
+    })
 }

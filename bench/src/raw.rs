@@ -7,6 +7,9 @@
 //! `socketpair(AF_UNIX, SOCK_STREAM)` as stdin. Nothing is pinned to a CPU:
 //! the framework workloads are not pinned either, so cross-core wake-ups are
 //! part of both figures.
+//!
+//! The ssh baselines run the real `ssh` against the run's sshd with the
+//! options the libraries use (`ssh::Target::raw_command`).
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -14,18 +17,23 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+use crate::ssh::Target;
 use crate::stats::median;
 use crate::workloads::{Profile, Raw};
 
 /// Write-side and read-side chunk for the bulk throughput test.
 const CHUNK: usize = 256 * 1024;
 
-/// Measures one raw baseline; `None` if it could not be measured.
-pub fn measure(raw: Raw, p: &Profile) -> Option<f64> {
-    let r = match raw {
-        Raw::PingPongUs => pingpong_us(p.ping_warm, p.ping_n),
-        Raw::SocketpairMbps => socketpair_mbps(p.bulk_bytes, p.bulk_reps),
-        Raw::SpawnTrueMs => spawn_true_ms(p.spawn_n),
+/// Measures one raw baseline; `None` if it could not be measured (an ssh
+/// one without a `target`, too).
+pub fn measure(raw: Raw, p: &Profile, target: Option<&Target>) -> Option<f64> {
+    let r = match (raw, target) {
+        (Raw::PingPongUs, _) => pingpong_us(p.ping_warm, p.ping_n),
+        (Raw::SocketpairMbps, _) => socketpair_mbps(p.bulk_bytes, p.bulk_reps),
+        (Raw::SpawnTrueMs, _) => spawn_true_ms(p.spawn_n),
+        (Raw::SshTrueMs, Some(t)) => ssh_true_ms(t, p.ssh_true_n),
+        (Raw::SshEchoUs, Some(t)) => ssh_echo_us(t, p.rt_warm, p.rt_n),
+        (Raw::SshTrueMs | Raw::SshEchoUs, None) => return None,
     };
     match r {
         Ok(v) if v.is_finite() => Some(v),
@@ -110,6 +118,65 @@ pub fn spawn_true_ms(n: usize) -> io::Result<f64> {
         }
     }
     median(&samples).ok_or_else(|| io::Error::other("no samples"))
+}
+
+/// ms per `ssh ... mitogen-a@127.0.0.1 true`, spawned and waited for;
+/// median of `n`.
+pub fn ssh_true_ms(t: &Target, n: usize) -> io::Result<f64> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut cmd = t.raw_command();
+        cmd.arg("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let t0 = Instant::now();
+        let out = cmd.output()?;
+        samples.push(t0.elapsed().as_secs_f64() * 1e3);
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "ssh true: {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    median(&samples).ok_or_else(|| io::Error::other("no samples"))
+}
+
+/// µs per one-byte round trip through one long-lived `ssh ... cat`, whose
+/// stdin and stdout are one end of a socketpair (as the libraries connect
+/// ssh); `warm` untimed then `n` timed round trips.
+pub fn ssh_echo_us(t: &Target, warm: usize, n: usize) -> io::Result<f64> {
+    let (mut s, theirs) = UnixStream::pair()?;
+    let theirs2 = theirs.try_clone()?;
+    let mut child = t
+        .raw_command()
+        .arg("cat")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::from(OwnedFd::from(theirs2)))
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut b = [0u8; 1];
+    let mut round = |s: &mut UnixStream| -> io::Result<()> {
+        s.write_all(b"x")?;
+        s.read_exact(&mut b)
+    };
+    let r = (|| {
+        for _ in 0..warm {
+            round(&mut s)?;
+        }
+        let t0 = Instant::now();
+        for _ in 0..n {
+            round(&mut s)?;
+        }
+        Ok(t0.elapsed().as_secs_f64() * 1e6 / n as f64)
+    })();
+    // EOF on cat's stdin ends the remote cat and then ssh.
+    s.shutdown(std::net::Shutdown::Both)?;
+    drop(s);
+    child.wait()?;
+    r
 }
 
 fn stdin_socket() -> io::Result<UnixStream> {

@@ -27,16 +27,35 @@ pub enum Raw {
     SocketpairMbps,
     /// `fork`+`exec`+`wait` of `/bin/true`, ms.
     SpawnTrueMs,
+    /// `ssh <the libraries' options> mitogen-a@127.0.0.1 true` against the
+    /// fixture's sshd, ms (median).
+    SshTrueMs,
+    /// One-byte round trips through one long-lived `ssh ... cat`, µs per
+    /// round trip.
+    SshEchoUs,
 }
 
 impl Raw {
-    pub const ALL: [Raw; 3] = [Raw::PingPongUs, Raw::SocketpairMbps, Raw::SpawnTrueMs];
+    pub const ALL: [Raw; 5] = [
+        Raw::PingPongUs,
+        Raw::SocketpairMbps,
+        Raw::SpawnTrueMs,
+        Raw::SshTrueMs,
+        Raw::SshEchoUs,
+    ];
+
+    /// Needs the ssh fixture.
+    pub fn needs_ssh(self) -> bool {
+        matches!(self, Raw::SshTrueMs | Raw::SshEchoUs)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Raw::PingPongUs => "raw_pingpong_us",
             Raw::SocketpairMbps => "raw_socketpair_mbps",
             Raw::SpawnTrueMs => "raw_spawn_true_ms",
+            Raw::SshTrueMs => "raw_ssh_true_ms",
+            Raw::SshEchoUs => "raw_ssh_echo_roundtrip_us",
         }
     }
 
@@ -44,7 +63,8 @@ impl Raw {
         match self {
             Raw::PingPongUs => "us",
             Raw::SocketpairMbps => "MB/s",
-            Raw::SpawnTrueMs => "ms",
+            Raw::SpawnTrueMs | Raw::SshTrueMs => "ms",
+            Raw::SshEchoUs => "us",
         }
     }
 }
@@ -55,6 +75,11 @@ pub struct Workload {
     pub better: Better,
     /// The raw baseline that bounds this workload, if any.
     pub limit: Option<Raw>,
+    /// The peers report an absolute figure; the table shows it minus this
+    /// raw baseline measured in the same round (an overhead).
+    pub minus: Option<Raw>,
+    /// Needs the ssh fixture (`scripts/fixture/setup.sh`, root).
+    pub ssh: bool,
     /// Run in a fresh process of its own (memory figures).
     pub isolated: bool,
     /// Shown in the table and written to the JSON.
@@ -67,6 +92,8 @@ const fn w(name: &'static str, unit: &'static str, better: Better) -> Workload {
         unit,
         better,
         limit: None,
+        minus: None,
+        ssh: false,
         isolated: false,
         note: None,
     }
@@ -82,13 +109,26 @@ const fn isolated(mut wl: Workload) -> Workload {
     wl
 }
 
-const fn ssh(mut wl: Workload) -> Workload {
-    wl.note = Some(SSH_NOTE);
+const fn minus(mut wl: Workload, raw: Raw) -> Workload {
+    wl.minus = Some(raw);
     wl
 }
 
-pub const SSH_NOTE: &str = "needs ssh fixture";
+const fn ssh(mut wl: Workload) -> Workload {
+    wl.ssh = true;
+    wl
+}
+
+const fn note(mut wl: Workload, note: &'static str) -> Workload {
+    wl.note = Some(note);
+    wl
+}
+
+/// The note of every ssh row when the fixture is missing.
+pub const SSH_NOTE: &str = "needs scripts/fixture/setup.sh as root";
 pub const FULL_ONLY_NOTE: &str = "--full only";
+/// Python Mitogen has no cache on the target: its cold figure is its warm one.
+const PY_NO_CACHE: &str = "Python: no cache, cold = warm";
 
 use Better::{Higher, Lower};
 
@@ -109,17 +149,33 @@ pub const WORKLOADS: &[Workload] = &[
     w("chain_10_roundtrip_us", "us", Lower),
     isolated(w("idle_child_rss_kb", "kB", Lower)),
     isolated(w("master_rss_50_children_kb", "kB", Lower)),
-    ssh(w("ssh_connect_overhead_warm_ms", "ms", Lower)),
-    ssh(w("ssh_connect_overhead_cold_ms", "ms", Lower)),
-    ssh(w("ssh_roundtrip_us", "us", Lower)),
+    ssh(minus(
+        w("ssh_connect_overhead_warm_ms", "ms", Lower),
+        Raw::SshTrueMs,
+    )),
+    ssh(note(
+        minus(
+            w("ssh_connect_overhead_cold_ms", "ms", Lower),
+            Raw::SshTrueMs,
+        ),
+        PY_NO_CACHE,
+    )),
+    ssh(limit(w("ssh_roundtrip_us", "us", Lower), Raw::SshEchoUs)),
     ssh(w("ssh_bootstrap_bytes_warm", "bytes", Lower)),
-    ssh(w("ssh_bootstrap_bytes_cold", "bytes", Lower)),
+    ssh(note(
+        w("ssh_bootstrap_bytes_cold", "bytes", Lower),
+        PY_NO_CACHE,
+    )),
+    ssh(note(
+        w("quickstart_cold_bootstrap_bytes", "bytes", Lower),
+        "ours only; bench cold bytes with quickstart's gzip swapped in",
+    )),
     w("scale_10_create_call_ms", "ms", Lower),
     w("scale_100_create_call_ms", "ms", Lower),
     w("scale_500_create_call_ms", "ms", Lower),
 ];
 
-/// Iteration counts. The fields from `connect_n` to `scale_max` mirror
+/// Iteration counts. The fields from `connect_n` to `ssh_connect_n` mirror
 /// `PROFILES` in `bench/py/workloads.py` one-for-one (keep both in step; the
 /// runner also passes them to the script with `--profile`, which wins).
 #[derive(Clone, Copy, Debug)]
@@ -127,9 +183,10 @@ pub struct Profile {
     pub full: bool,
     /// `local_connect_first_call_ms`: samples (fresh session each); median.
     pub connect_n: usize,
-    /// Warm-up calls before any timed sequence of calls.
+    /// Warm-up calls (or raw round trips) before any timed sequence.
     pub rt_warm: usize,
-    /// `call_roundtrip_us`: timed sequential calls.
+    /// `call_roundtrip_us`, `ssh_roundtrip_us`, `raw_ssh_echo_roundtrip_us`:
+    /// timed sequential calls / round trips.
     pub rt_n: usize,
     /// `pipelined_calls_per_s`: total calls (100 in flight).
     pub pipe_n: usize,
@@ -144,6 +201,10 @@ pub struct Profile {
     /// Largest `scale_N_create_call_ms` run in this mode (500 takes ~1.5 min
     /// of Python Mitogen on its own, so quick mode stops at 100).
     pub scale_max: usize,
+    /// `ssh_connect_overhead_{warm,cold}_ms`: samples (fresh session each);
+    /// median. More than `connect_n`: the figure is a small difference of
+    /// two ~0.25 s times.
+    pub ssh_connect_n: usize,
 
     // Raw baselines (Rust only).
     pub ping_warm: usize,
@@ -151,6 +212,8 @@ pub struct Profile {
     pub bulk_bytes: usize,
     pub bulk_reps: usize,
     pub spawn_n: usize,
+    /// `raw_ssh_true_ms`: samples; median.
+    pub ssh_true_n: usize,
 }
 
 impl Profile {
@@ -165,11 +228,13 @@ impl Profile {
         chain_n: 1,
         chain_rt_n: 300,
         scale_max: 100,
+        ssh_connect_n: 10,
         ping_warm: 1000,
         ping_n: 10000,
         bulk_bytes: 256 << 20,
         bulk_reps: 5,
         spawn_n: 50,
+        ssh_true_n: 20,
     };
 
     pub const FULL: Profile = Profile {
@@ -183,11 +248,13 @@ impl Profile {
         chain_n: 3,
         chain_rt_n: 2000,
         scale_max: 500,
+        ssh_connect_n: 20,
         ping_warm: 2000,
         ping_n: 50000,
         bulk_bytes: 1 << 30,
         bulk_reps: 5,
         spawn_n: 200,
+        ssh_true_n: 40,
     };
 
     pub fn mode_flag(&self) -> &'static str {
@@ -211,6 +278,7 @@ impl Profile {
             "chain_n": self.chain_n,
             "chain_rt_n": self.chain_rt_n,
             "scale_max": self.scale_max,
+            "ssh_connect_n": self.ssh_connect_n,
         })
         .to_string()
     }
