@@ -536,6 +536,43 @@ pub fn create_and_call_ms(p: &Profile, n: usize) -> Option<f64> {
     session(|router| Ok(create_and_call(router, n)?.0))
 }
 
+/// `tree_500_master_rss_kb` / `tree_500_leaf_rss_kb` (ours only; Python
+/// Mitogen would need ~10 GB for this tree).
+///
+/// 5 local relays, 99 leaves under each created `via=` its relay, one noop
+/// call on each of the 500 collected with `Select::all`; then `VmRSS` of the
+/// master (this process) or of one leaf (pid from a call).
+pub fn tree_500_rss_kb(p: &Profile, leaf: bool) -> Option<f64> {
+    let _ = p;
+    session(|router| {
+        let relays = (0..5)
+            .map(|_| local(router))
+            .collect::<mitogen::Result<Vec<_>>>()?;
+        let mut all = relays.clone();
+        for relay in &relays {
+            for _ in 0..99 {
+                all.push(router.local(LocalOptions {
+                    via: Some(relay.clone()),
+                    ..Default::default()
+                })?);
+            }
+        }
+        mitogen::Select::all(
+            all.iter()
+                .map(|c| c.call_async(noop::remote, ()))
+                .collect::<mitogen::Result<Vec<_>>>()?,
+        )?;
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(if leaf {
+            let pid = all.last().expect("500 contexts").call(pid::remote, ())?;
+            vmrss_kb(&format!("/proc/{pid}/status"))
+        } else {
+            vmrss_kb("/proc/self/status")
+        })
+    })
+    .flatten()
+}
+
 /// Creates `n` local children one after the other, then calls noop once on
 /// each, one after the other: (elapsed ms, the children).
 fn create_and_call(router: &Router, n: usize) -> mitogen::Result<(f64, Vec<Context>)> {
@@ -635,6 +672,8 @@ pub fn run(name: &str, p: &Profile, target: Option<&Target>) -> Option<f64> {
         "chain_10_roundtrip_us" => chain_10_roundtrip_us(p),
         "idle_child_rss_kb" => idle_child_rss_kb(p),
         "master_rss_50_children_kb" => master_rss_50_children_kb(p),
+        "tree_500_master_rss_kb" => tree_500_rss_kb(p, false),
+        "tree_500_leaf_rss_kb" => tree_500_rss_kb(p, true),
         other => match Profile::scale_n(other) {
             Some(n) if p.runs(other) => create_and_call_ms(p, n),
             _ => None,

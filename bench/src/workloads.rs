@@ -173,6 +173,14 @@ pub const WORKLOADS: &[Workload] = &[
     w("scale_10_create_call_ms", "ms", Lower),
     w("scale_100_create_call_ms", "ms", Lower),
     w("scale_500_create_call_ms", "ms", Lower),
+    isolated(note(
+        w("tree_500_master_rss_kb", "kB", Lower),
+        "ours only: 5 relays x 99 leaves via=",
+    )),
+    isolated(note(
+        w("tree_500_leaf_rss_kb", "kB", Lower),
+        "ours only: one leaf of that tree",
+    )),
 ];
 
 /// Iteration counts. The fields from `connect_n` to `ssh_connect_n` mirror
