@@ -8,7 +8,33 @@ use std::os::unix::fs::PermissionsExt;
 use common::*;
 use mitogen::{Bootstrap, LocalOptions, Router};
 
+/// Point the shared cache candidates at a directory of this test process
+/// and remove stale copies of this binary from the fixed ones, so "cold"
+/// means cold whatever ran before.
+fn isolate() {
+    static ONCE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::env::set_var("XDG_CACHE_HOME", &dir);
+        std::env::set_var("TMPDIR", &dir);
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("sha256sum")
+            .arg(&exe)
+            .output()
+            .unwrap();
+        let hash = String::from_utf8(out.stdout).unwrap()[..64].to_string();
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap();
+        for shared in ["/var/tmp", "/tmp", "/dev/shm"] {
+            let _ = std::fs::remove_file(format!("{shared}/mitogen-{uid}/{hash}"));
+        }
+        dir
+    });
+}
+
 fn shell(cache: &std::path::Path) -> LocalOptions {
+    isolate();
     LocalOptions {
         bootstrap: Bootstrap::Shell,
         cache_dir: Some(cache.to_path_buf()),

@@ -71,32 +71,18 @@ impl Router {
             first_stage: FirstStageArg::Script,
             cache_dir: opts.common.cache_dir.clone(),
             stdio: StdioMode::Tty,
-            prompts: Some(Box::new(PasswordDialogue {
-                method: "doas",
-                username: opts.username.clone(),
-                password: opts.password.clone(),
-                prompts: vec![opts.password_prompt.to_lowercase()],
-                incorrect: opts
-                    .incorrect_prompts
-                    .iter()
-                    .map(|p| p.to_lowercase())
-                    .collect(),
-                refused: vec!["operation not permitted".into()],
-                typed: false,
-            })),
+            prompts: Some(Box::new(PasswordDialogue::new(
+                "doas",
+                &opts.username,
+                opts.password.clone(),
+                &[&opts.password_prompt],
+                &opts.incorrect_prompts,
+                &["operation not permitted"],
+            ))),
         };
         spawn::connect(
             self,
-            spawn::Common {
-                method: "doas",
-                name: opts
-                    .common
-                    .remote_name
-                    .clone()
-                    .or_else(|| Some(format!("doas.{}", opts.username))),
-                connect_timeout: opts.common.connect_timeout,
-                debug: opts.common.debug,
-            },
+            spawn::Common::new("doas", &opts.common, Some(&opts.username)),
             launch,
         )
     }

@@ -107,15 +107,6 @@ impl Router {
                 opts.cache_dir.clone(),
             )),
         };
-        spawn::connect(
-            self,
-            spawn::Common {
-                method: "local",
-                name: opts.remote_name.clone(),
-                connect_timeout: opts.connect_timeout,
-                debug: opts.debug,
-            },
-            launch?,
-        )
+        spawn::connect(self, spawn::Common::new("local", &opts, None), launch?)
     }
 }

@@ -68,6 +68,29 @@ pub(crate) struct PasswordDialogue {
 }
 
 impl PasswordDialogue {
+    /// A dialogue for becoming `username`; texts are compared lowercase.
+    pub(crate) fn new(
+        method: &'static str,
+        username: &str,
+        password: Option<String>,
+        prompts: &[impl AsRef<str>],
+        incorrect: &[impl AsRef<str>],
+        refused: &[&str],
+    ) -> PasswordDialogue {
+        PasswordDialogue {
+            method,
+            username: username.to_string(),
+            password,
+            prompts: prompts.iter().map(|p| p.as_ref().to_lowercase()).collect(),
+            incorrect: incorrect
+                .iter()
+                .map(|p| p.as_ref().to_lowercase())
+                .collect(),
+            refused: refused.iter().map(|p| p.to_lowercase()).collect(),
+            typed: false,
+        }
+    }
+
     fn error(&self, reason: String, output: &str) -> Error {
         PasswordError {
             method: self.method.into(),

@@ -16,6 +16,7 @@ use crate::bootstrap::parent::Conversation;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
 use crate::broker::{Fds, Stream};
 use crate::connect::prompt::Prompts;
+use crate::connect::LocalOptions;
 use crate::context::Context;
 use crate::error::{Result, StreamError};
 use crate::log::{self, Record};
@@ -28,6 +29,22 @@ pub(crate) struct Common {
     pub name: Option<String>,
     pub connect_timeout: Duration,
     pub debug: bool,
+}
+
+impl Common {
+    /// From a method's shared options; the default name is
+    /// `<method>.<target>` (or `<method>.<id>` without a target).
+    pub(crate) fn new(method: &'static str, opts: &LocalOptions, target: Option<&str>) -> Common {
+        Common {
+            method,
+            name: opts
+                .remote_name
+                .clone()
+                .or_else(|| target.map(|t| format!("{method}.{t}"))),
+            connect_timeout: opts.connect_timeout,
+            debug: opts.debug,
+        }
+    }
 }
 
 /// How the program's stdio is connected.

@@ -188,16 +188,7 @@ impl Router {
         };
         spawn::connect(
             self,
-            spawn::Common {
-                method: "ssh",
-                name: opts
-                    .common
-                    .remote_name
-                    .clone()
-                    .or_else(|| Some(format!("ssh.{}", opts.hostname))),
-                connect_timeout: opts.common.connect_timeout,
-                debug: opts.common.debug,
-            },
+            spawn::Common::new("ssh", &opts.common, Some(&opts.hostname)),
             launch,
         )
     }

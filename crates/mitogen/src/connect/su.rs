@@ -68,32 +68,18 @@ impl Router {
             first_stage: FirstStageArg::CommandLine,
             cache_dir: opts.common.cache_dir.clone(),
             stdio: StdioMode::Tty,
-            prompts: Some(Box::new(PasswordDialogue {
-                method: "su",
-                username: opts.username.clone(),
-                password: opts.password.clone(),
-                prompts: vec![opts.password_prompt.to_lowercase()],
-                incorrect: opts
-                    .incorrect_prompts
-                    .iter()
-                    .map(|p| p.to_lowercase())
-                    .collect(),
-                refused: vec![],
-                typed: false,
-            })),
+            prompts: Some(Box::new(PasswordDialogue::new(
+                "su",
+                &opts.username,
+                opts.password.clone(),
+                &[&opts.password_prompt],
+                &opts.incorrect_prompts,
+                &[],
+            ))),
         };
         spawn::connect(
             self,
-            spawn::Common {
-                method: "su",
-                name: opts
-                    .common
-                    .remote_name
-                    .clone()
-                    .or_else(|| Some(format!("su.{}", opts.username))),
-                connect_timeout: opts.common.connect_timeout,
-                debug: opts.common.debug,
-            },
+            spawn::Common::new("su", &opts.common, Some(&opts.username)),
             launch,
         )
     }

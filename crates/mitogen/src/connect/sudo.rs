@@ -154,36 +154,23 @@ impl Router {
             first_stage: FirstStageArg::Script,
             cache_dir: opts.common.cache_dir.clone(),
             stdio: StdioMode::Hybrid,
-            prompts: Some(Box::new(PasswordDialogue {
-                method: "sudo",
-                username: opts.username.clone(),
-                password: opts.password.clone(),
-                prompts: vec![PROMPT.trim().to_lowercase()],
-                incorrect: vec![
-                    "sorry, try again".into(),
-                    "incorrect password attempt".into(),
+            prompts: Some(Box::new(PasswordDialogue::new(
+                "sudo",
+                &opts.username,
+                opts.password.clone(),
+                &[PROMPT.trim()],
+                &["sorry, try again", "incorrect password attempt"],
+                &[
+                    "is not in the sudoers file",
+                    "is not allowed to execute",
+                    "may not run sudo",
+                    "a password is required",
                 ],
-                refused: vec![
-                    "is not in the sudoers file".into(),
-                    "is not allowed to execute".into(),
-                    "may not run sudo".into(),
-                    "a password is required".into(),
-                ],
-                typed: false,
-            })),
+            ))),
         };
         spawn::connect(
             self,
-            spawn::Common {
-                method: "sudo",
-                name: opts
-                    .common
-                    .remote_name
-                    .clone()
-                    .or_else(|| Some(format!("sudo.{}", opts.username))),
-                connect_timeout: opts.common.connect_timeout,
-                debug: opts.common.debug,
-            },
+            spawn::Common::new("sudo", &opts.common, Some(&opts.username)),
             launch,
         )
     }

@@ -174,24 +174,13 @@ impl Context {
     /// # Errors
     /// As [`Context::send`].
     pub fn shutdown(&self, wait: bool) -> Result<()> {
-        let mut msg = Message::new(handle::SHUTDOWN, Vec::new());
+        let msg = Message::new(handle::SHUTDOWN, Vec::new());
         if !wait {
             return self.send(msg);
         }
-        let rx = Receiver::with_options(
-            &self.router,
-            ReceiverOptions {
-                oneshot: true,
-                respondent: Some(self.id),
-                ..ReceiverOptions::default()
-            },
-        );
-        msg.reply_to = rx.handle();
-        self.send(msg)?;
-        // The context replies with a dead message when it disconnects.
-        match rx.recv() {
-            Ok(_) | Err(_) => Ok(()),
-        }
+        // A dead message arrives when the context has disconnected.
+        let _ = self.send_async(msg)?.recv();
+        Ok(())
     }
 }
 
