@@ -1,11 +1,12 @@
 //! Mitogen for Rust: programs that copy themselves to other machines and
 //! accounts, and call functions there.
 //!
-//! A program wraps its `main` in [`mitogen::main`]. Started normally,
-//! it runs your closure with a [`Router`]; started by a parent, the same
-//! binary becomes a *context* that serves calls. Connection methods
-//! ([`Router::local`], and later ssh, sudo, …) start a copy of the program
-//! on the target: nothing needs to be installed there but a POSIX shell.
+//! A program wraps its `main` in [`mitogen::main`]. Started normally, it
+//! runs your closure with a [`Router`]; started by a parent, the same binary
+//! becomes a *context* that serves calls. Connection methods
+//! ([`Router::local`], [`Router::ssh`], [`Router::sudo`], [`Router::su`],
+//! [`Router::doas`]) start a copy of the program on the target: nothing needs
+//! to be installed there but a POSIX shell.
 //!
 //! - [`Router`] routes [`Message`]s between contexts; a [`Broker`] thread does the I/O.
 //! - [`Context`] is a handle on another process: [`Context::call`],
@@ -13,28 +14,106 @@
 //! - [`#[remote]`](remote) registers a function; callers use its typed handle `<fn>::remote`.
 //! - [`Receiver`], [`Sender`], [`Channel`], [`Select`] and [`Latch`] are the blocking primitives.
 //! - Errors: [`Error`] wraps [`CallError`], [`ChannelError`], [`StreamError`],
-//!   [`TimeoutError`] and [`LatchError`].
+//!   [`PasswordError`], [`HostKeyError`], [`TimeoutError`] and [`LatchError`].
 //!
-//! # Example
+//! # Hello world
 //! ```no_run
 //! #[mitogen::remote]
 //! fn add(a: i32, b: i32) -> i32 {
 //!     a + b
 //! }
 //!
-//! #[mitogen::remote]
-//! fn pid() -> u32 {
-//!     std::process::id()
-//! }
-//!
 //! fn main() {
 //!     mitogen::main(|router| {
 //!         let child = router.local(Default::default())?;
 //!         assert_eq!(child.call(add::remote, (2, 3))?, 5);
-//!         println!("child pid {}", child.call(pid::remote, ())?);
 //!         Ok(())
 //!     })
 //! }
+//! ```
+//!
+//! # Remote failures
+//! A function returning `Result<T, E>` fails remotely with its error's type
+//! and message; a panic comes back with the remote backtrace.
+//! ```no_run
+//! #[mitogen::remote]
+//! fn read(path: String) -> Result<String, std::io::Error> {
+//!     std::fs::read_to_string(path)
+//! }
+//!
+//! # fn main() {
+//! # mitogen::Router::with(|router| {
+//! # let child = router.local(Default::default()).unwrap();
+//! match child.call(read::remote, ("/nope".into(),)) {
+//!     Err(mitogen::Error::Call(e)) => eprintln!("{e}: {}", e.type_name),
+//!     Err(mitogen::Error::Channel(e)) => eprintln!("context lost: {e}"),
+//!     Err(other) => eprintln!("{other}"),
+//!     Ok(text) => println!("{text}"),
+//! }
+//! # }).unwrap();
+//! # }
+//! ```
+//!
+//! # Many contexts at once
+//! [`Context::call_async`] returns at once; [`Select`] collects replies as
+//! they come.
+//! ```no_run
+//! # #[mitogen::remote] fn hostname() -> String { String::new() }
+//! # fn main() {
+//! # mitogen::Router::with(|router| {
+//! let hosts = ["web1", "web2", "db1"];
+//! let contexts: Vec<_> = hosts
+//!     .iter()
+//!     .map(|h| router.ssh(mitogen::SshOptions::new(*h)))
+//!     .collect::<Result<_, _>>()
+//!     .unwrap();
+//! let calls = contexts.iter().map(|c| c.call_async(hostname::remote, ()).unwrap());
+//! for name in mitogen::Select::all(calls).unwrap() {
+//!     println!("{name}");
+//! }
+//! # }).unwrap();
+//! # }
+//! ```
+//!
+//! # Streaming
+//! A [`Sender`] can be passed to a remote function, which sends values back
+//! while it runs; the caller iterates over its [`Receiver`].
+//! ```no_run
+//! #[mitogen::remote]
+//! fn count(to: mitogen::Sender, n: u32) {
+//!     for i in 0..n {
+//!         to.send(&i).unwrap();
+//!     }
+//!     to.close().unwrap();
+//! }
+//!
+//! # fn main() {
+//! # mitogen::Router::with(|router| {
+//! # let child = router.local(Default::default()).unwrap();
+//! let rx = mitogen::Receiver::new(&router);
+//! child.call(count::remote, (rx.to_sender(), 3)).unwrap();
+//! let got: Vec<u32> = rx.iter().map(|m| m.unpickle().unwrap()).collect();
+//! assert_eq!(got, vec![0, 1, 2]);
+//! # }).unwrap();
+//! # }
+//! ```
+//!
+//! # Trees
+//! Every method takes `via`: the new context is started by another one,
+//! which routes for it.
+//! ```no_run
+//! # fn main() {
+//! # mitogen::Router::with(|router| {
+//! let bastion = router.ssh(mitogen::SshOptions::new("bastion")).unwrap();
+//! let mut host = mitogen::SshOptions::new("db1");
+//! host.common.via = Some(bastion);
+//! let db1 = router.ssh(host).unwrap();
+//! let mut root = mitogen::SudoOptions::default();
+//! root.common.via = Some(db1);
+//! let root_on_db1 = router.sudo(root).unwrap();
+//! # let _ = root_on_db1;
+//! # }).unwrap();
+//! # }
 //! ```
 #![warn(missing_docs)]
 

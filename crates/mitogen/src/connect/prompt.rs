@@ -212,4 +212,32 @@ mod tests {
         assert!(matches!(e, Error::Password(_)));
         assert!(e.to_string().contains("none was given"));
     }
+
+    #[test]
+    fn pwfeedback_asterisks_and_custom_prompts() {
+        let mut d = PasswordDialogue::new(
+            "sudo",
+            "root",
+            Some("pw".into()),
+            &["mitogen-sudo-password:"],
+            &["sorry, try again"],
+            &[],
+        );
+        // A site's own passprompt, translated: detected by the generic rule.
+        assert_eq!(
+            d.on_output("Kennwort für bob eingeben, Passwort:").unwrap(),
+            Some("pw\n".into())
+        );
+        // pwfeedback echoes asterisks, then the command runs: no second answer.
+        assert_eq!(d.on_output("**\n").unwrap(), None);
+        let mut d = PasswordDialogue::new(
+            "sudo",
+            "root",
+            Some("pw".into()),
+            &["mitogen-sudo-password:"],
+            &[""; 0],
+            &[],
+        );
+        assert!(d.on_output("mitogen-sudo-password: ").unwrap().is_some());
+    }
 }
