@@ -294,3 +294,43 @@ fn leaf_killed_behind_a_relay_wakes_the_master_through_del_route() {
     })
     .unwrap();
 }
+
+#[test]
+fn sibling_waiting_on_a_lost_leaf_is_told_by_del_route() {
+    let _turn = heavy();
+    Router::with(|router| {
+        let relay = router.local(LocalOptions::default()).unwrap();
+        let a = router.local(via(&relay)).unwrap();
+        let b = router
+            .local(LocalOptions {
+                remote_name: Some("gone-b".into()),
+                ..via(&relay)
+            })
+            .unwrap();
+        let b_pid = b.call(pid::remote, ()).unwrap();
+        let silent = b.call(open_silent_inbox::remote, ()).unwrap();
+        // a waits (up to 10 s) for a reply b will never send.
+        let waiting = a.call_async(poke::remote, (silent,)).unwrap();
+        // Let the poke reach b before b dies: a round trip through b.
+        b.call(add::remote, (0, 0)).unwrap();
+        let started = Instant::now();
+        assert!(std::process::Command::new("kill")
+            .args(["-9", &b_pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        match waiting.get_timeout(Duration::from_secs(20)) {
+            Err(Error::Call(e)) => assert!(
+                e.message.contains("gone-b") && e.message.contains("disconnected"),
+                "{e}"
+            ),
+            other => panic!("expected the poke to fail, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a learnt of b's loss after {:?} (its own timeout is 10 s)",
+            started.elapsed()
+        );
+    })
+    .unwrap();
+}

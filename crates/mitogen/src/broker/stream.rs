@@ -44,6 +44,9 @@ pub(crate) struct Stream {
     pub(crate) bytes_received: AtomicU64,
     /// Contexts that sent messages down this stream (unidirectional mode).
     pub(crate) egress: Mutex<std::collections::HashSet<u32>>,
+    /// Contexts the far side sent messages to through us, other than
+    /// upward: told with DEL_ROUTE when they are lost.
+    pub(crate) talked_to: Mutex<std::collections::HashSet<u32>>,
     out: Mutex<Out>,
 }
 
@@ -98,6 +101,7 @@ impl Stream {
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             egress: Mutex::new(std::collections::HashSet::new()),
+            talked_to: Mutex::new(std::collections::HashSet::new()),
             out: Mutex::new(Out {
                 fds: Some(fds),
                 queue: VecDeque::new(),

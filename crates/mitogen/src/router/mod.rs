@@ -359,6 +359,11 @@ impl Router {
                 if self.is_unidirectional() {
                     stream.note_sender(msg.src_id);
                 }
+                if let Some(f) = from {
+                    if !self.is_parent_stream(Some(f)) && !self.is_parent_stream(Some(&stream)) {
+                        lock(&f.talked_to).insert(msg.dst_id);
+                    }
+                }
                 let header = msg.header().to_bytes();
                 if stream.send(header, msg.data).is_err() {
                     // Streams close under us while shutting down: nothing to wake.
@@ -472,7 +477,11 @@ impl Router {
     /// Wake every handler waiting on a lost context with a dead message.
     pub(crate) fn lost(&self, ids: &[u32], reason: &str) {
         for &id in ids {
-            let why = format!("context {} disconnected: {reason}", self.name_of(id));
+            let label = match lock(&self.inner.names).get(&id) {
+                Some(name) => format!("{name} (id {id})"),
+                None => format!("id {id}"),
+            };
+            let why = format!("context {label} disconnected: {reason}");
             for (handle, handler) in self.inner.handlers.take_respondent(id) {
                 let mut dead = Message::dead(&why, handle);
                 dead.dst_id = self.context_id();
@@ -480,11 +489,44 @@ impl Router {
                 dead.router = Some(self.clone());
                 (handler.f)(dead);
             }
+            self.tell_talkers(id, reason);
+        }
+    }
+
+    /// Send DEL_ROUTE for `id` down to every child that sent messages to it
+    /// through us, so their waiters wake too.
+    fn tell_talkers(&self, id: u32, reason: &str) {
+        let children: Vec<Arc<Stream>> = {
+            let routes = self.inner.routes.read().unwrap_or_else(|p| p.into_inner());
+            let mut seen: Vec<Arc<Stream>> = Vec::new();
+            for s in routes.values() {
+                if !seen.iter().any(|x| Arc::ptr_eq(x, s)) {
+                    seen.push(s.clone());
+                }
+            }
+            seen
+        };
+        for child in children {
+            if lock(&child.talked_to).remove(&id) {
+                let body = (id, self.known_name(id), reason.to_string());
+                if let Ok(mut msg) = Message::pickled(&body, mitogen_wire::handle::DEL_ROUTE) {
+                    msg.dst_id = child.remote_id();
+                    let _ = self.route(msg);
+                }
+            }
         }
     }
 
     pub(crate) fn events(&self) -> Arc<dyn StreamEvents> {
         Arc::new(RouterEvents(self.clone()))
+    }
+
+    /// The name a context was given, if known here ("" otherwise).
+    pub(crate) fn known_name(&self, id: u32) -> String {
+        lock(&self.inner.names)
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Remember a context's name for messages.
@@ -535,7 +577,10 @@ impl StreamEvents for RouterEvents {
         router.lost(&lost, reason);
         if !was_parent {
             for id in lost {
-                router.propagate(mitogen_wire::handle::DEL_ROUTE, &(id, reason.to_string()));
+                router.propagate(
+                    mitogen_wire::handle::DEL_ROUTE,
+                    &(id, router.known_name(id), reason.to_string()),
+                );
             }
         }
     }

@@ -97,7 +97,15 @@ impl Router {
         let r = self.clone();
         self.add_handler(
             move |msg: Message| {
-                if let Ok((id, reason)) = msg.unpickle::<(u32, String)>() {
+                if let Ok((id, name, reason)) = msg.unpickle::<(u32, String, String)>() {
+                    if !name.is_empty() {
+                        r.set_name_of(id, &name);
+                    }
+                    if r.parent_ids().first() == Some(&msg.from_stream) {
+                        // From above: a context we talked to is gone.
+                        r.lost(&[id], &reason);
+                        return;
+                    }
                     let from = r.stream_to(msg.from_stream);
                     let removed = {
                         let mut routes = r.inner.routes.write().unwrap_or_else(|p| p.into_inner());
@@ -108,19 +116,21 @@ impl Router {
                     };
                     if removed {
                         r.lost(&[id], &reason);
-                        r.propagate(DEL_ROUTE, &(id, reason));
+                        r.propagate(DEL_ROUTE, &(id, name, reason));
                     }
                 }
             },
             Some(DEL_ROUTE),
             true,
             None,
-            Some(Arc::new(is_immediate_child)),
+            Some(Arc::new(|msg: &Message, r: &Router| {
+                is_immediate_child(msg, r) || r.parent_ids().first() == Some(&msg.from_stream)
+            })),
         );
     }
 
     /// Tell the parent (if any) about a route change.
-    pub(crate) fn propagate(&self, handle: u32, body: &(u32, String)) {
+    pub(crate) fn propagate<T: serde::Serialize>(&self, handle: u32, body: &T) {
         if let Some(parent) = self.parent_ids().first() {
             if let Ok(mut msg) = Message::pickled(body, handle) {
                 msg.dst_id = *parent;

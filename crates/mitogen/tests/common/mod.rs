@@ -193,3 +193,10 @@ pub fn call_other(router: &Router, id: u32) -> Result<i32, mitogen::Error> {
 pub fn binary_fetches(router: &Router) -> u64 {
     router.binary_fetches()
 }
+
+/// An inbox that never answers; returns a Sender to it.
+#[mitogen::remote]
+pub fn open_silent_inbox(router: &Router) -> Sender {
+    let handle = router.add_handler(|_msg: mitogen::Message| {}, None, true, None, None);
+    Sender::new(mitogen::Context::local(router), handle)
+}
