@@ -147,6 +147,11 @@ impl<T> Latch<T> {
         self.wait(Some(deadline))
     }
 
+    /// Block until a value arrives or `deadline` (if any) passes.
+    pub(crate) fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetTimeoutError> {
+        self.wait(deadline)
+    }
+
     fn wait(&self, deadline: Option<Instant>) -> Result<T, GetTimeoutError> {
         let mut s = self.lock();
         loop {

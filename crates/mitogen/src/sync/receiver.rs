@@ -141,11 +141,7 @@ impl Receiver {
 
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<Message, RecvTimeoutError> {
         let started = Instant::now();
-        let got = match deadline {
-            None => self.latch.get().map_err(|_| GetTimeoutError::Closed),
-            Some(d) => self.latch.get_deadline(d),
-        };
-        match got {
+        match self.latch.get_until(deadline) {
             Ok(m) => Self::map(m).map_err(RecvTimeoutError::Channel),
             Err(GetTimeoutError::Closed) => Err(RecvTimeoutError::Channel(ChannelError::Closed)),
             Err(GetTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout(TimeoutError {

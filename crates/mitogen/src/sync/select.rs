@@ -203,11 +203,7 @@ impl Select {
             if lock(&self.members).is_empty() && self.ready.is_empty() {
                 return Err(RecvTimeoutError::Channel(ChannelError::Closed));
             }
-            let got = match deadline {
-                None => self.ready.get().map_err(|_| GetTimeoutError::Closed),
-                Some(d) => self.ready.get_deadline(d),
-            };
-            let key = match got {
+            let key = match self.ready.get_until(deadline) {
                 Ok(k) => k,
                 Err(GetTimeoutError::Closed) => {
                     return Err(RecvTimeoutError::Channel(ChannelError::Closed))
