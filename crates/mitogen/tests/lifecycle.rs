@@ -279,3 +279,23 @@ fn children_are_not_left_behind_by_this_test_binary() {
     // Sanity check of the helper used above.
     assert!(child_pids().iter().all(|p| *p != std::process::id()));
 }
+
+#[test]
+fn stopped_child_is_killed_after_the_shutdown_grace() {
+    // A child that cannot react (SIGSTOP) gets SIGTERM after
+    // shutdown_timeout and SIGKILL a second later; shutdown still reaps it.
+    let mut pid = 0;
+    let started = Instant::now();
+    Router::with(|router| {
+        router
+            .broker()
+            .set_shutdown_timeout(Duration::from_millis(300));
+        let child = router.local(LocalOptions::default()).unwrap();
+        pid = child.call(pid::remote, ()).unwrap();
+        unsafe_kill(pid, 19); // SIGSTOP
+    })
+    .unwrap();
+    let took = started.elapsed();
+    assert!(process_gone(pid), "stopped child {pid} was not reaped");
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+}
