@@ -5,7 +5,6 @@
 //! re-executed by the library, which finds them by name.
 
 use mitogen::Sender;
-use serde_bytes::ByteBuf;
 
 /// Python: `noop()`.
 #[mitogen::remote]
@@ -17,27 +16,29 @@ pub fn pid() -> u32 {
     std::process::id()
 }
 
-/// Python: `length(data)`. `ByteBuf` rather than `Vec<u8>`: serde encodes a
-/// `Vec<u8>` element by element through its sequence path, while `ByteBuf`
-/// goes through `serialize_bytes` (one length prefix and a memcpy).
+/// Python: `length(data)`. `mitogen::Blob` rather than `Vec<u8>`: serde
+/// encodes a `Vec<u8>` element by element through its sequence path, while
+/// `Blob` goes through `serialize_bytes` (one length prefix and a memcpy)
+/// and, on arrival, is a view into the received message (no copy).
 /// The caller sends `&serde_bytes::Bytes` under the same name
 /// ([`length_borrowed`]), which encodes identically and spares it a copy.
 #[mitogen::remote]
-pub fn length(data: ByteBuf) -> u64 {
+pub fn length(data: mitogen::Blob) -> u64 {
     data.len() as u64
 }
 
 /// [`length()`] taking the buffer by reference on the caller's side (Python
 /// passes its `bytes` object by reference too): the wire form of
-/// `(&Bytes,)` is that of `(ByteBuf,)`.
+/// `(&Bytes,)` is that of `(Blob,)`.
 pub fn length_borrowed<'a>() -> mitogen::Remote<(&'a serde_bytes::Bytes,), u64> {
     mitogen::Remote::named(length::NAME)
 }
 
-/// Python: `make_bytes(n)`, `b'x' * n` built in the child.
+/// Python: `make_bytes(n)`, `b'x' * n` built in the child; arrives as a
+/// `Blob` viewing the reply message.
 #[mitogen::remote]
-pub fn make_bytes(n: u64) -> ByteBuf {
-    ByteBuf::from(vec![b'x'; n as usize])
+pub fn make_bytes(n: u64) -> mitogen::Blob {
+    mitogen::Blob::from(vec![b'x'; n as usize])
 }
 
 /// Python: `send_many(sender, n)`: `n` small messages (an integer each),

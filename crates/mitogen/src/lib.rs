@@ -135,7 +135,7 @@ pub use broker::{Broker, Timer};
 pub use connect::{
     Bootstrap, CheckHostKeys, DoasOptions, LocalOptions, SshOptions, SuOptions, SudoOptions,
 };
-pub use context::{AsyncCall, CallChain, Context, ExternalContext, Remote};
+pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
 pub use error::{
     CallError, CallErrorKind, ChannelError, CodecError, Error, GetTimeoutError, HostKeyError,
     LatchError, PasswordError, RecvTimeoutError, Result, StreamError, TimeoutError, TryGetError,

@@ -149,3 +149,17 @@ fn large_argument_and_result_round_trip() {
     })
     .unwrap();
 }
+
+#[test]
+fn blobs_cross_both_ways() {
+    Router::with(|router| {
+        let child = router.local(LocalOptions::default()).unwrap();
+        let big = mitogen::Blob::from(vec![1u8; 4 << 20]);
+        assert_eq!(child.call(blob_len::remote, (big,)).unwrap(), 4 << 20);
+        let back = child.call(make_blob::remote, (3 << 20,)).unwrap();
+        assert_eq!(back.len(), 3 << 20);
+        assert!(back.iter().all(|b| *b == 3));
+        assert_eq!(back.clone().into_vec().len(), 3 << 20);
+    })
+    .unwrap();
+}

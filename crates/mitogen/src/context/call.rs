@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::blob::with_frame;
 use crate::error::{CallError, ChannelError, CodecError, Error, Result, TryRecvError};
 use crate::message::Message;
 use crate::sync::{Member, Receiver};
@@ -77,14 +78,20 @@ pub(crate) const REPLY_ERR: u8 = 1;
 
 /// Decode a call reply: a result, a remote failure, or a dead message.
 pub(crate) fn decode_reply<R: DeserializeOwned>(
-    msg: &Message,
+    mut msg: Message,
     function: &str,
     context: &str,
 ) -> Result<R> {
     if let Some(reason) = msg.dead_reason() {
         return Err(ChannelError::Dead(reason).into());
     }
-    match msg.data.split_first() {
+    // Decode from the frame itself: a `Blob` result borrows it.
+    let frame = std::sync::Arc::new(std::mem::take(&mut msg.data));
+    with_frame(&frame, |data| decode_reply_body(data, function, context))
+}
+
+fn decode_reply_body<R: DeserializeOwned>(data: &[u8], function: &str, context: &str) -> Result<R> {
+    match data.split_first() {
         Some((&REPLY_OK, rest)) => Ok(mitogen_wire::decode(rest)?),
         Some((&REPLY_ERR, rest)) => {
             let mut e: CallError = mitogen_wire::decode(rest)?;
@@ -141,7 +148,7 @@ impl<R: DeserializeOwned> AsyncCall<R> {
             Ok(m) => m,
             Err(e) => return Err(self.annotate(e)),
         };
-        decode_reply(&msg, self.function, &self.context)
+        decode_reply(msg, self.function, &self.context)
     }
 
     /// Wait at most `timeout` for the result.
@@ -158,7 +165,7 @@ impl<R: DeserializeOwned> AsyncCall<R> {
     /// As [`AsyncCall::get_timeout`].
     pub fn get_deadline(self, deadline: Instant) -> Result<R> {
         match self.receiver.recv_deadline(deadline) {
-            Ok(msg) => decode_reply(&msg, self.function, &self.context),
+            Ok(msg) => decode_reply(msg, self.function, &self.context),
             Err(crate::error::RecvTimeoutError::Timeout(mut t)) => {
                 t.what = format!("waiting for {} in {}", self.function, self.context);
                 Err(t.into())
@@ -172,7 +179,7 @@ impl<R: DeserializeOwned> AsyncCall<R> {
     /// # Errors
     /// As [`AsyncCall::get`].
     pub fn decode(&self, msg: &Message) -> Result<R> {
-        decode_reply(msg, self.function, &self.context)
+        decode_reply(msg.clone(), self.function, &self.context)
     }
 
     fn annotate(&self, e: ChannelError) -> Error {

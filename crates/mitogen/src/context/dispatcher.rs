@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, Once};
 
+use super::blob::with_frame;
 use super::call::{REPLY_ERR, REPLY_OK};
 use super::handle::Context;
 use super::registry::{lookup, Failure};
@@ -112,7 +113,7 @@ pub(crate) fn serve(router: &Router, calls: &Receiver) {
     let ec = ExternalContext::new(router.clone());
     let mut replies = Vec::new();
     while let Ok(msg) = calls.recv() {
-        if let Some(reply) = run_one(&ec, &msg) {
+        if let Some(reply) = run_one(&ec, msg) {
             replies.push(reply);
         }
         if calls.is_empty() || replies.len() >= 64 {
@@ -123,8 +124,10 @@ pub(crate) fn serve(router: &Router, calls: &Receiver) {
 }
 
 /// Run one call; return its reply, addressed, if it wants one.
-fn run_one(ec: &ExternalContext, msg: &Message) -> Option<Message> {
-    let (reply, failed) = match execute(ec, msg) {
+fn run_one(ec: &ExternalContext, mut msg: Message) -> Option<Message> {
+    // Arguments decode from the frame itself: a `Blob` argument borrows it.
+    let frame = std::sync::Arc::new(std::mem::take(&mut msg.data));
+    let (reply, failed) = match with_frame(&frame, |data| execute(ec, data)) {
         Ok(out) => (out, None),
         Err(Failure(e)) => {
             let e = *e;
@@ -167,7 +170,7 @@ fn run_one(ec: &ExternalContext, msg: &Message) -> Option<Message> {
     Some(m)
 }
 
-fn execute(ec: &ExternalContext, msg: &Message) -> Result<Vec<u8>, Failure> {
+fn execute(ec: &ExternalContext, data: &[u8]) -> Result<Vec<u8>, Failure> {
     let bad = |message: String| {
         Failure(Box::new(CallError {
             kind: CallErrorKind::BadArguments,
@@ -179,7 +182,7 @@ fn execute(ec: &ExternalContext, msg: &Message) -> Result<Vec<u8>, Failure> {
         }))
     };
     let ((name, chain), args): ((String, Option<u64>), &[u8]) =
-        mitogen_wire::decode_prefix(&msg.data).map_err(|e| bad(e.to_string()))?;
+        mitogen_wire::decode_prefix(data).map_err(|e| bad(e.to_string()))?;
     if let Some(chain) = chain {
         if let Some(prev) = lock(&CHAINS).as_ref().and_then(|m| m.get(&chain)) {
             let mut e = Box::new(prev.clone());

@@ -2,12 +2,14 @@
 //! [`Remote`] (a typed handle on a registered function), [`AsyncCall`],
 //! [`CallChain`], and the child's call dispatcher.
 
+mod blob;
 mod call;
 mod chain;
 pub(crate) mod dispatcher;
 mod handle;
 pub(crate) mod registry;
 
+pub use blob::Blob;
 pub(crate) use call::decode_reply;
 pub use call::{AsyncCall, Remote};
 pub use chain::CallChain;

@@ -266,7 +266,7 @@ impl Select {
         while !select.is_empty() {
             let msg = select.recv()?;
             let (f, ctx) = names.remove(&msg.receiver_handle()).unwrap_or_default();
-            out.push(crate::context::decode_reply(&msg, &f, &ctx)?);
+            out.push(crate::context::decode_reply(msg, &f, &ctx)?);
         }
         Ok(out)
     }

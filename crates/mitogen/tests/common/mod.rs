@@ -200,3 +200,13 @@ pub fn open_silent_inbox(router: &Router) -> Sender {
     let handle = router.add_handler(|_msg: mitogen::Message| {}, None, true, None, None);
     Sender::new(mitogen::Context::local(router), handle)
 }
+
+#[mitogen::remote]
+pub fn blob_len(b: mitogen::Blob) -> usize {
+    b.len()
+}
+
+#[mitogen::remote]
+pub fn make_blob(n: usize) -> mitogen::Blob {
+    mitogen::Blob::from(vec![3u8; n])
+}
