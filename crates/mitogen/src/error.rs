@@ -135,6 +135,26 @@ impl fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
+impl CallError {
+    /// A failure raised on this side; `context` is filled in by the caller
+    /// and `backtrace` only for panics.
+    pub(crate) fn new(
+        kind: CallErrorKind,
+        function: &str,
+        type_name: &str,
+        message: impl Into<String>,
+    ) -> CallError {
+        CallError {
+            kind,
+            function: function.to_string(),
+            context: String::new(),
+            type_name: type_name.to_string(),
+            message: message.into(),
+            backtrace: String::new(),
+        }
+    }
+}
+
 /// A channel can deliver nothing more (Mitogen's `ChannelError`).
 #[derive(Debug, Clone, PartialEq, Eq, ThisError)]
 #[non_exhaustive]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::blob::with_frame;
-use crate::error::{CallError, ChannelError, CodecError, Error, Result, TryRecvError};
+use crate::error::{CallError, ChannelError, CodecError, Result, TryRecvError};
 use crate::message::Message;
 use crate::sync::{Member, Receiver};
 
@@ -144,10 +144,7 @@ impl<R: DeserializeOwned> AsyncCall<R> {
     /// [`Error::Call`] when the function failed, [`Error::Channel`] when the
     /// context was lost.
     pub fn get(self) -> Result<R> {
-        let msg = match self.receiver.recv() {
-            Ok(m) => m,
-            Err(e) => return Err(self.annotate(e)),
-        };
+        let msg = self.receiver.recv()?;
         decode_reply(msg, self.function, &self.context)
     }
 
@@ -170,7 +167,7 @@ impl<R: DeserializeOwned> AsyncCall<R> {
                 t.what = format!("waiting for {} in {}", self.function, self.context);
                 Err(t.into())
             }
-            Err(crate::error::RecvTimeoutError::Channel(e)) => Err(self.annotate(e)),
+            Err(crate::error::RecvTimeoutError::Channel(e)) => Err(e.into()),
         }
     }
 
@@ -180,10 +177,6 @@ impl<R: DeserializeOwned> AsyncCall<R> {
     /// As [`AsyncCall::get`].
     pub fn decode(&self, msg: &Message) -> Result<R> {
         decode_reply(msg.clone(), self.function, &self.context)
-    }
-
-    fn annotate(&self, e: ChannelError) -> Error {
-        e.into()
     }
 }
 

@@ -72,13 +72,7 @@ impl CallChain {
         function: Remote<A, R>,
         args: A,
     ) -> Result<AsyncCall<R>> {
-        let msg = call_message(function.name(), self.chain(), &args)?;
-        let rx = self.context.send_async(msg)?;
-        Ok(AsyncCall::new(
-            rx,
-            function.name(),
-            self.context.name().into(),
-        ))
+        self.context.call_async_in(self.chain(), function, args)
     }
 
     /// Call and wait; fails with the chain's first error if an earlier call failed.

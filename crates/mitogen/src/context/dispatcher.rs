@@ -147,18 +147,16 @@ fn run_one(ec: &ExternalContext, mut msg: Message) -> Option<Message> {
     let max = ec.router().max_message_size();
     let reply = if reply.len() > max {
         // Say so instead of sending what the link refuses.
-        let e = CallError {
-            kind: CallErrorKind::BadResult,
-            function: String::new(),
-            context: String::new(),
-            type_name: "mitogen::Error".into(),
-            message: crate::error::StreamError::MessageTooLarge {
+        let e = CallError::new(
+            CallErrorKind::BadResult,
+            "",
+            "mitogen::Error",
+            crate::error::StreamError::MessageTooLarge {
                 size: reply.len(),
                 max,
             }
             .to_string(),
-            backtrace: String::new(),
-        };
+        );
         let mut out = vec![REPLY_ERR];
         let _ = mitogen_wire::encode_into(&e, &mut out);
         out
@@ -172,14 +170,12 @@ fn run_one(ec: &ExternalContext, mut msg: Message) -> Option<Message> {
 
 fn execute(ec: &ExternalContext, data: &[u8]) -> Result<Vec<u8>, Failure> {
     let bad = |message: String| {
-        Failure(Box::new(CallError {
-            kind: CallErrorKind::BadArguments,
-            function: String::new(),
-            context: String::new(),
-            type_name: "mitogen::CallRequest".into(),
+        Failure(Box::new(CallError::new(
+            CallErrorKind::BadArguments,
+            "",
+            "mitogen::CallRequest",
             message,
-            backtrace: String::new(),
-        }))
+        )))
     };
     let ((name, chain), args): ((String, Option<u64>), &[u8]) =
         mitogen_wire::decode_prefix(data).map_err(|e| bad(e.to_string()))?;
@@ -203,16 +199,14 @@ fn execute(ec: &ExternalContext, data: &[u8]) -> Result<Vec<u8>, Failure> {
 
 fn invoke(ec: &ExternalContext, name: &str, args: &[u8]) -> Result<Vec<u8>, Failure> {
     let Some(entry) = lookup(name) else {
-        return Err(Failure(Box::new(CallError {
-            kind: CallErrorKind::UnknownFunction,
-            function: name.to_string(),
-            context: String::new(),
-            type_name: "mitogen::UnknownFunction".into(),
-            message: format!(
+        return Err(Failure(Box::new(CallError::new(
+            CallErrorKind::UnknownFunction,
+            name,
+            "mitogen::UnknownFunction",
+            format!(
                 "no function named {name} is registered with #[mitogen::remote] in this binary"
             ),
-            backtrace: String::new(),
-        })));
+        ))));
     };
     let mut out = vec![REPLY_OK];
     IN_CALL.with(|c| *c.borrow_mut() = Some(String::new()));
@@ -225,12 +219,13 @@ fn invoke(ec: &ExternalContext, name: &str, args: &[u8]) -> Result<Vec<u8>, Fail
             Err(f)
         }
         Err(payload) => Err(Failure(Box::new(CallError {
-            kind: CallErrorKind::Panicked,
-            function: name.to_string(),
-            context: String::new(),
-            type_name: "panic".into(),
-            message: panic_message(&*payload),
             backtrace,
+            ..CallError::new(
+                CallErrorKind::Panicked,
+                name,
+                "panic",
+                panic_message(&*payload),
+            )
         }))),
     }
 }

@@ -151,8 +151,17 @@ impl Context {
         function: Remote<A, R>,
         args: A,
     ) -> Result<AsyncCall<R>> {
-        let msg = call_message(function.name(), None, &args)?;
-        let rx = self.send_async(msg)?;
+        self.call_async_in(None, function, args)
+    }
+
+    /// Start a call, in call chain `chain` if given.
+    pub(crate) fn call_async_in<A: Serialize, R: DeserializeOwned>(
+        &self,
+        chain: Option<u64>,
+        function: Remote<A, R>,
+        args: A,
+    ) -> Result<AsyncCall<R>> {
+        let rx = self.send_async(call_message(function.name(), chain, &args)?)?;
         Ok(AsyncCall::new(rx, function.name(), self.name.clone()))
     }
 

@@ -36,14 +36,7 @@ pub static REMOTE_FUNCTIONS: [RemoteEntry];
 pub struct Failure(pub(crate) Box<CallError>);
 
 fn failure(kind: CallErrorKind, name: &str, type_name: &str, message: String) -> Failure {
-    Failure(Box::new(CallError {
-        kind,
-        function: name.to_string(),
-        context: String::new(),
-        type_name: type_name.to_string(),
-        message,
-        backtrace: String::new(),
-    }))
+    Failure(Box::new(CallError::new(kind, name, type_name, message)))
 }
 
 /// Decode a call's argument tuple.
