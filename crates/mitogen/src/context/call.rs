@@ -141,7 +141,7 @@ impl<R: DeserializeOwned> AsyncCall<R> {
     /// Wait for the result.
     ///
     /// # Errors
-    /// [`Error::Call`] when the function failed, [`Error::Channel`] when the
+    /// [`Error::Call`](crate::Error::Call) when the function failed, [`Error::Channel`](crate::Error::Channel) when the
     /// context was lost.
     pub fn get(self) -> Result<R> {
         let msg = self.receiver.recv()?;
@@ -151,7 +151,7 @@ impl<R: DeserializeOwned> AsyncCall<R> {
     /// Wait at most `timeout` for the result.
     ///
     /// # Errors
-    /// As [`AsyncCall::get`], plus [`Error::Timeout`].
+    /// As [`AsyncCall::get`], plus [`Error::Timeout`](crate::Error::Timeout).
     pub fn get_timeout(self, timeout: Duration) -> Result<R> {
         self.get_deadline(Instant::now() + timeout)
     }
