@@ -131,6 +131,9 @@ impl Message {
     }
 
     pub(crate) fn header(&self) -> Header {
+        // Bodies are checked against the maximum message size, itself at
+        // most `u32::MAX` (`Router::set_max_message_size`), before framing.
+        debug_assert!(u32::try_from(self.data.len()).is_ok());
         Header {
             flags: if self.dead { FLAG_DEAD } else { 0 },
             dst_id: self.dst_id,

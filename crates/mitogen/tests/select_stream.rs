@@ -103,7 +103,7 @@ fn nested_select_and_membership() {
 #[test]
 fn oversize_message_fails_for_the_sender_and_the_link_stays_up() {
     Router::with(|router| {
-        router.set_max_message_size(1 << 20);
+        router.set_max_message_size(1 << 20).unwrap();
         let child = router.local(LocalOptions::default()).unwrap();
         match child.call(echo_bytes::remote, (vec![0u8; 2 << 20],)) {
             Err(Error::Stream(StreamError::MessageTooLarge { size, max })) => {

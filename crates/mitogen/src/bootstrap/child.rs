@@ -156,7 +156,8 @@ fn run(nonce: &str, fatal: Option<std::fs::File>) -> Result<(), String> {
 }
 
 fn configure(router: &Router, config: &ChildConfig) {
-    router.set_max_message_size(config.max_message_size as usize);
+    // A u32 always fits the header: this cannot fail.
+    let _ = router.set_max_message_size(config.max_message_size as usize);
     router
         .inner
         .unidirectional

@@ -68,6 +68,27 @@ impl Context {
         }
     }
 
+    /// A handle on context `id` whose name another context claims: the name
+    /// this router already knows wins, and the claim is never recorded, so
+    /// no context can rename another (a bounded, printable claim is used
+    /// only for this handle when the router knows no name).
+    pub(crate) fn claimed(router: &Router, id: u32, name: &str) -> Context {
+        let known = router.known_name(id);
+        let name = if !known.is_empty()
+            || id == router.context_id()
+            || crate::router::check_name(name).is_err()
+        {
+            router.name_of(id)
+        } else {
+            name.to_string()
+        };
+        Context {
+            router: router.clone(),
+            id,
+            name: name.into(),
+        }
+    }
+
     /// A handle on the router's own context.
     pub fn local(router: &Router) -> Context {
         Context::new(router, router.context_id(), None)
@@ -216,6 +237,6 @@ impl<'de> Deserialize<'de> for Context {
         let router = Router::process().ok_or_else(|| {
             de::Error::custom("no router in this process to reach a context through")
         })?;
-        Ok(Context::new(&router, id, Some(&name)))
+        Ok(Context::claimed(&router, id, &name))
     }
 }

@@ -2,6 +2,7 @@
 //! stream that leads to its destination, checks where messages come from,
 //! and wakes waiters with a reason when a context is lost.
 
+mod grants;
 mod handlers;
 mod policy;
 mod tree;
@@ -18,7 +19,10 @@ use crate::message::Message;
 
 pub use policy::{has_parent_authority, is_immediate_child, Policy};
 
-use handlers::{Handler, Handlers};
+pub(crate) use handlers::DYNAMIC_END;
+pub(crate) use tree::check_name;
+
+use handlers::{Handler, Handlers, Lookup};
 
 /// Routes messages between this context, its parent and its children
 /// (Mitogen's `Router`). Cheap to clone; all clones are the same router.
@@ -46,6 +50,8 @@ pub(crate) struct RouterInner {
     pub(crate) next_id: AtomicU32,
     /// Ids granted by the master and not yet used: `[start, end)`.
     pub(crate) id_block: Mutex<(u32, u32)>,
+    /// Ids each child stream's subtree may claim.
+    grants: Mutex<grants::Grants>,
     pub(crate) binary_bytes_sent: std::sync::atomic::AtomicU64,
     pub(crate) names: Mutex<HashMap<u32, String>>,
     parent_lost: Mutex<Option<ParentLost>>,
@@ -85,6 +91,7 @@ impl Router {
                 debug: AtomicBool::new(false),
                 next_id: AtomicU32::new(1),
                 id_block: Mutex::new((0, 0)),
+                grants: Mutex::new(grants::Grants::default()),
                 binary_bytes_sent: std::sync::atomic::AtomicU64::new(0),
                 names: Mutex::new(HashMap::new()),
                 parent_lost: Mutex::new(None),
@@ -198,8 +205,30 @@ impl Router {
     }
 
     /// Change [`Router::max_message_size`]; children created later inherit it.
-    pub fn set_max_message_size(&self, size: usize) {
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidOptions`] for a size the frame header's 32-bit
+    /// length field cannot carry (more than `u32::MAX` bytes); the limit is
+    /// left unchanged.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// router.set_max_message_size(1 << 20).unwrap();
+    /// assert!(router.set_max_message_size(1 << 40).is_err());
+    /// assert_eq!(router.max_message_size(), 1 << 20);
+    /// # }).unwrap();
+    /// ```
+    pub fn set_max_message_size(&self, size: usize) -> Result<()> {
+        if u32::try_from(size).is_err() {
+            return Err(StreamError::InvalidOptions(format!(
+                "max_message_size {size} exceeds {}, the largest length a frame header carries",
+                u32::MAX
+            ))
+            .into());
+        }
         self.inner.max_message_size.store(size, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Name of a known context, for messages.
@@ -417,7 +446,27 @@ impl Router {
 
     fn deliver(&self, mut msg: Message) {
         msg.router = Some(self.clone());
-        let Some(handler) = self.inner.handlers.take_for(msg.handle) else {
+        let handler = match self
+            .inner
+            .handlers
+            .take_for(msg.handle, |expected| self.may_answer(&msg, expected))
+        {
+            Lookup::Found(h) => Some(h),
+            Lookup::Missing => None,
+            Lookup::WrongSender { expected } => {
+                let reason = format!(
+                    "handle {} waits for a reply from {} (id {expected}), not from {} (id {})",
+                    msg.handle,
+                    self.name_of(expected),
+                    self.name_of(msg.src_id),
+                    msg.src_id
+                );
+                tracing::error!("refused {msg:?}: {reason}");
+                self.refuse(&msg, &reason);
+                return;
+            }
+        };
+        let Some(handler) = handler else {
             let reason = format!(
                 "no handler for handle {}{} in context {}",
                 msg.handle,
@@ -442,6 +491,20 @@ impl Router {
         (handler.f)(msg);
     }
 
+    /// May `msg` reach a handler waiting for a reply from `expected`? Only
+    /// `expected` itself may answer; a dead reply (a refusal) may also come
+    /// from this context, a parent, or the child stream `expected` is behind.
+    fn may_answer(&self, msg: &Message, expected: u32) -> bool {
+        let src = msg.src_id;
+        src == expected
+            || (msg.dead
+                && (src == self.context_id()
+                    || self.parent_ids().contains(&src)
+                    || self
+                        .routes_get(expected)
+                        .is_some_and(|s| s.remote_id() == src)))
+    }
+
     /// Send a dead reply to `msg`'s sender, unless it is itself dead or wants no reply.
     pub(crate) fn refuse(&self, msg: &Message, reason: &str) {
         if msg.dead || msg.reply_to == 0 {
@@ -455,13 +518,30 @@ impl Router {
         self.dispatch(dead, None);
     }
 
-    /// Make `id` reachable through `stream` (a direct child or a descendant).
+    /// Route a child this context just started, `id`, through its stream;
+    /// the id is granted to that stream.
     pub(crate) fn add_route(&self, id: u32, stream: Arc<Stream>) {
+        lock(&self.inner.grants).grant(id, id + 1, stream.remote_id());
+        self.insert_route(id, stream);
+    }
+
+    /// Make `id` reachable through `stream` (a direct child or a descendant).
+    fn insert_route(&self, id: u32, stream: Arc<Stream>) {
         self.inner
             .routes
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, stream);
+    }
+
+    /// The child stream `id` is routed through, if it is routed below us.
+    fn routes_get(&self, id: u32) -> Option<Arc<Stream>> {
+        self.inner
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// Set the stream to the parent; `on_lost` runs when it disconnects.
@@ -561,6 +641,7 @@ impl StreamEvents for RouterEvents {
             }
             ids
         };
+        lock(&router.inner.grants).forget(stream.remote_id());
         let was_parent = router.is_parent_stream(Some(stream));
         if was_parent {
             let parents = router.parent_ids();

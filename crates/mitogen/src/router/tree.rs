@@ -1,48 +1,81 @@
 //! The tree: context id allocation, route propagation (ADD_ROUTE /
 //! DEL_ROUTE) and unidirectional routing.
 //!
-//! The master hands out ids; a child asks it for a block with
-//! `ALLOCATE_ID` and allocates from that block for its own children. When a
-//! context starts a child it tells its parent with `ADD_ROUTE`, and each hop
-//! records "that id is behind this stream" and passes it up, so any context
-//! can reach any other by id. When a stream is lost, each hop wakes the
-//! waiters on every context behind it and passes `DEL_ROUTE` up.
+//! The master hands out ids. A child asks its parent for a block with
+//! `ALLOCATE_ID` (each parent asks its own, up to the master) and allocates
+//! from that block for its own children; every hop records which child
+//! stream each block went to ([`grants`](super::grants)). When a context
+//! starts a child it tells its parent with `ADD_ROUTE`, and each hop checks
+//! the id was granted to that stream, records "that id is behind this
+//! stream" and passes it up, so any context can reach any other by id and no
+//! child can claim an id that is not its own. When a stream is lost, each
+//! hop wakes the waiters on every context behind it and passes `DEL_ROUTE` up.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use mitogen_wire::handle::{ADD_ROUTE, ALLOCATE_ID, DEL_ROUTE, FORWARD_LOG};
 
+use super::grants::MAX_BLOCKS_PER_STREAM;
 use super::{is_immediate_child, Router};
 use crate::broker::{lock, Stream};
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{ChannelError, Result};
 use crate::message::Message;
 
 /// Ids granted per `ALLOCATE_ID` request.
 const ID_BLOCK: u32 = 1000;
+/// The master never hands out ids from here up, so `start + ID_BLOCK`
+/// cannot overflow and no id is ever handed out twice.
+const ID_LIMIT: u32 = u32::MAX - ID_BLOCK;
+/// Longest context name a child may announce.
+pub(crate) const MAX_NAME_LEN: usize = 256;
 
 impl Router {
     /// Allocate a context id for a new child (Mitogen's `allocate_id`). The
-    /// master counts; a child takes ids from a block the master granted,
-    /// asking for a new block when it runs out.
+    /// master counts; a child takes ids from a block its parent granted
+    /// (each parent asks its own, up to the master), asking for a new block
+    /// when it runs out. Ids are never handed out twice.
     ///
     /// # Errors
-    /// A child whose master cannot be reached.
+    /// A child whose parent cannot be reached or refuses (too many blocks
+    /// for that subtree, ids exhausted): [`ChannelError::Dead`] with the reason.
     pub fn allocate_id(&self) -> Result<u32> {
         if self.context_id() == 0 {
-            return Ok(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+            return Ok(self.take_ids(1).map_err(ChannelError::Dead)?.0);
         }
         let mut block = lock(&self.inner.id_block);
         if block.0 >= block.1 {
-            let master = Context::new(self, 0, None);
-            let reply = master.send_await(Message::new(ALLOCATE_ID, Vec::new()), None)?;
+            let parent = self.parent_context();
+            let reply = parent.send_await(Message::new(ALLOCATE_ID, Vec::new()), None)?;
             let (start, end): (u32, u32) = reply.unpickle()?;
+            if start >= end || end - start > ID_BLOCK {
+                return Err(ChannelError::Dead(format!(
+                    "context {} granted a malformed id block {start}..{end}",
+                    parent.name()
+                ))
+                .into());
+            }
             *block = (start, end);
         }
         let id = block.0;
         block.0 += 1;
         Ok(id)
+    }
+
+    /// In the master: reserve `n` fresh ids.
+    fn take_ids(&self, n: u32) -> std::result::Result<(u32, u32), String> {
+        self.inner
+            .next_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+                next.checked_add(n).filter(|end| *end <= ID_LIMIT)
+            })
+            .map(|start| (start, start + n))
+            .map_err(|_| format!("the master has handed out all {ID_LIMIT} context ids"))
+    }
+
+    fn parent_context(&self) -> Context {
+        Context::new(self, self.parent_ids().first().copied().unwrap_or(0), None)
     }
 
     /// A handle on context `id`, wherever it is in the tree (Mitogen's `context_by_id`).
@@ -62,33 +95,20 @@ impl Router {
         self.inner.unidirectional.load(Ordering::Relaxed)
     }
 
-    /// Install the tree-maintenance handlers every router has.
+    /// Install the tree-maintenance handlers every router has. Each accepts
+    /// messages from direct children only (`DEL_ROUTE` also from the parent).
     pub(crate) fn install_tree_handlers(&self) {
-        if self.context_id() == 0 {
-            let r = self.clone();
-            self.add_handler(
-                move |msg: Message| {
-                    let start = r.inner.next_id.fetch_add(ID_BLOCK, Ordering::Relaxed);
-                    let _ = msg.reply(&(start, start + ID_BLOCK));
-                },
-                Some(ALLOCATE_ID),
-                true,
-                None,
-                None,
-            );
-        }
         let r = self.clone();
         self.add_handler(
-            move |msg: Message| {
-                if let (Ok((id, name)), Some(stream)) = (
-                    msg.unpickle::<(u32, String)>(),
-                    r.stream_to(msg.from_stream),
-                ) {
-                    r.set_name_of(id, &name);
-                    r.add_route(id, stream);
-                    r.propagate(ADD_ROUTE, &(id, name));
-                }
-            },
+            move |msg: Message| r.on_allocate_id(msg),
+            Some(ALLOCATE_ID),
+            true,
+            None,
+            Some(Arc::new(is_immediate_child)),
+        );
+        let r = self.clone();
+        self.add_handler(
+            move |msg: Message| r.on_add_route(&msg),
             Some(ADD_ROUTE),
             true,
             None,
@@ -96,30 +116,7 @@ impl Router {
         );
         let r = self.clone();
         self.add_handler(
-            move |msg: Message| {
-                if let Ok((id, name, reason)) = msg.unpickle::<(u32, String, String)>() {
-                    if !name.is_empty() {
-                        r.set_name_of(id, &name);
-                    }
-                    if r.parent_ids().first() == Some(&msg.from_stream) {
-                        // From above: a context we talked to is gone.
-                        r.lost(&[id], &reason);
-                        return;
-                    }
-                    let from = r.stream_to(msg.from_stream);
-                    let removed = {
-                        let mut routes = r.inner.routes.write().unwrap_or_else(|p| p.into_inner());
-                        match (routes.get(&id), &from) {
-                            (Some(s), Some(f)) if Arc::ptr_eq(s, f) => routes.remove(&id).is_some(),
-                            _ => false,
-                        }
-                    };
-                    if removed {
-                        r.lost(&[id], &reason);
-                        r.propagate(DEL_ROUTE, &(id, name, reason));
-                    }
-                }
-            },
+            move |msg: Message| r.on_del_route(&msg),
             Some(DEL_ROUTE),
             true,
             None,
@@ -127,6 +124,172 @@ impl Router {
                 is_immediate_child(msg, r) || r.parent_ids().first() == Some(&msg.from_stream)
             })),
         );
+    }
+
+    /// A child asks for a block of ids for its subtree: the master grants
+    /// one; anyone else asks its own parent, then passes the block down.
+    /// Each hop records which child stream the block went to.
+    fn on_allocate_id(&self, msg: Message) {
+        let child = msg.from_stream;
+        let refuse = |why: String| {
+            tracing::error!(
+                "refused ALLOCATE_ID from {}: {why}",
+                self.stream_label(child)
+            );
+            self.refuse(&msg, &why);
+        };
+        if lock(&self.inner.grants).count(child) >= MAX_BLOCKS_PER_STREAM {
+            return refuse(format!(
+                "the subtree of {} already holds {MAX_BLOCKS_PER_STREAM} id blocks",
+                self.name_of(child)
+            ));
+        }
+        if self.context_id() == 0 {
+            return match self.take_ids(ID_BLOCK) {
+                Ok((start, end)) => {
+                    lock(&self.inner.grants).grant(start, end, child);
+                    let _ = msg.reply(&(start, end));
+                }
+                Err(why) => refuse(why),
+            };
+        }
+        let parent = self.parent_context();
+        let r = self.clone();
+        let handle = self.add_handler(
+            move |reply: Message| match reply.unpickle::<(u32, u32)>() {
+                Ok((start, end)) if start < end && end - start <= ID_BLOCK => {
+                    lock(&r.inner.grants).grant(start, end, child);
+                    let _ = msg.reply(&(start, end));
+                }
+                Ok((start, end)) => r.refuse(
+                    &msg,
+                    &format!("the parent granted a malformed id block {start}..{end}"),
+                ),
+                Err(e) => r.refuse(&msg, &e.to_string()),
+            },
+            None,
+            false,
+            Some(parent.context_id()),
+            None,
+        );
+        let mut up = Message::new(ALLOCATE_ID, Vec::new());
+        up.reply_to = handle;
+        if let Err(e) = parent.send(up) {
+            tracing::error!("could not ask the parent for ids: {e}");
+            self.del_handler(handle);
+        }
+    }
+
+    /// A child announces a context reachable through it. Honoured only for
+    /// an id granted to that child's subtree, never for 0, ourselves, a
+    /// parent or an id routed elsewhere, and only with a sane name.
+    fn on_add_route(&self, msg: &Message) {
+        let child = msg.from_stream;
+        let Some(stream) = self.stream_to(child) else {
+            return;
+        };
+        let claim = msg.unpickle::<(u32, String)>().map_err(|e| e.to_string());
+        match claim.and_then(|(id, name)| {
+            self.check_claim(id, &name, child, &stream)
+                .map(|()| (id, name))
+        }) {
+            Ok((id, name)) => {
+                self.set_name_of(id, &name);
+                self.insert_route(id, stream);
+                self.propagate(ADD_ROUTE, &(id, name));
+            }
+            Err(why) => {
+                tracing::error!("refused ADD_ROUTE from {}: {why}", self.stream_label(child))
+            }
+        }
+    }
+
+    /// Why `child` (whose stream is `stream`) may not route `id`, if it may not.
+    fn check_claim(
+        &self,
+        id: u32,
+        name: &str,
+        child: u32,
+        stream: &Arc<Stream>,
+    ) -> std::result::Result<(), String> {
+        check_name(name).map_err(|why| format!("context {id}: {why}"))?;
+        let claimed = format!("id {id} ({name:?})");
+        if id == 0 {
+            return Err(format!("{claimed} is the master's id"));
+        }
+        if id == self.context_id() {
+            return Err(format!("{claimed} is this context's own id"));
+        }
+        if self.parent_ids().contains(&id) {
+            return Err(format!("{claimed} belongs to a parent of this context"));
+        }
+        match lock(&self.inner.grants).owner(id) {
+            Some(owner) if owner == child => {}
+            Some(owner) => {
+                return Err(format!(
+                    "{claimed} was granted to the subtree of {}, not to this stream",
+                    self.name_of(owner)
+                ))
+            }
+            None => return Err(format!("{claimed} was never granted to this stream")),
+        }
+        match self.routes_get(id) {
+            Some(s) if !Arc::ptr_eq(&s, stream) => {
+                Err(format!("{claimed} is already routed through {}", s.name))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A context is gone. From a child: drop its route if it really ran
+    /// through that child, wake its waiters and tell our parent. From our
+    /// parent: a context we talked to is gone.
+    fn on_del_route(&self, msg: &Message) {
+        let Ok((id, name, reason)) = msg.unpickle::<(u32, String, String)>() else {
+            tracing::error!(
+                "refused a malformed DEL_ROUTE from {}",
+                self.stream_label(msg.from_stream)
+            );
+            return;
+        };
+        let from_parent = self.parent_ids().first() == Some(&msg.from_stream);
+        if from_parent {
+            if !name.is_empty() && check_name(&name).is_ok() {
+                self.set_name_of(id, &name);
+            }
+            self.lost(&[id], &reason);
+            return;
+        }
+        let from = self.stream_to(msg.from_stream);
+        // `Ok(true)`: removed; `Ok(false)`: already gone (the stream closed
+        // first); `Err(stream)`: routed through another stream.
+        let removed = {
+            let mut routes = self.inner.routes.write().unwrap_or_else(|p| p.into_inner());
+            match (routes.get(&id), &from) {
+                (Some(s), Some(f)) if Arc::ptr_eq(s, f) => Ok(routes.remove(&id).is_some()),
+                (Some(s), _) => Err(s.name.clone()),
+                (None, _) => Ok(false),
+            }
+        };
+        match removed {
+            Ok(true) => {
+                self.lost(&[id], &reason);
+                self.propagate(DEL_ROUTE, &(id, self.known_name(id), reason));
+            }
+            Ok(false) => {}
+            Err(elsewhere) => tracing::error!(
+                "refused DEL_ROUTE for context {id} from {}: it is routed through {elsewhere}",
+                self.stream_label(msg.from_stream)
+            ),
+        }
+    }
+
+    /// `stream <name> (context <id>)` for the child stream of context `id`, for logs.
+    fn stream_label(&self, id: u32) -> String {
+        match self.stream_to(id) {
+            Some(s) => format!("stream {} (context {id})", s.name),
+            None => format!("context {id}"),
+        }
     }
 
     /// Tell the parent (if any) about a route change.
@@ -141,9 +304,9 @@ impl Router {
 
     /// Unidirectional check for a message from a child stream going to
     /// another context: allowed only towards contexts that have sent into
-    /// that stream (replies), plus log forwarding and id requests to the master.
+    /// that stream (replies), plus log forwarding to the master.
     pub(super) fn unidirectional_allows(&self, msg: &Message, from: &Arc<Stream>) -> bool {
-        if msg.dst_id == 0 && matches!(msg.handle, FORWARD_LOG | ALLOCATE_ID) {
+        if msg.dst_id == 0 && msg.handle == FORWARD_LOG {
             return true;
         }
         lock(&from.egress).contains(&msg.dst_id)
@@ -155,4 +318,18 @@ impl Stream {
     pub(crate) fn note_sender(&self, src: u32) {
         lock(&self.egress).insert(src);
     }
+}
+
+/// A context name a child may announce: bounded, printable.
+pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "a name of {} bytes exceeds {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("the name {name:?} contains control characters"));
+    }
+    Ok(())
 }

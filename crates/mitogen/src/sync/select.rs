@@ -31,7 +31,9 @@ pub trait Member: Send + Sync {
     fn try_recv(&self) -> Result<Message, TryRecvError>;
 }
 
-static NEXT_SELECT_KEY: AtomicU32 = AtomicU32::new(u32::MAX / 2);
+/// Select keys live above the dynamic handle range, so a select's key never
+/// equals a receiver's handle; the counter wraps within that half.
+static NEXT_SELECT_KEY: AtomicU32 = AtomicU32::new(0);
 
 /// Waits on many members and returns messages as they arrive (Mitogen's
 /// `mitogen.select.Select`). Members are receivers, pending calls or other
@@ -82,7 +84,9 @@ impl Select {
     /// An empty select; with `oneshot == false` members stay after yielding.
     pub fn with_oneshot(oneshot: bool) -> Select {
         Select {
-            key: NEXT_SELECT_KEY.fetch_add(1, Ordering::Relaxed),
+            key: crate::router::DYNAMIC_END
+                | (NEXT_SELECT_KEY.fetch_add(1, Ordering::Relaxed)
+                    & (crate::router::DYNAMIC_END - 1)),
             ready: Latch::new(),
             members: Mutex::new(Vec::new()),
             oneshot,
