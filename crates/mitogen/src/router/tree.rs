@@ -333,3 +333,27 @@ pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// M1: near the end of the id space the master refuses instead of
+    /// overflowing or wrapping onto ids it already handed out.
+    #[test]
+    fn m1_ids_never_overflow_or_repeat() {
+        let router = Router::new().unwrap();
+        router
+            .inner
+            .next_id
+            .store(ID_LIMIT - ID_BLOCK - 1, Ordering::Relaxed);
+        let (start, end) = router.take_ids(ID_BLOCK).unwrap();
+        assert_eq!((start, end), (ID_LIMIT - ID_BLOCK - 1, ID_LIMIT - 1));
+        assert!(router.take_ids(ID_BLOCK).is_err());
+        assert_eq!(router.allocate_id().unwrap(), ID_LIMIT - 1);
+        let e = router.allocate_id().unwrap_err();
+        assert!(e.to_string().contains("handed out all"), "{e}");
+        assert!(router.take_ids(1).is_err(), "refusals do not consume ids");
+        router.shutdown();
+    }
+}
