@@ -48,7 +48,9 @@ usage: mitogen-bench [--quick|--full] [--rounds N] [--only a,b,...]
                  (default 3 quick, 5 full)
   --only a,b     only these workloads
   --python PATH  interpreter with mitogen==0.3.54 (default bench/.venv/bin/python)
-  --out PATH     JSON results (default bench/results/latest.json)
+  --out PATH     JSON results (default bench/results/latest.json for a
+                 complete run, bench/results/partial.json with --only
+                 or --no-*, so latest.json always holds a complete run)
   --no-python / --no-ours / --no-raw   skip a peer";
 
 fn main() -> ExitCode {
@@ -139,7 +141,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut rounds = None;
     let mut only = None;
     let mut python = Path::new(BENCH_DIR).join(".venv/bin/python");
-    let mut out = Path::new(BENCH_DIR).join("results/latest.json");
+    let mut out: Option<PathBuf> = None;
     let mut peers = vec![Peer::Python, Peer::Raw, Peer::Ours];
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -162,7 +164,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             }
             "--only" => only = Some(split_list(&value("--only")?)),
             "--python" => python = value("--python")?.into(),
-            "--out" => out = value("--out")?.into(),
+            "--out" => out = Some(value("--out")?.into()),
             "--no-python" => peers.retain(|&p| p != Peer::Python),
             "--no-ours" => peers.retain(|&p| p != Peer::Ours),
             "--no-raw" => peers.retain(|&p| p != Peer::Raw),
@@ -181,6 +183,15 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         }
     }
     let rounds = rounds.unwrap_or(if profile.full { 5 } else { 3 });
+    // latest.json always holds one complete run: partial runs go elsewhere.
+    let complete = only.is_none() && peers.len() == 3;
+    let out = out.unwrap_or_else(|| {
+        Path::new(BENCH_DIR).join(if complete {
+            "results/latest.json"
+        } else {
+            "results/partial.json"
+        })
+    });
     Ok(Opts {
         profile,
         rounds,
