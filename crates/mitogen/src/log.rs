@@ -1,7 +1,13 @@
 //! Logging across the tree: a child's `tracing` events and its raw
 //! stdout/stderr lines travel to the master as `FORWARD_LOG` messages and are
 //! re-emitted there as `tracing` events with the context's name.
+//!
+//! A record is child-controlled: the master names its sender from the
+//! message's checked `src_id` (never the record's own `context` field),
+//! escapes control characters so an embedded newline can't forge another
+//! log line, and cuts long fields with a marker.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -46,11 +52,52 @@ pub(crate) fn forward(router: &Router, record: &Record) {
     }
 }
 
-/// Re-emit a record received from a child.
+/// Longest message re-emitted, in bytes; the rest is cut with a marker.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// Longest target (or context name) re-emitted, in bytes.
+const MAX_TARGET: usize = 256;
+
+/// Characters that could break or disguise a log line: control characters
+/// other than tab (newlines, ANSI escapes, C1), Unicode line and paragraph
+/// separators, and bidirectional overrides.
+fn needs_escape(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` made safe to re-emit: characters [`needs_escape`] picks are escaped
+/// (`\n`, `\r`, `\u{1b}`), and at most about `max` bytes are kept, followed
+/// by a marker saying how many were cut.
+fn clean(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max && !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len().min(max) + 32);
+    for (i, c) in s.char_indices() {
+        let start = out.len();
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+        if out.len() > max {
+            out.truncate(start);
+            let _ = write!(out, "… [{} bytes cut]", s.len() - i);
+            break;
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Re-emit a record received from a child, its fields cleaned and bounded.
 pub(crate) fn emit(record: &Record) {
-    let ctx = record.context.as_str();
-    let m = record.message.as_str();
-    let t = record.target.as_str();
+    let ctx = clean(&record.context, MAX_TARGET);
+    let m = clean(&record.message, MAX_MESSAGE);
+    let t = clean(&record.target, MAX_TARGET);
+    let (ctx, m, t) = (ctx.as_ref(), m.as_ref(), t.as_ref());
     match record.level {
         0 => tracing::info!(target: "mitogen::output", context = ctx, stream = t, "{m}"),
         1 => tracing::error!(target: "mitogen::child", context = ctx, origin = t, "{m}"),
@@ -61,12 +108,25 @@ pub(crate) fn emit(record: &Record) {
     }
 }
 
-/// In the master: re-emit every forwarded record.
+/// In the master: re-emit every forwarded record under the name of the
+/// context that sent it, whatever name the record claims.
 pub(crate) fn install_receiver(router: &Router) {
     router.add_handler(
         |msg: Message| {
-            if let Ok(record) = msg.unpickle::<Record>() {
-                emit(&record);
+            let Some(router) = msg.router.as_ref() else {
+                return;
+            };
+            let sender = router.name_of(msg.src_id);
+            match msg.unpickle::<Record>() {
+                Ok(mut record) => {
+                    record.context = sender;
+                    emit(&record);
+                }
+                Err(e) => tracing::warn!(
+                    "refused a log record from {} (id {}): {e}",
+                    clean(&sender, MAX_TARGET),
+                    msg.src_id
+                ),
             }
         },
         Some(FORWARD_LOG),
@@ -115,5 +175,29 @@ impl<S: Subscriber> Layer<S> for ForwardLayer {
             },
         );
         FORWARDING.with(|f| f.set(false));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_escapes_line_breaks_and_controls_but_keeps_tabs() {
+        assert!(matches!(clean("plain\ttext", 64), Cow::Borrowed(_)));
+        assert_eq!(
+            clean("a\nERROR forged\r\x1b[31m\u{2028}", 64),
+            "a\\nERROR forged\\r\\u{1b}[31m\\u{2028}"
+        );
+    }
+
+    #[test]
+    fn clean_cuts_long_fields_with_a_marker() {
+        let long = "é".repeat(100); // 200 bytes
+        let out = clean(&long, 11);
+        assert_eq!(out, format!("{}… [190 bytes cut]", "é".repeat(5)));
+        // Escapes count towards the bound.
+        let lines = "\n".repeat(10);
+        assert_eq!(clean(&lines, 5), "\\n\\n… [8 bytes cut]");
     }
 }

@@ -36,9 +36,12 @@ pub(crate) enum Method {
 /// Have `via` run the connection; the new context's id is routed back to
 /// us before the call returns (ADD_ROUTE travels ahead of the reply).
 /// Password, host key and timeout failures keep their type across the hop.
+/// The name `via` reports is only a claim: the one the router learned with
+/// the route wins, and the claim is never recorded (no renaming of other
+/// contexts through a forged answer).
 pub(crate) fn connect_via(router: &Router, via: &Context, method: Method) -> Result<Context> {
     match via.call(connect_here::remote, (method,))? {
-        Connected::Ok(id, name) => Ok(Context::new(router, id, Some(&name))),
+        Connected::Ok(id, name) => Ok(Context::claimed(router, id, &name)),
         Connected::Password(e) => Err(e.into()),
         Connected::HostKey(e) => Err(e.into()),
         Connected::Timeout(e) => Err(e.into()),

@@ -19,6 +19,11 @@ static NEXT_CHAIN: AtomicU64 = AtomicU64::new(1);
 /// (kind `ChainFailed`) without running, until [`CallChain::reset`]. The
 /// next [`CallChain::call`] reports the failure.
 ///
+/// The callee keys a chain by the calling context as well as its id, so
+/// chains of different callers never affect each other, and a reset only
+/// clears the caller's own chain. A context remembers at most 4096 failed
+/// chains; past that the oldest failure is forgotten, as if reset.
+///
 /// # Examples
 /// ```no_run
 /// # #[mitogen::remote] fn mkdir(p: String) -> Result<(), std::io::Error> { std::fs::create_dir(p) }

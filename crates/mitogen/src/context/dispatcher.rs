@@ -1,8 +1,8 @@
 //! Runs calls in order on a child's main thread (Mitogen's `Dispatcher`),
 //! and the [`ExternalContext`] handed to functions that ask for it.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, Once};
 
@@ -53,19 +53,72 @@ impl ExternalContext {
     }
 }
 
-/// First failure of each poisoned call chain.
-static CHAINS: Mutex<Option<HashMap<u64, CallError>>> = Mutex::new(None);
+/// Who sent a call: its `auth_id` and `src_id`, both checked by the router
+/// on the way in. Chain ids are only unique per caller.
+type Caller = (u32, u32);
 
-/// Forget a chain's failure (sent by `CallChain::reset`).
+/// How many failed chains a context remembers; past this the oldest failure
+/// is forgotten (as if its chain had been reset).
+pub(crate) const MAX_FAILED_CHAINS: usize = 4096;
+
+/// First failure of each poisoned call chain, keyed by caller and chain id,
+/// bounded by [`MAX_FAILED_CHAINS`] (oldest evicted first).
+struct FailedChains {
+    by_chain: BTreeMap<(Caller, u64), (u64, CallError)>,
+    /// Insertion sequence number → key, oldest first.
+    order: BTreeMap<u64, (Caller, u64)>,
+    next: u64,
+}
+
+impl FailedChains {
+    const fn new() -> FailedChains {
+        FailedChains {
+            by_chain: BTreeMap::new(),
+            order: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    fn get(&self, key: (Caller, u64)) -> Option<&CallError> {
+        self.by_chain.get(&key).map(|(_, e)| e)
+    }
+
+    fn insert(&mut self, key: (Caller, u64), e: CallError) {
+        self.remove(key);
+        let seq = self.next;
+        self.next += 1;
+        self.by_chain.insert(key, (seq, e));
+        self.order.insert(seq, key);
+        while self.by_chain.len() > MAX_FAILED_CHAINS {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.by_chain.remove(&oldest);
+        }
+    }
+
+    fn remove(&mut self, key: (Caller, u64)) {
+        if let Some((seq, _)) = self.by_chain.remove(&key) {
+            self.order.remove(&seq);
+        }
+    }
+}
+
+static CHAINS: Mutex<FailedChains> = Mutex::new(FailedChains::new());
+
+/// Forget a chain's failure (sent by `CallChain::reset`). Acts only on the
+/// calling context's own chains.
 #[crate::remote]
 pub(crate) fn forget_chain(chain: u64) {
-    if let Some(m) = lock(&CHAINS).as_mut() {
-        m.remove(&chain);
+    if let Some(caller) = CALLER.get() {
+        lock(&CHAINS).remove((caller, chain));
     }
 }
 
 thread_local! {
     static IN_CALL: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The sender of the call running on this thread, for built-ins.
+    static CALLER: Cell<Option<Caller>> = const { Cell::new(None) };
 }
 
 /// Install a panic hook that captures the backtrace of panics inside calls
@@ -127,7 +180,11 @@ pub(crate) fn serve(router: &Router, calls: &Receiver) {
 fn run_one(ec: &ExternalContext, mut msg: Message) -> Option<Message> {
     // Arguments decode from the frame itself: a `Blob` argument borrows it.
     let frame = std::sync::Arc::new(std::mem::take(&mut msg.data));
-    let (reply, failed) = match with_frame(&frame, |data| execute(ec, data)) {
+    let caller = (msg.auth_id, msg.src_id);
+    CALLER.set(Some(caller));
+    let outcome = with_frame(&frame, |data| execute(ec, caller, data));
+    CALLER.set(None);
+    let (reply, failed) = match outcome {
         Ok(out) => (out, None),
         Err(Failure(e)) => {
             let e = *e;
@@ -168,7 +225,7 @@ fn run_one(ec: &ExternalContext, mut msg: Message) -> Option<Message> {
     Some(m)
 }
 
-fn execute(ec: &ExternalContext, data: &[u8]) -> Result<Vec<u8>, Failure> {
+fn execute(ec: &ExternalContext, caller: Caller, data: &[u8]) -> Result<Vec<u8>, Failure> {
     let bad = |message: String| {
         Failure(Box::new(CallError::new(
             CallErrorKind::BadArguments,
@@ -180,7 +237,7 @@ fn execute(ec: &ExternalContext, data: &[u8]) -> Result<Vec<u8>, Failure> {
     let ((name, chain), args): ((String, Option<u64>), &[u8]) =
         mitogen_wire::decode_prefix(data).map_err(|e| bad(e.to_string()))?;
     if let Some(chain) = chain {
-        if let Some(prev) = lock(&CHAINS).as_ref().and_then(|m| m.get(&chain)) {
+        if let Some(prev) = lock(&CHAINS).get((caller, chain)) {
             let mut e = Box::new(prev.clone());
             e.kind = CallErrorKind::ChainFailed;
             e.message = format!("{} (first failure: {})", e.message, prev.function);
@@ -190,9 +247,7 @@ fn execute(ec: &ExternalContext, data: &[u8]) -> Result<Vec<u8>, Failure> {
     }
     let result = invoke(ec, &name, args);
     if let (Some(chain), Err(Failure(e))) = (chain, &result) {
-        lock(&CHAINS)
-            .get_or_insert_with(HashMap::new)
-            .insert(chain, (**e).clone());
+        lock(&CHAINS).insert((caller, chain), (**e).clone());
     }
     result
 }
@@ -227,5 +282,37 @@ fn invoke(ec: &ExternalContext, name: &str, args: &[u8]) -> Result<Vec<u8>, Fail
                 panic_message(&*payload),
             )
         }))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(n: u64) -> CallError {
+        CallError::new(CallErrorKind::Returned, "f", "E", format!("failure {n}"))
+    }
+
+    /// L2: the failed-chain table is bounded; the oldest failure goes first,
+    /// and a chain is keyed by its caller too.
+    #[test]
+    fn l2_failed_chains_are_bounded_oldest_first() {
+        let mut t = FailedChains::new();
+        let total = MAX_FAILED_CHAINS as u64 + 10;
+        for n in 0..total {
+            t.insert(((0, 0), n), failure(n));
+        }
+        assert_eq!(t.by_chain.len(), MAX_FAILED_CHAINS);
+        assert_eq!(t.order.len(), MAX_FAILED_CHAINS);
+        assert!(t.get(((0, 0), 9)).is_none(), "oldest failures evicted");
+        assert_eq!(t.get(((0, 0), 10)).unwrap().message, "failure 10");
+        assert!(t.get(((0, 0), total - 1)).is_some());
+        assert!(
+            t.get(((1, 1), total - 1)).is_none(),
+            "other caller, same id"
+        );
+        t.remove(((0, 0), total - 1));
+        assert!(t.get(((0, 0), total - 1)).is_none());
+        assert_eq!(t.order.len(), MAX_FAILED_CHAINS - 1);
     }
 }
