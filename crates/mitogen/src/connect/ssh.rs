@@ -2,8 +2,10 @@
 //!
 //! Program: `ssh` (`ssh_path`). Argv: `ssh [-l user] [-p port] [-i key]
 //! [-o IdentitiesOnly=yes] [-C] [-v…] -o ConnectTimeout=<s>
-//! -o StrictHostKeyChecking=<mode> [-o BatchMode=yes] <ssh_args…> <host>
-//! "sh -c '<first stage>'"`.
+//! -o StrictHostKeyChecking=<mode> [-o BatchMode=yes] <ssh_args…> -- <host>
+//! "sh -c '<first stage>'"`. `--` ends ssh's options, and a host or user
+//! name starting with `-` is refused, so neither can be read as an option
+//! (`-oProxyCommand=…`).
 //!
 //! Host keys: `enforce` → `StrictHostKeyChecking=yes`; `accept` →
 //! `accept-new` (unknown keys are recorded, changed keys refused; no
@@ -13,7 +15,8 @@
 //! controlling terminal and the password is typed at its prompt once;
 //! without one it runs with `BatchMode=yes` and no terminal.
 //!
-//! Errors: `PasswordError` (needed but not given; refused), `HostKeyError`
+//! Errors: `StreamError::InvalidOptions` (empty host name, host or user
+//! name starting with `-`), `PasswordError` (needed but not given; refused), `HostKeyError`
 //! (unknown under `enforce`; changed), `TimeoutError` (`connect_timeout`),
 //! `StreamError::Bootstrap` with the last lines ssh printed otherwise
 //! (connection refused, unknown host, public key denied).
@@ -26,7 +29,7 @@ use super::prompt::{is_password_prompt, Prompts};
 use super::spawn::{self, FirstStageArg, Launch, StdioMode};
 use super::{connect_via, LocalOptions, Method};
 use crate::context::Context;
-use crate::error::{Error, HostKeyError, PasswordError, Result};
+use crate::error::{Error, HostKeyError, PasswordError, Result, StreamError};
 use crate::router::Router;
 
 /// Host key checking (Mitogen's `check_host_keys`).
@@ -96,6 +99,25 @@ impl SshOptions {
         }
     }
 
+    /// Refuse host and user names ssh could read as options.
+    fn validate(&self) -> Result<(), StreamError> {
+        if self.hostname.is_empty() {
+            return Err(StreamError::InvalidOptions("ssh: empty host name".into()));
+        }
+        let names = [
+            ("host", Some(&self.hostname)),
+            ("user", self.username.as_ref()),
+        ];
+        for (what, name) in names {
+            if let Some(name) = name.filter(|n| n.starts_with('-')) {
+                return Err(StreamError::InvalidOptions(format!(
+                    "ssh: {what} name {name:?} starts with '-' and would be read as an option"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The argv before the first stage.
     pub(crate) fn argv(&self) -> Vec<String> {
         let mut a = vec![self.ssh_path.clone()];
@@ -145,7 +167,7 @@ impl SshOptions {
             a.extend(["-o".into(), "BatchMode=yes".into()]);
         }
         a.extend(self.ssh_args.iter().cloned());
-        a.push(self.hostname.clone());
+        a.extend(["--".into(), self.hostname.clone()]);
         a
     }
 }
@@ -155,7 +177,9 @@ impl Router {
     ///
     /// # Errors
     /// [`Error::Password`], [`Error::HostKey`], [`Error::Timeout`], or
-    /// [`Error::Stream`] carrying what ssh printed.
+    /// [`Error::Stream`] carrying what ssh printed;
+    /// [`StreamError::InvalidOptions`] before anything runs for an empty
+    /// host name or a host or user name starting with `-`.
     ///
     /// # Examples
     /// ```no_run
@@ -167,6 +191,7 @@ impl Router {
     /// # }).unwrap();
     /// ```
     pub fn ssh(&self, mut opts: SshOptions) -> Result<Context> {
+        opts.validate()?;
         if let Some(via) = opts.common.via.take() {
             return connect_via(self, &via, Method::Ssh(opts));
         }
@@ -310,7 +335,7 @@ mod tests {
             "{a}"
         );
         assert!(a.contains("StrictHostKeyChecking=yes") && a.contains("BatchMode=yes"));
-        assert!(a.ends_with(" h"));
+        assert!(a.ends_with(" -- h"), "{a}");
         o.password = Some("x".into());
         o.check_host_keys = CheckHostKeys::Ignore;
         let a = o.argv().join(" ");
@@ -319,6 +344,27 @@ mod tests {
             "{a}"
         );
         assert!(a.contains("UserKnownHostsFile=/dev/null") && a.contains("IdentitiesOnly=yes"));
+    }
+
+    #[test]
+    fn l5_host_is_never_an_option() {
+        let mut o = SshOptions::new("-oProxyCommand=touch /tmp/pwned");
+        o.ssh_args = vec!["-o".into(), "Foo=bar".into()];
+        let e = o.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("invalid options") && e.contains("-oProxyCommand"),
+            "{e}"
+        );
+        o.hostname = "web1".into();
+        o.validate().unwrap();
+        let a = o.argv();
+        assert_eq!(&a[a.len() - 2..], ["--", "web1"], "{a:?}");
+        o.username = Some("-oProxyCommand=x".into());
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("user name \"-oProxyCommand=x\""), "{e}");
+        o.username = Some("deploy".into());
+        o.hostname = String::new();
+        assert!(o.validate().is_err());
     }
 
     #[test]
