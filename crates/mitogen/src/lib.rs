@@ -132,6 +132,7 @@ mod sync;
 mod sys;
 
 pub use broker::{Broker, Timer};
+pub use connect::prompt::Password;
 pub use connect::{
     Bootstrap, CheckHostKeys, DoasOptions, LocalOptions, SshOptions, SuOptions, SudoOptions,
 };

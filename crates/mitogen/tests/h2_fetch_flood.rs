@@ -3,8 +3,8 @@
 //! binary, or one thread, per request. Own binary: installs a global log
 //! capture and measures this process's peak memory.
 
-mod capture;
 mod common;
+mod logs;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ fn status_kb(field: &str) -> u64 {
 
 #[test]
 fn h2_fetch_binary_flood_bounded() {
-    let errors = capture::install(tracing::Level::ERROR);
+    let errors = logs::capture(tracing::Level::ERROR);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("foreign");
     // Incompressible bytes of a binary for another architecture.

@@ -4,6 +4,7 @@
 //! debug log as the global subscriber.
 
 mod common;
+mod logs;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,21 +18,6 @@ const NOBODY: u32 = 65534;
 fn plant_symlink(at: &Path, to: &Path) {
     let _ = std::fs::remove_file(at);
     std::os::unix::fs::symlink(to, at).unwrap();
-}
-
-/// The debug log this process opened, found among its open descriptors.
-fn open_debug_logs() -> Vec<PathBuf> {
-    let pid = std::process::id();
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("mitogen.{pid}.")) && n.ends_with(".log"))
-        })
-        .collect()
 }
 
 fn assert_private(log: &Path) {
@@ -88,9 +74,9 @@ fn l7_debug_log_private() {
             "precious\n",
             "the debug log was written through a planted symlink"
         );
-        let logs = open_debug_logs();
-        assert_eq!(logs.len(), 1, "one debug log open: {logs:?}");
-        let log = &logs[0];
+        let open = logs::open_debug_logs();
+        assert_eq!(open.len(), 1, "one debug log open: {open:?}");
+        let log = &open[0];
         assert_private(log);
         assert!(
             !log.starts_with(&taken),

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::prompt::{is_password_prompt, Prompts};
+use super::prompt::{is_password_prompt, scrub, Password, Prompts};
 use super::spawn::{self, FirstStageArg, Launch, StdioMode};
 use super::{connect_via, LocalOptions, Method};
 use crate::context::Context;
@@ -51,6 +51,8 @@ pub enum CheckHostKeys {
 /// let mut opts = mitogen::SshOptions::new("web1.example.com");
 /// opts.username = Some("deploy".into());
 /// opts.check_host_keys = mitogen::CheckHostKeys::Accept;
+/// opts.password = Some("s3cret".into()); // never shown by `{:?}`
+/// assert!(!format!("{opts:?}").contains("s3cret"));
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SshOptions {
@@ -67,7 +69,7 @@ pub struct SshOptions {
     /// Host key checking (default `Enforce`).
     pub check_host_keys: CheckHostKeys,
     /// Password to type if ssh asks for one.
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// Private key to authenticate with.
     pub identity_file: Option<PathBuf>,
     /// With a password or identity file, use only those (default `true`).
@@ -221,7 +223,7 @@ impl Router {
 
 struct SshPrompts {
     host: String,
-    password: Option<String>,
+    password: Option<Password>,
     typed: bool,
     connect_timeout: std::time::Duration,
 }
@@ -231,7 +233,7 @@ impl SshPrompts {
         PasswordError {
             method: "ssh".into(),
             reason: reason.to_string(),
-            output: output.trim().to_string(),
+            output: scrub(self.password.as_ref(), output),
         }
         .into()
     }
@@ -254,7 +256,7 @@ impl SshPrompts {
             HostKeyError {
                 host: self.host.clone(),
                 reason: reason.into(),
-                output: output.trim().to_string(),
+                output: scrub(self.password.as_ref(), output),
             }
             .into(),
         )
@@ -276,7 +278,7 @@ impl Prompts for SshPrompts {
             }
             (Some(p), false) => {
                 self.typed = true;
-                Ok(Some(format!("{p}\n")))
+                Ok(Some(format!("{}\n", p.expose())))
             }
         }
     }
@@ -295,7 +297,7 @@ impl Prompts for SshPrompts {
                     what: format!(
                         "connecting to {} over ssh; it printed: {}",
                         self.host,
-                        output.trim()
+                        scrub(self.password.as_ref(), output)
                     ),
                 }
                 .into(),

@@ -1,5 +1,6 @@
-//! A global `tracing` subscriber that hands each event's text to a
-//! [`Latch`], for tests that check what was logged. One per test binary.
+//! Log support for tests that check what was logged: a global `tracing`
+//! subscriber that hands each event's text to a [`Latch`] (one per test
+//! binary), and finding the debug logs a process has open.
 #![allow(dead_code)]
 
 use mitogen::Latch;
@@ -36,7 +37,7 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
 ///
 /// # Panics
 /// Another global subscriber is already installed.
-pub fn install(level: Level) -> Latch<String> {
+pub fn capture(level: Level) -> Latch<String> {
     let events = Latch::new();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Capture {
         events: events.clone(),
@@ -44,4 +45,20 @@ pub fn install(level: Level) -> Latch<String> {
     }))
     .expect("one global subscriber per test binary");
     events
+}
+
+/// Paths of the debug logs (`mitogen.<pid>[.<n>].log`) this process has open.
+pub fn open_debug_logs() -> Vec<std::path::PathBuf> {
+    let prefix = format!("mitogen.{}.", std::process::id());
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".log"))
+        })
+        .collect()
 }
