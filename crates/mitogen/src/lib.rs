@@ -132,6 +132,7 @@ mod sync;
 mod sys;
 
 pub use broker::{Broker, Timer};
+pub use connect::prompt::Password;
 pub use connect::{
     Bootstrap, CheckHostKeys, DoasOptions, LocalOptions, SshOptions, SuOptions, SudoOptions,
 };
@@ -182,14 +183,74 @@ fn enter_child_before_main() {
     bootstrap::child::enter_if_child();
 }
 
-/// Open `/tmp/mitogen.<pid>.log` for debug logging.
+/// Open this process's debug log: `mitogen.<pid>.log` (`mitogen.<pid>.<n>.log`
+/// if that exists) in a private directory, created `O_EXCL|O_NOFOLLOW` with
+/// mode 0600, so a planted file or symlink is never written through. The
+/// directory is `$XDG_RUNTIME_DIR/mitogen`, else `$TMPDIR/mitogen-<uid>`
+/// (`/tmp` without `TMPDIR`), used only when it is a real directory owned by
+/// us with no group or other access; otherwise a fresh
+/// `$TMPDIR/mitogen-<uid>.<random>`. `None` when nothing can be created.
 pub(crate) fn debug_log_writer() -> Option<std::sync::Mutex<std::fs::File>> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("/tmp/mitogen.{}.log", std::process::id()))
-        .ok()
-        .map(std::sync::Mutex::new)
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = debug_log_dir()?;
+    let pid = std::process::id();
+    (0..100).find_map(|n| {
+        let name = match n {
+            0 => format!("mitogen.{pid}.log"),
+            n => format!("mitogen.{pid}.{n}.log"),
+        };
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o600)
+            .open(dir.join(name))
+            .ok()
+            .map(std::sync::Mutex::new)
+    })
+}
+
+/// A directory for debug logs that only we can use (see [`debug_log_writer`]).
+fn debug_log_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let uid = effective_uid()?;
+    let mkdir = |path: &std::path::Path| std::fs::DirBuilder::new().mode(0o700).create(path);
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.is_absolute() && is_private_dir(d, uid, 0o022))
+        .map(|d| d.join("mitogen"));
+    let tmp = std::env::temp_dir();
+    for dir in xdg.into_iter().chain([tmp.join(format!("mitogen-{uid}"))]) {
+        let _ = mkdir(&dir);
+        if is_private_dir(&dir, uid, 0o077) {
+            return Some(dir);
+        }
+    }
+    // The usual place is taken by someone else: a fresh directory of our own.
+    use std::hash::{BuildHasher, Hasher};
+    (0..100).find_map(|_| {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let dir = tmp.join(format!("mitogen-{uid}.{random:016x}"));
+        mkdir(&dir).ok()?;
+        is_private_dir(&dir, uid, 0o077).then_some(dir)
+    })
+}
+
+/// `true` when `dir` is a directory (not a symlink) owned by `uid` with none
+/// of the `forbidden` mode bits.
+fn is_private_dir(dir: &std::path::Path, uid: u32, forbidden: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & forbidden == 0)
+}
+
+/// This process's effective user id, from `/proc/self/status`.
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    uids.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[doc(hidden)]

@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 /// The running executable: its bytes, their SHA-256, and a gzip copy made on first need.
 pub(crate) struct Binary {
     pub(crate) sha256: String,
-    pub(crate) bytes: Vec<u8>,
+    /// Shared, so replies to many children reference one copy.
+    pub(crate) bytes: Arc<[u8]>,
     gzip: OnceLock<Vec<u8>>,
 }
 
@@ -33,7 +34,7 @@ impl Binary {
             .collect();
         Arc::new(Binary {
             sha256,
-            bytes,
+            bytes: bytes.into(),
             gzip: OnceLock::new(),
         })
     }

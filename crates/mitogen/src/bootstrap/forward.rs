@@ -5,17 +5,22 @@
 //! and serves its own children from that copy, so the master sends each
 //! binary once per hop, never once per leaf. Concurrent requests for the
 //! same machine share one fetch.
+//!
+//! Serving is bounded whatever a child sends: one worker thread, at most one
+//! request in flight per child stream, each binary sent to a stream once, and
+//! every queued reply references the same bytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use mitogen_wire::handle::FETCH_BINARY;
+use mitogen_wire::Header;
 
 use super::binary::Binary;
-use crate::broker::lock;
+use crate::broker::{lock, Stream};
 use crate::context::Context;
 use crate::error::{Result, StreamError};
 use crate::message::Message;
@@ -168,35 +173,198 @@ impl Router {
     }
 }
 
-/// Answer children's `FETCH_BINARY` requests. Resolving may itself need a
-/// fetch from our parent, so it runs on its own thread, not the broker's.
+/// Longest machine name a child may ask for (`uname -m` names are short).
+const MAX_MACHINE_LEN: usize = 64;
+
+/// What one child stream has asked of us.
+struct Served {
+    stream: Weak<Stream>,
+    /// A request from this stream is being resolved.
+    in_flight: bool,
+    /// Machines whose binary this stream was sent.
+    sent: HashSet<String>,
+}
+
+/// The `FETCH_BINARY` server: requests admitted on the broker thread, at
+/// most one in flight per child stream, resolved in order by one worker
+/// thread (resolving may wait for our own parent's fetch).
+struct Server {
+    served: Mutex<HashMap<u32, Served>>,
+    worker: OnceLock<mpsc::Sender<Job>>,
+}
+
+/// An admitted request: the message, the machine it names, the stream to answer on.
+struct Job {
+    msg: Message,
+    machine: String,
+    stream: Weak<Stream>,
+}
+
+impl Server {
+    /// Broker thread: admit `msg` or refuse it with a logged reason.
+    fn admit(self: &Arc<Self>, msg: Message) {
+        let Some(router) = msg.router.clone() else {
+            return;
+        };
+        let stream = router.stream_to(msg.from_stream);
+        let name = stream.as_ref().map_or_else(
+            || format!("context {}", msg.from_stream),
+            |s| s.name.clone(),
+        );
+        let refuse = |reason: &str| {
+            tracing::error!("refused FETCH_BINARY from stream {name}: {reason}");
+            router.refuse(&msg, reason);
+        };
+        let (Some(stream), false) = (stream.as_ref(), msg.reply_to == 0) else {
+            return refuse("no stream or reply handle to answer on");
+        };
+        if msg.data.len() > MAX_MACHINE_LEN {
+            return refuse(&format!(
+                "the machine name is {} bytes long (at most {MAX_MACHINE_LEN})",
+                msg.data.len()
+            ));
+        }
+        let machine = String::from_utf8_lossy(&msg.data).into_owned();
+        {
+            let mut served = lock(&self.served);
+            served.retain(|_, s| s.stream.strong_count() > 0);
+            let entry = served.entry(msg.from_stream).or_insert_with(|| Served {
+                stream: Arc::downgrade(stream),
+                in_flight: false,
+                sent: HashSet::new(),
+            });
+            if entry.in_flight {
+                drop(served);
+                return refuse(&format!(
+                    "a fetch from this stream is already in flight (asked for {machine:?})"
+                ));
+            }
+            if entry.sent.contains(&machine) {
+                drop(served);
+                return refuse(&format!(
+                    "the {machine} binary was already sent to this stream"
+                ));
+            }
+            entry.in_flight = true;
+        }
+        let job = Job {
+            stream: Arc::downgrade(stream),
+            machine,
+            msg,
+        };
+        let queued = match self.worker() {
+            Ok(worker) => worker.send(job).map_err(|e| e.0),
+            Err(e) => {
+                tracing::error!("cannot start the binary server thread: {e}");
+                Err(job)
+            }
+        };
+        if let Err(job) = queued {
+            self.finish(&job, false);
+            router.refuse(&job.msg, "the binary server is not running");
+        }
+    }
+
+    /// The worker's queue, starting the worker on first use.
+    fn worker(self: &Arc<Self>) -> std::io::Result<&mpsc::Sender<Job>> {
+        if let Some(w) = self.worker.get() {
+            return Ok(w);
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let server = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("mitogen-binary".into())
+            .spawn(move || {
+                // Ends when the handler, and with it the server, is dropped.
+                for job in rx {
+                    let Some(server) = server.upgrade() else {
+                        return;
+                    };
+                    let sent = serve(&job);
+                    server.finish(&job, sent);
+                }
+            })?;
+        Ok(self.worker.get_or_init(|| tx))
+    }
+
+    /// The request of `job` is answered; remember whether the binary went out.
+    fn finish(&self, job: &Job, sent: bool) {
+        if let Some(entry) = lock(&self.served).get_mut(&job.msg.from_stream) {
+            entry.in_flight = false;
+            if sent {
+                entry.sent.insert(job.machine.clone());
+            }
+        }
+    }
+}
+
+/// Worker thread: resolve one request and queue the reply on the child's
+/// stream, sharing the binary's bytes. `true` when the binary was sent.
+fn serve(job: &Job) -> bool {
+    let (msg, machine) = (&job.msg, &job.machine);
+    let Some(r) = msg.router.as_ref() else {
+        return false;
+    };
+    let b = match r.binary_for(machine) {
+        Ok(b) if b.bytes.len() <= r.max_message_size() => b,
+        Ok(b) => {
+            r.refuse(
+                msg,
+                &format!(
+                    "the {machine} binary ({} bytes) exceeds the maximum message size",
+                    b.bytes.len()
+                ),
+            );
+            return false;
+        }
+        Err(e) => {
+            r.refuse(msg, &e);
+            return false;
+        }
+    };
+    let Some(stream) = job.stream.upgrade() else {
+        return false;
+    };
+    let me = r.context_id();
+    let header = Header {
+        flags: 0,
+        dst_id: msg.src_id,
+        src_id: me,
+        auth_id: me,
+        handle: msg.reply_to,
+        reply_to: 0,
+        length: b.bytes.len() as u32,
+    };
+    if r.is_unidirectional() {
+        stream.note_sender(me);
+    }
+    if stream
+        .send_shared(header.to_bytes(), b.bytes.clone())
+        .is_err()
+    {
+        tracing::debug!(
+            "stream {} closed; the {machine} binary was not sent",
+            stream.name
+        );
+        return false;
+    }
+    r.inner
+        .binary_bytes_sent
+        .fetch_add(b.bytes.len() as u64, Ordering::Relaxed);
+    true
+}
+
+/// Answer children's `FETCH_BINARY` requests (policy: direct children
+/// only). A child stream gets each binary once and has at most one request
+/// in flight; anything else is refused with a logged reason, so a hostile
+/// child cannot make us hold many copies or start many threads.
 pub(crate) fn serve_binaries(router: &Router) {
-    let r = router.clone();
+    let server = Arc::new(Server {
+        served: Mutex::new(HashMap::new()),
+        worker: OnceLock::new(),
+    });
     router.add_handler(
-        move |msg: Message| {
-            let r = r.clone();
-            let _ = std::thread::Builder::new()
-                .name("mitogen-binary".into())
-                .spawn(move || {
-                    let machine = String::from_utf8_lossy(&msg.data).into_owned();
-                    match r.binary_for(&machine) {
-                        Ok(b) if b.bytes.len() <= r.max_message_size() => {
-                            r.inner
-                                .binary_bytes_sent
-                                .fetch_add(b.bytes.len() as u64, Ordering::Relaxed);
-                            let _ = msg.reply_message(Message::new(0, b.bytes.clone()));
-                        }
-                        Ok(b) => r.refuse(
-                            &msg,
-                            &format!(
-                                "the {machine} binary ({} bytes) exceeds the maximum message size",
-                                b.bytes.len()
-                            ),
-                        ),
-                        Err(e) => r.refuse(&msg, &e),
-                    }
-                });
-        },
+        move |msg: Message| server.admit(msg),
         Some(FETCH_BINARY),
         true,
         None,

@@ -52,7 +52,7 @@ pub(crate) struct Stream {
 
 struct Out {
     fds: Option<Fds>,
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<Chunk>,
     /// Bytes of `queue.front()` already written.
     offset: usize,
     /// The broker is (or will be) watching for writability.
@@ -61,6 +61,37 @@ struct Out {
     closing: bool,
     /// When the last direct write happened.
     last_direct: Option<Instant>,
+}
+
+/// Bytes waiting to be sent: owned by the queue, or shared with their
+/// owner (a binary served to many children is held once, not once per
+/// queued reply).
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(a) => a,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Chunk {
+    fn from(v: Vec<u8>) -> Chunk {
+        Chunk::Owned(v)
+    }
+}
+
+impl From<Arc<[u8]>> for Chunk {
+    fn from(a: Arc<[u8]>) -> Chunk {
+        Chunk::Shared(a)
+    }
 }
 
 pub(crate) struct Fds {
@@ -137,6 +168,23 @@ impl Stream {
         self: &Arc<Self>,
         frames: Vec<([u8; HEADER_LEN], Vec<u8>)>,
     ) -> Result<(), SendError> {
+        self.send_frames(frames)
+    }
+
+    /// Queue one frame whose body is shared: what is not written at once is
+    /// queued as another reference to `body`, never as a copy.
+    pub(crate) fn send_shared(
+        self: &Arc<Self>,
+        header: [u8; HEADER_LEN],
+        body: Arc<[u8]>,
+    ) -> Result<(), SendError> {
+        self.send_frames(vec![(header, body)])
+    }
+
+    fn send_frames<B: AsRef<[u8]> + Into<Chunk>>(
+        self: &Arc<Self>,
+        frames: Vec<([u8; HEADER_LEN], B)>,
+    ) -> Result<(), SendError> {
         let mut out = self.lock();
         let Some(fds) = out.fds.as_ref() else {
             return Err(SendError::Closed);
@@ -144,7 +192,10 @@ impl Stream {
         if out.closing {
             return Err(SendError::Closed);
         }
-        let total: usize = frames.iter().map(|(_, b)| HEADER_LEN + b.len()).sum();
+        let total: usize = frames
+            .iter()
+            .map(|(_, b)| HEADER_LEN + b.as_ref().len())
+            .sum();
         self.bytes_sent.fetch_add(total as u64, Ordering::Relaxed);
         let mut written = 0;
         // A sender writing faster than the peer can be woken gets batched:
@@ -174,7 +225,7 @@ impl Stream {
         // `offset` records (the queue was empty in that case).
         let mut skip = written;
         for (header, body) in frames {
-            for chunk in [header.to_vec(), body] {
+            for chunk in [Chunk::Owned(header.to_vec()), body.into()] {
                 if skip >= chunk.len() {
                     skip -= chunk.len();
                     continue;
@@ -214,7 +265,7 @@ impl Stream {
                     .iter()
                     .take(64)
                     .enumerate()
-                    .map(|(i, b)| IoSlice::new(if i == 0 { &b[out.offset..] } else { b }))
+                    .map(|(i, b)| IoSlice::new(if i == 0 { &b[out.offset..] } else { &b[..] }))
                     .collect();
                 sys::writev(fd, &slices)
             };
@@ -296,10 +347,13 @@ impl Stream {
 }
 
 /// I/O slices for `frames`, skipping the first `written` bytes.
-fn slices_from(frames: &[([u8; HEADER_LEN], Vec<u8>)], mut written: usize) -> Vec<IoSlice<'_>> {
+fn slices_from<B: AsRef<[u8]>>(
+    frames: &[([u8; HEADER_LEN], B)],
+    mut written: usize,
+) -> Vec<IoSlice<'_>> {
     let mut slices = Vec::with_capacity(frames.len() * 2);
     for (header, body) in frames {
-        for part in [&header[..], &body[..]] {
+        for part in [&header[..], body.as_ref()] {
             if written >= part.len() {
                 written -= part.len();
             } else {

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::prompt::PasswordDialogue;
+use super::prompt::{Password, PasswordDialogue};
 use super::spawn::{self, FirstStageArg, Launch, StdioMode};
 use super::{connect_via, LocalOptions, Method};
 use crate::context::Context;
@@ -20,12 +20,22 @@ use crate::error::Result;
 use crate::router::Router;
 
 /// Options of [`Router::doas`] (Mitogen's `doas()` arguments).
+///
+/// # Examples
+/// ```
+/// let mut opts = mitogen::DoasOptions {
+///     username: "deploy".into(),
+///     ..Default::default()
+/// };
+/// opts.password = Some("s3cret".into()); // a mitogen::Password: never shown by `{:?}`
+/// assert!(!format!("{opts:?}").contains("s3cret"));
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DoasOptions {
     /// Target user (default `root`).
     pub username: String,
     /// Password to type if doas asks.
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// The doas program (default `doas`).
     pub doas_path: String,
     /// Text that means doas asks for the password (default `password:`).

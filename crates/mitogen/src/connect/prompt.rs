@@ -1,7 +1,78 @@
 //! Reading what a connection program prints before the bootstrap: typing
-//! passwords at prompts, and turning failures into precise errors.
+//! passwords at prompts, and turning failures into precise errors. Holds
+//! the [`Password`] type, which never shows its text.
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, PasswordError};
+
+/// A password for a connection method, typed at the program's prompt and
+/// never shown: its `Debug` prints `Password(<redacted>)`, it has no
+/// `Display`, and error texts built from a program's output have it
+/// replaced by `<redacted>`. It serializes as a plain string (it travels
+/// to `via` contexts inside the connection request), and its bytes are
+/// overwritten when it is dropped (best effort: copies made before, such
+/// as the text it was built from, are not).
+///
+/// # Examples
+/// ```
+/// let mut opts = mitogen::SudoOptions::default();
+/// opts.password = Some("s3cret".into());
+/// assert!(!format!("{opts:?}").contains("s3cret"));
+/// assert_eq!(opts.password.unwrap().expose(), "s3cret");
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// The password's text, to type it or hand it on.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` with every occurrence of the password replaced by `<redacted>`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, "<redacted>")
+        }
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Password {
+        Password(s.to_string())
+    }
+}
+
+impl From<String> for Password {
+    fn from(s: String) -> Password {
+        Password(s)
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.0).into_bytes();
+        bytes.fill(0);
+        // Keep the writes: the buffer is "used" after them.
+        std::hint::black_box(&bytes);
+    }
+}
+
+/// `output`, trimmed, with `password` (if any) redacted: for error texts.
+pub(crate) fn scrub(password: Option<&Password>, output: &str) -> String {
+    let output = output.trim();
+    password.map_or_else(|| output.to_string(), |p| p.redact(output))
+}
 
 /// What a method does with the program's output.
 pub(crate) trait Prompts: Send {
@@ -57,7 +128,7 @@ pub(crate) fn is_password_prompt(text: &str) -> bool {
 pub(crate) struct PasswordDialogue {
     pub method: &'static str,
     pub username: String,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// Extra prompt strings (lowercase) besides the generic detection.
     pub prompts: Vec<String>,
     /// Strings (lowercase) that mean the password was refused.
@@ -72,7 +143,7 @@ impl PasswordDialogue {
     pub(crate) fn new(
         method: &'static str,
         username: &str,
-        password: Option<String>,
+        password: Option<Password>,
         prompts: &[impl AsRef<str>],
         incorrect: &[impl AsRef<str>],
         refused: &[&str],
@@ -95,7 +166,7 @@ impl PasswordDialogue {
         PasswordError {
             method: self.method.into(),
             reason,
-            output: output.trim().to_string(),
+            output: scrub(self.password.as_ref(), output),
         }
         .into()
     }
@@ -118,7 +189,7 @@ impl Prompts for PasswordDialogue {
             return Err(crate::error::StreamError::Bootstrap {
                 name: self.username.clone(),
                 reason: format!("{} refused ({r})", self.method),
-                output: text.trim().to_string(),
+                output: scrub(self.password.as_ref(), text),
             }
             .into());
         }
@@ -146,7 +217,7 @@ impl Prompts for PasswordDialogue {
             )),
             Some(p) => {
                 self.typed = true;
-                Ok(Some(format!("{p}\n")))
+                Ok(Some(format!("{}\n", p.expose())))
             }
         }
     }
@@ -195,6 +266,26 @@ mod tests {
             e.to_string().contains("incorrect password for user bob"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn password_is_redacted_everywhere_but_the_answer() {
+        let p = Password::from("hunter2");
+        assert_eq!(format!("{p:?}"), "Password(<redacted>)");
+        assert_eq!(
+            mitogen_wire::encode(&p).unwrap(),
+            mitogen_wire::encode("hunter2").unwrap(),
+            "serialized as a plain string"
+        );
+        let back: Password = mitogen_wire::decode(&mitogen_wire::encode(&p).unwrap()).unwrap();
+        assert_eq!(back.expose(), "hunter2");
+        let mut d =
+            PasswordDialogue::new("su", "bob", Some(p), &["password:"], &["su: sorry"], &[]);
+        assert_eq!(d.on_output("Password:").unwrap(), Some("hunter2\n".into()));
+        // The terminal echoed it back before the refusal.
+        let e = d.on_output("hunter2\r\nsu: Sorry\n").unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
+        assert!(e.to_string().contains("<redacted>"), "{e}");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! Program: `ssh` (`ssh_path`). Argv: `ssh [-l user] [-p port] [-i key]
 //! [-o IdentitiesOnly=yes] [-C] [-v…] -o ConnectTimeout=<s>
-//! -o StrictHostKeyChecking=<mode> [-o BatchMode=yes] <ssh_args…> <host>
-//! "sh -c '<first stage>'"`.
+//! -o StrictHostKeyChecking=<mode> [-o BatchMode=yes] <ssh_args…> -- <host>
+//! "sh -c '<first stage>'"`. `--` ends ssh's options, and a host or user
+//! name starting with `-` is refused, so neither can be read as an option
+//! (`-oProxyCommand=…`).
 //!
 //! Host keys: `enforce` → `StrictHostKeyChecking=yes`; `accept` →
 //! `accept-new` (unknown keys are recorded, changed keys refused; no
@@ -13,7 +15,8 @@
 //! controlling terminal and the password is typed at its prompt once;
 //! without one it runs with `BatchMode=yes` and no terminal.
 //!
-//! Errors: `PasswordError` (needed but not given; refused), `HostKeyError`
+//! Errors: `StreamError::InvalidOptions` (empty host name, host or user
+//! name starting with `-`), `PasswordError` (needed but not given; refused), `HostKeyError`
 //! (unknown under `enforce`; changed), `TimeoutError` (`connect_timeout`),
 //! `StreamError::Bootstrap` with the last lines ssh printed otherwise
 //! (connection refused, unknown host, public key denied).
@@ -22,11 +25,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::prompt::{is_password_prompt, Prompts};
+use super::prompt::{is_password_prompt, scrub, Password, Prompts};
 use super::spawn::{self, FirstStageArg, Launch, StdioMode};
 use super::{connect_via, LocalOptions, Method};
 use crate::context::Context;
-use crate::error::{Error, HostKeyError, PasswordError, Result};
+use crate::error::{Error, HostKeyError, PasswordError, Result, StreamError};
 use crate::router::Router;
 
 /// Host key checking (Mitogen's `check_host_keys`).
@@ -48,6 +51,8 @@ pub enum CheckHostKeys {
 /// let mut opts = mitogen::SshOptions::new("web1.example.com");
 /// opts.username = Some("deploy".into());
 /// opts.check_host_keys = mitogen::CheckHostKeys::Accept;
+/// opts.password = Some("s3cret".into()); // never shown by `{:?}`
+/// assert!(!format!("{opts:?}").contains("s3cret"));
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SshOptions {
@@ -64,7 +69,7 @@ pub struct SshOptions {
     /// Host key checking (default `Enforce`).
     pub check_host_keys: CheckHostKeys,
     /// Password to type if ssh asks for one.
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// Private key to authenticate with.
     pub identity_file: Option<PathBuf>,
     /// With a password or identity file, use only those (default `true`).
@@ -94,6 +99,25 @@ impl SshOptions {
             ssh_debug_level: 0,
             common: LocalOptions::default(),
         }
+    }
+
+    /// Refuse host and user names ssh could read as options.
+    fn validate(&self) -> Result<(), StreamError> {
+        if self.hostname.is_empty() {
+            return Err(StreamError::InvalidOptions("ssh: empty host name".into()));
+        }
+        let names = [
+            ("host", Some(&self.hostname)),
+            ("user", self.username.as_ref()),
+        ];
+        for (what, name) in names {
+            if let Some(name) = name.filter(|n| n.starts_with('-')) {
+                return Err(StreamError::InvalidOptions(format!(
+                    "ssh: {what} name {name:?} starts with '-' and would be read as an option"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The argv before the first stage.
@@ -145,7 +169,7 @@ impl SshOptions {
             a.extend(["-o".into(), "BatchMode=yes".into()]);
         }
         a.extend(self.ssh_args.iter().cloned());
-        a.push(self.hostname.clone());
+        a.extend(["--".into(), self.hostname.clone()]);
         a
     }
 }
@@ -155,7 +179,9 @@ impl Router {
     ///
     /// # Errors
     /// [`Error::Password`], [`Error::HostKey`], [`Error::Timeout`], or
-    /// [`Error::Stream`] carrying what ssh printed.
+    /// [`Error::Stream`] carrying what ssh printed;
+    /// [`StreamError::InvalidOptions`] before anything runs for an empty
+    /// host name or a host or user name starting with `-`.
     ///
     /// # Examples
     /// ```no_run
@@ -167,6 +193,7 @@ impl Router {
     /// # }).unwrap();
     /// ```
     pub fn ssh(&self, mut opts: SshOptions) -> Result<Context> {
+        opts.validate()?;
         if let Some(via) = opts.common.via.take() {
             return connect_via(self, &via, Method::Ssh(opts));
         }
@@ -196,7 +223,7 @@ impl Router {
 
 struct SshPrompts {
     host: String,
-    password: Option<String>,
+    password: Option<Password>,
     typed: bool,
     connect_timeout: std::time::Duration,
 }
@@ -206,7 +233,7 @@ impl SshPrompts {
         PasswordError {
             method: "ssh".into(),
             reason: reason.to_string(),
-            output: output.trim().to_string(),
+            output: scrub(self.password.as_ref(), output),
         }
         .into()
     }
@@ -229,7 +256,7 @@ impl SshPrompts {
             HostKeyError {
                 host: self.host.clone(),
                 reason: reason.into(),
-                output: output.trim().to_string(),
+                output: scrub(self.password.as_ref(), output),
             }
             .into(),
         )
@@ -251,7 +278,7 @@ impl Prompts for SshPrompts {
             }
             (Some(p), false) => {
                 self.typed = true;
-                Ok(Some(format!("{p}\n")))
+                Ok(Some(format!("{}\n", p.expose())))
             }
         }
     }
@@ -270,7 +297,7 @@ impl Prompts for SshPrompts {
                     what: format!(
                         "connecting to {} over ssh; it printed: {}",
                         self.host,
-                        output.trim()
+                        scrub(self.password.as_ref(), output)
                     ),
                 }
                 .into(),
@@ -310,7 +337,7 @@ mod tests {
             "{a}"
         );
         assert!(a.contains("StrictHostKeyChecking=yes") && a.contains("BatchMode=yes"));
-        assert!(a.ends_with(" h"));
+        assert!(a.ends_with(" -- h"), "{a}");
         o.password = Some("x".into());
         o.check_host_keys = CheckHostKeys::Ignore;
         let a = o.argv().join(" ");
@@ -319,6 +346,27 @@ mod tests {
             "{a}"
         );
         assert!(a.contains("UserKnownHostsFile=/dev/null") && a.contains("IdentitiesOnly=yes"));
+    }
+
+    #[test]
+    fn l5_host_is_never_an_option() {
+        let mut o = SshOptions::new("-oProxyCommand=touch /tmp/pwned");
+        o.ssh_args = vec!["-o".into(), "Foo=bar".into()];
+        let e = o.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("invalid options") && e.contains("-oProxyCommand"),
+            "{e}"
+        );
+        o.hostname = "web1".into();
+        o.validate().unwrap();
+        let a = o.argv();
+        assert_eq!(&a[a.len() - 2..], ["--", "web1"], "{a:?}");
+        o.username = Some("-oProxyCommand=x".into());
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("user name \"-oProxyCommand=x\""), "{e}");
+        o.username = Some("deploy".into());
+        o.hostname = String::new();
+        assert!(o.validate().is_err());
     }
 
     #[test]

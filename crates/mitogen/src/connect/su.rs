@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::prompt::PasswordDialogue;
+use super::prompt::{Password, PasswordDialogue};
 use super::spawn::{self, FirstStageArg, Launch, StdioMode};
 use super::{connect_via, LocalOptions, Method};
 use crate::context::Context;
@@ -19,12 +19,22 @@ use crate::error::Result;
 use crate::router::Router;
 
 /// Options of [`Router::su`] (Mitogen's `su()` arguments).
+///
+/// # Examples
+/// ```
+/// let mut opts = mitogen::SuOptions {
+///     username: "deploy".into(),
+///     ..Default::default()
+/// };
+/// opts.password = Some("s3cret".into()); // a mitogen::Password: never shown by `{:?}`
+/// assert!(!format!("{opts:?}").contains("s3cret"));
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuOptions {
     /// Target user (default `root`).
     pub username: String,
     /// The target user's password.
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// The su program (default `su`).
     pub su_path: String,
     /// Text that means su asks for the password (default `password:`,

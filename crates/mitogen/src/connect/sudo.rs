@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::prompt::PasswordDialogue;
+use super::prompt::{Password, PasswordDialogue};
 use super::spawn::{self, FirstStageArg, Launch, StdioMode};
 use super::{connect_via, LocalOptions, Method};
 use crate::context::Context;
@@ -27,6 +27,16 @@ use crate::router::Router;
 const PROMPT: &str = "mitogen-sudo-password: ";
 
 /// Options of [`Router::sudo`] (Mitogen's `sudo()` arguments).
+///
+/// # Examples
+/// ```
+/// let mut opts = mitogen::SudoOptions {
+///     username: "deploy".into(),
+///     ..Default::default()
+/// };
+/// opts.password = Some("s3cret".into()); // a mitogen::Password: never shown by `{:?}`
+/// assert!(!format!("{opts:?}").contains("s3cret"));
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SudoOptions {
     /// Target user (default `root`).
@@ -35,7 +45,7 @@ pub struct SudoOptions {
     pub sudo_path: String,
     /// Password to type if sudo asks (the invoking user's, or the target's
     /// under `targetpw`).
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// `-H`: set `HOME` to the target user's.
     pub set_home: bool,
     /// `-E`: keep the environment.
