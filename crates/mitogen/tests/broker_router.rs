@@ -2,6 +2,7 @@
 //! handlers, policies, respondents; and per-process debug logs.
 
 mod common;
+mod logs;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -192,9 +193,15 @@ fn channel_closed_receiver_and_iteration() {
     .unwrap();
 }
 
+/// The debug logs this context has open (their place is private and varies).
+#[mitogen::remote]
+fn debug_logs() -> Vec<std::path::PathBuf> {
+    logs::open_debug_logs()
+}
+
 #[test]
 fn debug_option_writes_a_per_process_log() {
-    let mut child_pid = 0;
+    let mut logs = Vec::new();
     Router::with(|router| {
         let c = router
             .local(LocalOptions {
@@ -202,11 +209,12 @@ fn debug_option_writes_a_per_process_log() {
                 ..Default::default()
             })
             .unwrap();
-        child_pid = c.call(pid::remote, ()).unwrap();
+        logs = c.call(debug_logs::remote, ()).unwrap();
     })
     .unwrap();
-    let path = format!("/tmp/mitogen.{child_pid}.log");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(logs.len(), 1, "one debug log per process: {logs:?}");
+    let path = &logs[0];
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     let _ = std::fs::remove_file(&path);
     assert!(text.contains("started; parents [0]"), "{text}");
 }

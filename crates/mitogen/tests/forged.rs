@@ -2,41 +2,16 @@
 //! dropped and logged. Own binary: installs a global log capture.
 
 mod common;
+mod logs;
 
 use std::time::Duration;
 
 use common::*;
-use mitogen::{Latch, LocalOptions, Receiver, Router};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
-
-struct Capture(Latch<String>);
-
-struct Text(String);
-
-impl tracing::field::Visit for Text {
-    fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0 += &format!("{value:?} ");
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if *event.metadata().level() == tracing::Level::ERROR {
-            let mut t = Text(String::new());
-            event.record(&mut t);
-            let _ = self.0.put(t.0);
-        }
-    }
-}
+use mitogen::{LocalOptions, Receiver, Router};
 
 #[test]
 fn forged_auth_id_is_dropped_and_logged() {
-    let errors = Latch::new();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(Capture(errors.clone())),
-    )
-    .unwrap();
+    let errors = logs::capture(tracing::Level::ERROR);
     Router::with(|router| {
         let relay = router.local(LocalOptions::default()).unwrap();
         let leaf = router

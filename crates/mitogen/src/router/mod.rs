@@ -148,9 +148,15 @@ impl Router {
         self.inner.broker.join();
     }
 
-    /// Write debug logs of this process to `/tmp/mitogen.<pid>.log` (when no
-    /// other `tracing` subscriber is installed) and make every child created
+    /// Write debug logs of this process to a private file (when no other
+    /// `tracing` subscriber is installed) and make every child created
     /// afterwards do the same (Mitogen's `enable_debug`).
+    ///
+    /// The file is `mitogen.<pid>.log` (or `mitogen.<pid>.<n>.log`), created
+    /// new with mode 0600 and never through a symlink, in the first private
+    /// directory of: `$XDG_RUNTIME_DIR/mitogen`, `${TMPDIR:-/tmp}/mitogen-<uid>`
+    /// (each used only when it is a real directory owned by us with no group
+    /// or other access), or a fresh `${TMPDIR:-/tmp}/mitogen-<uid>.<random>`.
     pub fn enable_debug(&self) {
         self.inner.debug.store(true, Ordering::Relaxed);
         if let Some(file) = crate::debug_log_writer() {
