@@ -215,6 +215,6 @@ fn debug_option_writes_a_per_process_log() {
     assert_eq!(logs.len(), 1, "one debug log per process: {logs:?}");
     let path = &logs[0];
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(path);
     assert!(text.contains("started; parents [0]"), "{text}");
 }
