@@ -251,6 +251,65 @@ fn l11_granted_id_named_like_a_sibling_cannot_log_as_it() {
     .unwrap();
 }
 
+// ---- C1 through a via answer ----
+
+/// The layout of a successful `connect_here` answer (a private enum's first
+/// variant), written the way any via context could.
+#[derive(Serialize)]
+enum Connected {
+    Ok(u32, String),
+}
+
+/// Runs in a hostile via context: from now on, answer every call with
+/// "connected: context `id`" instead of running it.
+#[mitogen::remote]
+fn answer_every_call_with(router: &Router, id: u32) {
+    let r = router.clone();
+    router.add_handler(
+        move |call: Message| {
+            let mut body = vec![0]; // REPLY_OK
+            body.extend(mitogen_wire::encode(&Connected::Ok(id, "new".into())).unwrap());
+            let mut reply = Message::new(call.reply_to, body);
+            reply.dst_id = call.src_id;
+            let _ = r.route(reply);
+        },
+        Some(mitogen::handle::CALL_FUNCTION),
+        true,
+        None,
+        None,
+    );
+}
+
+/// A via context answers "connected" with the id of a context outside its
+/// subtree (a sibling: think root on another host). The master hands the
+/// user that context as the new one, so every call the user meant for the
+/// context made through the via (one the via controls anyway) runs in the
+/// victim instead, with the master's authority. The answer should be
+/// checked: the id must be routed through the via's own stream (and not be
+/// the via itself).
+#[test]
+fn c1_via_answer_cannot_hand_back_a_context_outside_its_subtree() {
+    events();
+    let _shared = MEASURE.read().unwrap_or_else(|p| p.into_inner());
+    Router::with(|router| {
+        let victim = named(&router, "cv-victim");
+        let hostile = named(&router, "cv-hostile");
+        hostile
+            .call(answer_every_call_with::remote, (victim.context_id(),))
+            .unwrap();
+        match via(&router, &hostile, "cv-new") {
+            Ok(got) => assert_ne!(
+                got.context_id(),
+                victim.context_id(),
+                "the via handed back the victim ({got:?}) as the context it made"
+            ),
+            Err(e) => eprintln!("refused as it should be: {e}"),
+        }
+        assert_eq!(victim.call(add::remote, (1, 2)).unwrap(), 3);
+    })
+    .unwrap();
+}
+
 // ---- M1: per-hop id allowances ----
 
 /// A leaf asks its relay for ids until the master's allowance for the
