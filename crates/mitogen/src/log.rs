@@ -60,7 +60,7 @@ const MAX_TARGET: usize = 256;
 /// Characters that could break or disguise a log line: control characters
 /// other than tab (newlines, ANSI escapes, C1), Unicode line and paragraph
 /// separators, and bidirectional overrides.
-fn needs_escape(c: char) -> bool {
+pub(crate) fn needs_escape(c: char) -> bool {
     (c.is_control() && c != '\t')
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
@@ -68,7 +68,7 @@ fn needs_escape(c: char) -> bool {
 /// `s` made safe to re-emit: characters [`needs_escape`] picks are escaped
 /// (`\n`, `\r`, `\u{1b}`), and at most about `max` bytes are kept, followed
 /// by a marker saying how many were cut.
-fn clean(s: &str, max: usize) -> Cow<'_, str> {
+pub(crate) fn clean(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max && !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
@@ -93,18 +93,30 @@ fn clean(s: &str, max: usize) -> Cow<'_, str> {
 }
 
 /// Re-emit a record received from a child, its fields cleaned and bounded.
-pub(crate) fn emit(record: &Record) {
+pub(crate) fn emit(record: &Record, id: Option<u32>) {
     let ctx = clean(&record.context, MAX_TARGET);
     let m = clean(&record.message, MAX_MESSAGE);
     let t = clean(&record.target, MAX_TARGET);
     let (ctx, m, t) = (ctx.as_ref(), m.as_ref(), t.as_ref());
     match record.level {
-        0 => tracing::info!(target: "mitogen::output", context = ctx, stream = t, "{m}"),
-        1 => tracing::error!(target: "mitogen::child", context = ctx, origin = t, "{m}"),
-        2 => tracing::warn!(target: "mitogen::child", context = ctx, origin = t, "{m}"),
-        3 => tracing::info!(target: "mitogen::child", context = ctx, origin = t, "{m}"),
-        4 => tracing::debug!(target: "mitogen::child", context = ctx, origin = t, "{m}"),
-        _ => tracing::trace!(target: "mitogen::child", context = ctx, origin = t, "{m}"),
+        0 => {
+            tracing::info!(target: "mitogen::output", context = ctx, context_id = id, stream = t, "{m}")
+        }
+        1 => {
+            tracing::error!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
+        }
+        2 => {
+            tracing::warn!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
+        }
+        3 => {
+            tracing::info!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
+        }
+        4 => {
+            tracing::debug!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
+        }
+        _ => {
+            tracing::trace!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
+        }
     }
 }
 
@@ -120,7 +132,7 @@ pub(crate) fn install_receiver(router: &Router) {
             match msg.unpickle::<Record>() {
                 Ok(mut record) => {
                     record.context = sender;
-                    emit(&record);
+                    emit(&record, Some(msg.src_id));
                 }
                 Err(e) => tracing::warn!(
                     "refused a log record from {} (id {}): {e}",

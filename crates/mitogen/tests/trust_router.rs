@@ -439,7 +439,7 @@ fn m1_allocate_id_flood_refused_and_ids_never_reused() {
         let attacker = named(&router, "m1-attacker");
         let (granted, refused) = attacker.call(evil_allocate_flood::remote, (1100,)).unwrap();
         assert!(
-            granted.len() < 1024 && refused.len() + granted.len() == 1100,
+            granted.len() < 64 && refused.len() + granted.len() == 1100,
             "{} granted, {} refused",
             granted.len(),
             refused.len()
@@ -447,11 +447,11 @@ fn m1_allocate_id_flood_refused_and_ids_never_reused() {
         assert!(
             refused
                 .iter()
-                .all(|r| r.contains("already holds 1024 id blocks")),
+                .all(|r| r.contains("already holds 64 id blocks")),
             "{:?}",
             refused.first()
         );
-        logged(&["refused ALLOCATE_ID", "m1-attacker", "1024 id blocks"]);
+        logged(&["refused ALLOCATE_ID", "m1-attacker", "64 id blocks"]);
         // Blocks are disjoint, and a new context gets an id no block held.
         let mut blocks = granted.clone();
         blocks.sort();

@@ -41,7 +41,27 @@ pub(crate) enum Method {
 /// contexts through a forged answer).
 pub(crate) fn connect_via(router: &Router, via: &Context, method: Method) -> Result<Context> {
     match via.call(connect_here::remote, (method,))? {
-        Connected::Ok(id, name) => Ok(Context::claimed(router, id, &name)),
+        Connected::Ok(id, name) => {
+            let here = router.stream_to(via.context_id());
+            let there = router.stream_to(id);
+            let inside = matches!((&here, &there), (Some(a), Some(b)) if std::sync::Arc::ptr_eq(a, b))
+                && id != via.context_id()
+                && id != router.context_id()
+                && !router.parent_ids().contains(&id);
+            if !inside {
+                tracing::error!(
+                    "refused the answer of {}: context {id} is not routed through it",
+                    via.name()
+                );
+                return Err(StreamError::Bootstrap {
+                    name: via.name().to_string(),
+                    reason: format!("answered with context {id}, which is not routed through it"),
+                    output: String::new(),
+                }
+                .into());
+            }
+            Ok(Context::claimed(router, id, &name))
+        }
         Connected::Password(e) => Err(e.into()),
         Connected::HostKey(e) => Err(e.into()),
         Connected::Timeout(e) => Err(e.into()),

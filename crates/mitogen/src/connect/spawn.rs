@@ -291,12 +291,15 @@ fn register(
                 fd,
                 Box::new(move |line| {
                     if let Some(line) = line {
-                        log::emit(&Record {
-                            level: 0,
-                            target: "stderr".into(),
-                            message: String::from_utf8_lossy(line).into_owned(),
-                            context: n2.clone(),
-                        });
+                        log::emit(
+                            &Record {
+                                level: 0,
+                                target: "stderr".into(),
+                                message: String::from_utf8_lossy(line).into_owned(),
+                                context: n2.clone(),
+                            },
+                            None,
+                        );
                     }
                 }),
             );

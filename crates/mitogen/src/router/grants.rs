@@ -10,9 +10,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-/// Blocks one child stream's subtree may hold at a hop (each `ID_BLOCK`
-/// ids): far more than any real tree needs, few enough to bound memory.
-pub(crate) const MAX_BLOCKS_PER_STREAM: usize = 1024;
+/// Blocks (each `ID_BLOCK` ids) the master grants one child stream's
+/// subtree: 64 000 contexts, more than any real tree under one child needs,
+/// few enough to bound the routes a hostile subtree can announce (~23 MB).
+pub(crate) const MAX_BLOCKS_PER_STREAM: usize = 64;
+/// Blocks a hop other than the master grants one child stream: a fraction
+/// of what the hop itself may hold, so one child can't starve its siblings.
+pub(crate) const MAX_BLOCKS_PER_CHILD: usize = 16;
 
 #[derive(Default)]
 pub(crate) struct Grants {
@@ -30,6 +34,31 @@ impl Grants {
         }
     }
 
+    /// Count a request of `stream` against `cap` before it is answered;
+    /// `false` (nothing counted) when the stream is at its cap.
+    pub(crate) fn reserve(&mut self, stream: u32, cap: usize) -> bool {
+        let n = self.blocks.entry(stream).or_default();
+        if *n >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A reserved request was refused: uncount it.
+    pub(crate) fn release(&mut self, stream: u32) {
+        if let Some(n) = self.blocks.get_mut(&stream) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Record a block for a request already counted by [`Grants::reserve`].
+    pub(crate) fn grant_reserved(&mut self, start: u32, end: u32, stream: u32) {
+        if start < end {
+            self.ranges.insert(start, (end, stream));
+        }
+    }
+
     /// The child stream `id` was granted to, if any.
     pub(crate) fn owner(&self, id: u32) -> Option<u32> {
         let (_, &(end, stream)) = self.ranges.range(..=id).next_back()?;
@@ -37,7 +66,8 @@ impl Grants {
     }
 
     /// How many grants `stream` holds.
-    pub(crate) fn count(&self, stream: u32) -> usize {
+    #[cfg(test)]
+    fn count(&self, stream: u32) -> usize {
         self.blocks.get(&stream).copied().unwrap_or(0)
     }
 

@@ -60,6 +60,10 @@ pub(crate) struct RouterInner {
 /// Runs once when the stream to the parent is lost.
 type ParentLost = Box<dyn FnOnce(&str) + Send>;
 
+/// Contexts one child stream is remembered to have talked to (to tell it
+/// of their loss); past this, a child with that many peers polls instead.
+const MAX_TALKED_TO: usize = 4096;
+
 static PROCESS_ROUTER: OnceLock<Router> = OnceLock::new();
 
 impl std::fmt::Debug for Router {
@@ -395,8 +399,11 @@ impl Router {
                     stream.note_sender(msg.src_id);
                 }
                 if let Some(f) = from {
-                    if !self.is_parent_stream(Some(f)) && !self.is_parent_stream(Some(&stream)) {
-                        lock(&f.talked_to).insert(msg.dst_id);
+                    if !self.is_parent_stream(Some(f)) {
+                        let mut talked = lock(&f.talked_to);
+                        if talked.len() < MAX_TALKED_TO {
+                            talked.insert(msg.dst_id);
+                        }
                     }
                 }
                 let header = msg.header().to_bytes();

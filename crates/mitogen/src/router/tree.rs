@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use mitogen_wire::handle::{ADD_ROUTE, ALLOCATE_ID, DEL_ROUTE, FORWARD_LOG};
 
-use super::grants::MAX_BLOCKS_PER_STREAM;
+use super::grants::{MAX_BLOCKS_PER_CHILD, MAX_BLOCKS_PER_STREAM};
 use super::{is_immediate_child, Router};
 use crate::broker::{lock, Stream};
 use crate::context::Context;
@@ -30,6 +30,8 @@ const ID_BLOCK: u32 = 1000;
 const ID_LIMIT: u32 = u32::MAX - ID_BLOCK;
 /// Longest context name a child may announce.
 pub(crate) const MAX_NAME_LEN: usize = 256;
+/// Longest `DEL_ROUTE` reason passed on; the rest is cut with a marker.
+const MAX_REASON_LEN: usize = 1024;
 
 impl Router {
     /// Allocate a context id for a new child (Mitogen's `allocate_id`). The
@@ -138,19 +140,27 @@ impl Router {
             );
             self.refuse(&msg, &why);
         };
-        if lock(&self.inner.grants).count(child) >= MAX_BLOCKS_PER_STREAM {
+        let cap = if self.context_id() == 0 {
+            MAX_BLOCKS_PER_STREAM
+        } else {
+            MAX_BLOCKS_PER_CHILD
+        };
+        if !lock(&self.inner.grants).reserve(child, cap) {
             return refuse(format!(
-                "the subtree of {} already holds {MAX_BLOCKS_PER_STREAM} id blocks",
+                "the subtree of {} already holds {cap} id blocks",
                 self.name_of(child)
             ));
         }
         if self.context_id() == 0 {
             return match self.take_ids(ID_BLOCK) {
                 Ok((start, end)) => {
-                    lock(&self.inner.grants).grant(start, end, child);
+                    lock(&self.inner.grants).grant_reserved(start, end, child);
                     let _ = msg.reply(&(start, end));
                 }
-                Err(why) => refuse(why),
+                Err(why) => {
+                    lock(&self.inner.grants).release(child);
+                    refuse(why)
+                }
             };
         }
         let parent = self.parent_context();
@@ -158,14 +168,20 @@ impl Router {
         let handle = self.add_handler(
             move |reply: Message| match reply.unpickle::<(u32, u32)>() {
                 Ok((start, end)) if start < end && end - start <= ID_BLOCK => {
-                    lock(&r.inner.grants).grant(start, end, child);
+                    lock(&r.inner.grants).grant_reserved(start, end, child);
                     let _ = msg.reply(&(start, end));
                 }
-                Ok((start, end)) => r.refuse(
-                    &msg,
-                    &format!("the parent granted a malformed id block {start}..{end}"),
-                ),
-                Err(e) => r.refuse(&msg, &e.to_string()),
+                Ok((start, end)) => {
+                    lock(&r.inner.grants).release(child);
+                    r.refuse(
+                        &msg,
+                        &format!("the parent granted a malformed id block {start}..{end}"),
+                    )
+                }
+                Err(e) => {
+                    lock(&r.inner.grants).release(child);
+                    r.refuse(&msg, &e.to_string())
+                }
             },
             None,
             false,
@@ -177,6 +193,7 @@ impl Router {
         if let Err(e) = parent.send(up) {
             tracing::error!("could not ask the parent for ids: {e}");
             self.del_handler(handle);
+            lock(&self.inner.grants).release(child);
         }
     }
 
@@ -233,12 +250,14 @@ impl Router {
             }
             None => return Err(format!("{claimed} was never granted to this stream")),
         }
-        match self.routes_get(id) {
-            Some(s) if !Arc::ptr_eq(&s, stream) => {
-                Err(format!("{claimed} is already routed through {}", s.name))
-            }
-            _ => Ok(()),
+        if let Some(s) = self.routes_get(id).filter(|s| !Arc::ptr_eq(s, stream)) {
+            return Err(format!("{claimed} is already routed through {}", s.name));
         }
+        let known = self.known_name(id);
+        if !known.is_empty() && known != name {
+            return Err(format!("{claimed} is already known as {known:?}"));
+        }
+        Ok(())
     }
 
     /// A context is gone. From a child: drop its route if it really ran
@@ -252,6 +271,8 @@ impl Router {
             );
             return;
         };
+        // The reason ends up in error texts and logs: bounded, printable.
+        let reason = crate::log::clean(&reason, MAX_REASON_LEN).into_owned();
         let from_parent = self.parent_ids().first() == Some(&msg.from_stream);
         if from_parent {
             if !name.is_empty() && check_name(&name).is_ok() {
@@ -328,8 +349,13 @@ pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
             name.len()
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err(format!("the name {name:?} contains control characters"));
+    if name
+        .chars()
+        .any(|c| c.is_control() || crate::log::needs_escape(c))
+    {
+        return Err(format!(
+            "the name {name:?} contains control characters or line or direction overrides"
+        ));
     }
     Ok(())
 }
