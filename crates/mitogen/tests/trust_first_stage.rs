@@ -1,0 +1,294 @@
+//! Issue 8, the shell first stage against another local user (C2, M8).
+//! Every test runs the real first stage through
+//! `router.local(LocalOptions { bootstrap: Bootstrap::Shell, .. })`.
+//!
+//! In its own test binary: it points `TMPDIR`, `XDG_CACHE_HOME` and `HOME`
+//! of the whole process at a scratch tree, so the shared candidates the
+//! first stage tries are ones the tests control:
+//!
+//! ```text
+//! <scratch>/            root, 0755
+//!   tmp/                1777: $TMPDIR; the attacker owns tmp/mitogen-0/
+//!   shm/                1777: the attacker plants shm/mitogen-0 -> victim
+//!   victim/             root, 0755: must keep its mode and contents
+//!   blocker             a regular file: $XDG_CACHE_HOME and $HOME lie under
+//!                       it, so the home cache can never be created
+//!   evil.sh             the attacker's program: leaves PWNED if ever run
+//! ```
+//!
+//! The attacker is a uid no account uses ([`ATTACKER`]), so nothing on the
+//! machine is changed. The tests need root (to act as that uid) and print
+//! `SKIP` otherwise. Both install into the machine's `/var/tmp/mitogen-0`
+//! (the first candidate left) and remove that copy when they end.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::*;
+use mitogen::{Bootstrap, Context, LocalOptions, Router};
+use mitogen_testkit::fixture;
+
+/// The hostile local user: a uid (and gid) with no account.
+const ATTACKER: u32 = 47_113;
+/// Connections made while the attacker races (the review won 12 of 300).
+const C2_RUNS: usize = 200;
+
+struct Scratch {
+    root: PathBuf,
+    hash: String,
+}
+
+/// The scratch tree and the environment pointing at it, made once.
+fn scratch() -> &'static Scratch {
+    static S: OnceLock<Scratch> = OnceLock::new();
+    S.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap().keep();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for shared in ["tmp", "shm"] {
+            let d = root.join(shared);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        }
+        std::fs::write(root.join("blocker"), b"not a directory").unwrap();
+        std::env::set_var("TMPDIR", root.join("tmp"));
+        std::env::set_var("XDG_CACHE_HOME", root.join("blocker/xdg"));
+        std::env::set_var("HOME", root.join("blocker/home"));
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new("sha256sum").arg(&exe).output().unwrap();
+        let hash = String::from_utf8(out.stdout).unwrap()[..64].to_string();
+        Scratch { root, hash }
+    })
+}
+
+/// The attacker's pre-planted state, and its racing swapper, made once.
+struct Attack {
+    /// `tmp/mitogen-0/<hash>`, swapped between `/bin/true` and `evil.sh`.
+    link: PathBuf,
+    /// Where `evil.sh` leaves its mark if anyone ever runs it.
+    pwned: PathBuf,
+    /// Swaps done so far (written by the swapper).
+    count: PathBuf,
+    /// `shm/mitogen-0`, a symlink to `victim`.
+    planted_dir: PathBuf,
+    victim: PathBuf,
+    _swapper: Swapper,
+}
+
+struct Swapper(Child);
+
+impl Drop for Swapper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chown_attacker(p: &Path) {
+    std::os::unix::fs::lchown(p, Some(ATTACKER), Some(ATTACKER)).unwrap();
+}
+
+fn attack() -> &'static Attack {
+    static A: OnceLock<Attack> = OnceLock::new();
+    A.get_or_init(|| {
+        let s = scratch();
+        let pwned = s.root.join("PWNED");
+        let evil = s.root.join("evil.sh");
+        std::fs::write(
+            &evil,
+            format!("#!/bin/sh\nid > '{}'\nexit 0\n", pwned.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+        chown_attacker(&evil);
+        // C2: the attacker's own directory where root's shared cache would be.
+        let dir = s.root.join("tmp/mitogen-0");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        chown_attacker(&dir);
+        let link = dir.join(&s.hash);
+        // The swapper renames fresh links over `<hash>`, so every lookup sees
+        // one target or the other, never a missing file.
+        let script = "cd \"$1\" || exit 1; i=0; while :; do \
+            ln -sfn /bin/true .a && mv -Tf .a \"$2\"; \
+            ln -sfn \"$3\" .b && mv -Tf .b \"$2\"; \
+            i=$((i+1)); echo $i > \"$4.new\" && mv -f \"$4.new\" \"$4\"; done";
+        let count = s.root.join("tmp/swaps");
+        let swapper = Command::new("/bin/sh")
+            .args(["-c", script, "swapper"])
+            .arg(&dir)
+            .arg(&s.hash)
+            .arg(&evil)
+            .arg(&count)
+            .uid(ATTACKER)
+            .gid(ATTACKER)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let swapper = Swapper(swapper);
+        mitogen_testkit::wait_for(
+            Duration::from_secs(10),
+            "the attacker's swapper to start swapping",
+            || swaps(&count) > 0,
+        );
+        // M8: a planted symlink named like a cache directory, pointing at a
+        // root-owned 0755 directory.
+        let victim = s.root.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(victim.join("precious"), b"keep me").unwrap();
+        let planted_dir = s.root.join("shm/mitogen-0");
+        std::os::unix::fs::symlink(&victim, &planted_dir).unwrap();
+        chown_attacker(&planted_dir);
+        Attack {
+            link,
+            pwned,
+            count,
+            planted_dir,
+            victim,
+            _swapper: swapper,
+        }
+    })
+}
+
+fn swaps(count: &Path) -> u64 {
+    std::fs::read_to_string(count)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn shell(cache_dir: Option<PathBuf>) -> LocalOptions {
+    LocalOptions {
+        bootstrap: Bootstrap::Shell,
+        cache_dir,
+        connect_timeout: Duration::from_secs(20),
+        ..Default::default()
+    }
+}
+
+/// The file the child runs from, by its `/proc/<pid>/exe`.
+fn exe_of(c: &Context) -> PathBuf {
+    let pid = c.call(pid::remote, ()).unwrap();
+    std::fs::read_link(format!("/proc/{pid}/exe")).unwrap()
+}
+
+/// The child runs from a private directory of ours, not from the planted one.
+fn assert_private_install(exe: &Path, attack: &Attack) {
+    let dir = exe.parent().unwrap();
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    assert!(
+        meta.is_dir() && meta.uid() == 0 && meta.mode() & 0o777 == 0o700,
+        "{} runs from a directory that is not root's and private",
+        exe.display()
+    );
+    assert!(
+        !exe.starts_with(attack.link.parent().unwrap()) && !exe.starts_with(&attack.victim),
+        "the child runs from the attacker's directory: {}",
+        exe.display()
+    );
+}
+
+/// Removes what the bootstrap installed in the machine's shared
+/// directories for this build.
+struct CleanShared;
+
+impl Drop for CleanShared {
+    fn drop(&mut self) {
+        let hash = &scratch().hash;
+        for shared in ["/var/tmp", "/tmp", "/dev/shm"] {
+            let _ = std::fs::remove_file(format!("{shared}/mitogen-0/{hash}"));
+        }
+    }
+}
+
+/// The attacker's setup, and cleanup of what the test installs; `None`
+/// (after printing `SKIP`) when not root.
+fn hostile(test: &str) -> Option<(&'static Attack, CleanShared)> {
+    let root = mitogen_testkit::is_root()
+        .then_some(())
+        .ok_or_else(|| "needs root: the attacker is another uid".to_string());
+    fixture::ready_or_skip(test, root).then(|| (attack(), CleanShared))
+}
+
+#[test]
+fn c2_planted_symlink_never_executed() {
+    let Some((attack, _clean)) = hostile("c2_planted_symlink_never_executed") else {
+        return;
+    };
+    let before = swaps(&attack.count);
+    Router::with(|router| {
+        for run in 0..C2_RUNS {
+            let c = router
+                .local(shell(None))
+                .unwrap_or_else(|e| panic!("run {run}: the bootstrap failed: {e}"));
+            assert_eq!(
+                c.call(add::remote, (run as i32, 1)).unwrap(),
+                run as i32 + 1
+            );
+            assert_private_install(&exe_of(&c), attack);
+            c.shutdown(true).unwrap();
+            assert!(
+                !attack.pwned.exists(),
+                "run {run}: the attacker's program ran as root: {}",
+                std::fs::read_to_string(&attack.pwned).unwrap_or_default()
+            );
+        }
+    })
+    .unwrap();
+    let raced = swaps(&attack.count) - before;
+    assert!(
+        raced > C2_RUNS as u64,
+        "the swapper only swapped {raced} times during {C2_RUNS} bootstraps: no race took place"
+    );
+    assert!(
+        std::fs::symlink_metadata(&attack.link).is_ok(),
+        "the planted link is still there, untouched"
+    );
+}
+
+#[test]
+fn m8_planted_directory_symlink_keeps_target_mode() {
+    let Some((attack, _clean)) = hostile("m8_planted_directory_symlink_keeps_target_mode") else {
+        return;
+    };
+    Router::with(|router| {
+        // The planted link is the first candidate (the override), then the
+        // XDG one (unusable), then the attacker's TMPDIR one.
+        for _ in 0..3 {
+            let c = router
+                .local(shell(Some(attack.planted_dir.clone())))
+                .unwrap();
+            assert_eq!(c.call(add::remote, (2, 3)).unwrap(), 5);
+            assert_private_install(&exe_of(&c), attack);
+            c.shutdown(true).unwrap();
+        }
+    })
+    .unwrap();
+    let meta = std::fs::metadata(&attack.victim).unwrap();
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o755,
+        "the planted link's target changed mode"
+    );
+    let mut entries: Vec<String> = std::fs::read_dir(&attack.victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["precious"], "nothing was written into the target");
+    assert!(
+        std::fs::symlink_metadata(&attack.planted_dir)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the planted link is left alone"
+    );
+}
