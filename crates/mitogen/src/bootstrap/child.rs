@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mitogen_wire::handle::{CALL_FUNCTION, SHUTDOWN};
-
 use mitogen_wire::Deframer;
 
 use super::{ChildConfig, CHILD_ENV, CWD_ENV, HELLO, PROTOCOL};
@@ -373,4 +372,52 @@ fn spawn_watchdog(broker: &Broker, done: Latch<()>, orphaned: Arc<AtomicBool>) {
                 std::process::exit(0);
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_env_format_is_exact() {
+        let nonce = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            parse_child_env(&format!("{nonce}:1500")).unwrap(),
+            (nonce.to_string(), Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_child_env(&format!("{nonce}:99999999999")).unwrap_err(),
+            parse_child_env("1").unwrap_err(),
+            "more than 10 digits is refused like any other malformed value"
+        );
+        for bad in [
+            "1".to_string(),
+            nonce.to_string(),
+            format!("{nonce}:"),
+            format!("{nonce}:-5"),
+            format!("{nonce}: 5"),
+            format!("{}:5", nonce.to_uppercase()),
+            format!("{}:5", &nonce[1..]),
+            format!("{nonce}0:5"),
+            format!("{}g:5", &nonce[1..]),
+        ] {
+            let e = parse_child_env(&bad).unwrap_err();
+            assert!(
+                e.starts_with("MITOGEN_CHILD is set but its value is not")
+                    && e.ends_with("unset it to run the program normally"),
+                "{bad:?}: {e}"
+            );
+        }
+        // Hours are capped.
+        let (_, wait) = parse_child_env(&format!("{nonce}:9999999999")).unwrap();
+        assert_eq!(wait, MAX_CONFIG_WAIT);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abcd", b"abcd"));
+        assert!(!same_secret(b"abcd", b"abce"));
+        assert!(!same_secret(b"abcd", b"abc"));
+        assert!(!same_secret(b"", b"a"));
+    }
 }

@@ -399,3 +399,22 @@ impl Conversation<'_> {
             .map_err(|e| self.io("sending the child its configuration", e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_keeps_bounded_text() {
+        let mut out = Output::default();
+        for _ in 0..256 {
+            out.push_stderr(&[b'x'; 4096]);
+        }
+        assert_eq!(out.partial_err.len(), KEEP_BYTES, "an endless line is cut");
+        for i in 0..100 {
+            out.push_stderr(format!("line {i}\n").as_bytes());
+        }
+        assert_eq!(out.lines.len(), KEEP_LINES);
+        assert!(out.text().ends_with("line 99"));
+    }
+}
