@@ -12,8 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Fixture version this crate expects; `setup.sh` writes its own to
-/// [`STAMP`]. Bump both together.
-pub const VERSION: u32 = 1;
+/// [`STAMP`]. Bump both together. A newer fixture is accepted: versions
+/// only ever add to the machine.
+pub const VERSION: u32 = 2;
 
 /// File `setup.sh` writes last, holding its [`VERSION`].
 pub const STAMP: &str = "/etc/mitogen-test-fixture";
@@ -65,6 +66,38 @@ pub const USER_TPW: User = User {
 /// Every fixture user.
 pub const USERS: [User; 5] = [USER_A, USER_B, USER_NOPW, USER_TTY, USER_TPW];
 
+/// A test account whose login shell is [`ShellUser::shell`]: key login
+/// only (locked password), quiet home directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShellUser {
+    /// Login name.
+    pub name: &'static str,
+    /// Login shell, as in `/etc/passwd` (and `/etc/shells`).
+    pub shell: &'static str,
+}
+
+/// One user per common login shell: sshd runs the first stage's command
+/// line through each (`<shell> -c "sh -c '…'"`). `ash` is busybox's, through
+/// the symlink `/usr/local/bin/ash`.
+pub const SHELL_USERS: [ShellUser; 4] = [
+    ShellUser {
+        name: "mitogen-dash",
+        shell: "/bin/dash",
+    },
+    ShellUser {
+        name: "mitogen-bash",
+        shell: "/bin/bash",
+    },
+    ShellUser {
+        name: "mitogen-ash",
+        shell: "/usr/local/bin/ash",
+    },
+    ShellUser {
+        name: "mitogen-tcsh",
+        shell: "/usr/bin/tcsh",
+    },
+];
+
 /// First line [`USER_B`]'s `~/.profile` prints in login shells.
 pub const PROFILE_NOISE: &str = "hello from .profile";
 
@@ -81,9 +114,9 @@ pub fn available() -> Result<(), String> {
                 "machine fixture not set up ({STAMP} missing): {hint}"
             ))
         }
-        Ok(s) if s.trim() != VERSION.to_string() => {
+        Ok(s) if s.trim().parse::<u32>().map_or(true, |v| v < VERSION) => {
             return Err(format!(
-                "machine fixture is version {} but the tests expect {VERSION}: {hint}",
+                "machine fixture is version {} but the tests expect {VERSION} or newer: {hint}",
                 s.trim()
             ))
         }
@@ -102,6 +135,14 @@ pub fn available() -> Result<(), String> {
     for user in USERS {
         if passwd_entry(user.name).is_none() {
             return Err(format!("user {} missing: {hint}", user.name));
+        }
+    }
+    for user in SHELL_USERS {
+        if passwd_entry(user.name).is_none() {
+            return Err(format!("user {} missing: {hint}", user.name));
+        }
+        if !Path::new(user.shell).exists() {
+            return Err(format!("login shell {} missing: {hint}", user.shell));
         }
     }
     Ok(())

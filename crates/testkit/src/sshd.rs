@@ -7,7 +7,8 @@
 //! and waits until it greets. Dropping the [`Sshd`] stops it and everything
 //! it started (sessions included) and removes the directory.
 //!
-//! The client key is authorised for root and every fixture user through
+//! The client key is authorised for root and every fixture user (those of
+//! [`fixture::USERS`] and [`fixture::SHELL_USERS`]) through
 //! `AuthorizedKeysFile <dir>/authorized_keys/%u`, so nothing is written to
 //! the users' home directories. Passwords are those of
 //! [`crate::fixture`]. Needs root and `scripts/fixture/setup.sh`; see
@@ -108,7 +109,9 @@ impl Sshd {
         std::fs::set_permissions(&keys_dir, std::fs::Permissions::from_mode(0o755))?;
         // sshd reads authorized keys with the user's privileges: each file
         // belongs to its user.
-        for name in std::iter::once("root").chain(fixture::USERS.iter().map(|u| u.name)) {
+        let users = fixture::USERS.iter().map(|u| u.name);
+        let shell_users = fixture::SHELL_USERS.iter().map(|u| u.name);
+        for name in std::iter::once("root").chain(users).chain(shell_users) {
             let (uid, gid, _) =
                 fixture::passwd_entry(name).ok_or_else(|| other(format!("user {name} missing")))?;
             let path = keys_dir.join(name);

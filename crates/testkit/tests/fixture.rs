@@ -79,6 +79,32 @@ fn ssh_with_password(sshd: &Sshd, user: &str, password: &str, command: &str) -> 
     run(&mut cmd, None)
 }
 
+#[test]
+fn shell_users_log_in_with_their_own_shell() {
+    if !machine("shell_users_log_in_with_their_own_shell") {
+        return;
+    }
+    let shells = std::fs::read_to_string("/etc/shells").unwrap();
+    for u in fixture::SHELL_USERS {
+        let out = run(Command::new("getent").args(["passwd", u.name]), None);
+        let line = text(&out.stdout);
+        assert_eq!(
+            line.trim_end().rsplit(':').next(),
+            Some(u.shell),
+            "{}: {line}",
+            u.name
+        );
+        assert!(
+            shells.lines().any(|l| l == u.shell),
+            "{} missing from /etc/shells",
+            u.shell
+        );
+        // The shell runs a -c command, as sshd will make it do.
+        let out = run(&mut as_user(u.name, u.shell, &["-c", "echo ok"]), None);
+        assert_ok(&out, "ok\n", &format!("{} -c as {}", u.shell, u.name));
+    }
+}
+
 // ------------------------------------------------------------------- sshd
 
 #[test]
@@ -86,7 +112,9 @@ fn ssh_key_login_works_for_root_and_every_user() {
     let Some(sshd) = sshd("ssh_key_login_works_for_root_and_every_user") else {
         return;
     };
-    let names = std::iter::once("root").chain(fixture::USERS.iter().map(|u| u.name));
+    let names = std::iter::once("root")
+        .chain(fixture::USERS.iter().map(|u| u.name))
+        .chain(fixture::SHELL_USERS.iter().map(|u| u.name));
     for name in names {
         let out = run(
             &mut ssh(&sshd.ssh_key_args(), &sshd.destination(name), "id -un"),

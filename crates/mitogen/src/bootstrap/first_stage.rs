@@ -1,13 +1,38 @@
 //! The first stage: one line of POSIX shell that runs this program on a
 //! target that has nothing but `sh`.
+//!
+//! Trust rule (the same in the loop that execs a cached binary and the loop
+//! that picks a directory to install into): a candidate directory is used
+//! only if it is not a symlink, and once the shell has `cd`'d into it, `.`
+//! is owned by us with mode exactly `drwx------`. The binary is then run as
+//! `./<sha256>`, a regular, non-symlink file owned by us. Nobody else can
+//! add, rename or replace entries in a private directory, and the shell's
+//! working directory can't be swapped under it, so nothing checked can
+//! change before the `exec`. Directories are never `chmod`ed: one that
+//! exists with another mode is skipped, so a planted symlink can't make us
+//! change the mode of whatever it points at.
+
+use crate::bootstrap::{EXEC, FAIL, NEED};
+
+/// A binary the first stage may find in, or install into, the cache.
+pub(crate) struct Known<'a> {
+    /// `uname -m` patterns of the targets it runs on (`x86_64|amd64`).
+    pub machines: &'a str,
+    /// Its SHA-256: the cache file name.
+    pub sha256: &'a str,
+    /// Its size, checked on a cache hit; `None`: only "not empty" is checked.
+    pub size: Option<u64>,
+}
 
 /// Where and how the first stage looks for and installs the binary.
 pub(crate) struct FirstStage<'a> {
-    /// `(uname -m patterns, sha256)` of every binary this side can supply:
-    /// the cache file name to look for on a target of that machine type.
-    pub binaries: &'a [(String, String)],
-    /// Echoed by the child so markers can't be confused with login noise.
+    /// Every binary this side can supply.
+    pub binaries: &'a [Known<'a>],
+    /// 32 hex digits; echoed in every marker so they can't be confused
+    /// with login noise, and passed to the child in `MITOGEN_CHILD`.
     pub nonce: &'a str,
+    /// How long the child waits for its configuration frame, in ms.
+    pub child_timeout_ms: u64,
     /// `argv[1]` of the child, `mitogen:<name>`, shown by `ps`.
     pub name: &'a str,
     /// Tried before the standard candidates.
@@ -19,19 +44,30 @@ pub(crate) fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Quote `s` so that both a POSIX shell and a csh-family login shell read
+/// it back unchanged: single quotes, and `!` (csh history, even inside
+/// quotes) outside them as `\!`. `s` must not contain a newline.
+fn login_shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''").replace('!', r"'\!'"))
+}
+
 impl FirstStage<'_> {
     /// The script: a single line, no newline characters, safe to pass as
     /// the argument of `sh -c`.
     ///
-    /// It picks the hash of the binary for the target's `uname -m`, and
-    /// for each candidate directory execs `<dir>/<sha256>` if present and
-    /// executable. Otherwise it picks the first candidate it can create,
-    /// owns, makes private (0700) and can execute in (checked by running a
-    /// probe script, since noexec mounts are common), prints
+    /// It picks the hash and size of the binary for the target's
+    /// `uname -m`, and for each candidate directory that passes the trust
+    /// rule (module docs) execs `./<sha256>` if it is there with the right
+    /// size; an entry of the wrong size is removed. Otherwise it picks the
+    /// first candidate it can create (`mkdir` under `umask 077`), that
+    /// passes the rule and can execute (checked by running a probe, since
+    /// noexec mounts are common), prints
     /// `MITOGEN-NEED:<nonce>:<uname -s> <uname -m>:<gz or raw>`, reads a
     /// `<format> <bytes> <size> <sha256>` line and exactly `<bytes>` bytes,
-    /// installs them under a temporary name, checks the size, renames them
-    /// to `<sha256>` and execs the result.
+    /// installs them under a temporary name, checks the size and the
+    /// SHA-256 (with `sha256sum`, `shasum -a 256` or `openssl`, whichever
+    /// exists), syncs the file, renames it to `<sha256>` and execs it.
+    /// Just before either `exec` it prints `MITOGEN-EXEC:<nonce>`.
     pub(crate) fn script(&self) -> String {
         let dirs = [
             self.cache_dir.map(sh_quote).unwrap_or_default(),
@@ -50,37 +86,62 @@ impl FirstStage<'_> {
         let arms: String = self
             .binaries
             .iter()
-            .map(|(pattern, hash)| format!("{pattern}) h={hash};; "))
+            .map(|b| {
+                let size = b.size.map(|s| s.to_string()).unwrap_or_default();
+                format!("{}) h={}; e={size};; ", b.machines, b.sha256)
+            })
             .collect();
         let t = self.nonce;
-        let n = sh_quote(self.name);
+        // Control characters would break the one-line promise; the name is
+        // only shown by `ps`.
+        let name: String = self
+            .name
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let n = sh_quote(&name);
+        let exec = format!(
+            "echo \"{EXEC}:$t\" && MITOGEN_CHILD=$t:{} MITOGEN_CWD=\"$r\" exec \"./$h\" {n}",
+            self.child_timeout_ms
+        );
+        let fail = |why: &str| format!("{{ echo \"{FAIL}:$t:{why}\"; rm -f \"$o\"; exit 1; }}");
         [
             "umask 077".to_string(),
+            "unset CDPATH".into(),
+            "r=$PWD".into(),
             "u=$(id -u)".into(),
             "m=$(uname -m)".into(),
-            format!("case \"$m\" in {arms}*) h=none;; esac"),
+            format!("case \"$m\" in {arms}*) h=none; e=;; esac"),
             format!("t={t}"),
-            format!("for d in {dirs}; do [ -x \"$d/$h\" ] && [ -O \"$d/$h\" ] && MITOGEN_CHILD=$t exec \"$d/$h\" {n}; done"),
+            // vd DIR: cd into DIR if it passes the trust rule.
+            "vd() { cd \"$r\" 2>/dev/null; [ -n \"$1\" ] || return 1; [ -L \"$1\" ] && return 1; [ -d \"$1\" ] && cd \"$1\" 2>/dev/null && [ -O . ] || return 1; case $(ls -ld .) in drwx------*) return 0;; esac; return 1; }".into(),
+            // vf: ./$h is a regular file of ours, not a symlink, executable.
+            "vf() { [ -L \"$h\" ] && return 1; [ -f \"$h\" ] && [ -O \"$h\" ] && [ -x \"$h\" ]; }".into(),
+            // vs: ./$h has the expected size (or at least one byte); else it goes.
+            "vs() { if [ -n \"$e\" ]; then [ $(wc -c < \"$h\") -eq \"$e\" ]; else [ -s \"$h\" ]; fi && return 0; rm -f \"$h\"; return 1; }".into(),
+            format!("for d in {dirs}; do vd \"$d\" && vf && vs && {exec}; done"),
             "w=".into(),
-            format!("for d in {dirs}; do mkdir -p \"$d\" 2>/dev/null && [ -O \"$d\" ] && chmod 700 \"$d\" && p=\"$d/.probe.$$\" && printf '#!/bin/sh\\nexit 0\\n' > \"$p\" && chmod 700 \"$p\" && \"$p\" 2>/dev/null && rm -f \"$p\" && w=$d && break; rm -f \"$p\" 2>/dev/null; done"),
-            "[ -n \"$w\" ] || { echo \"MITOGEN-FAIL:$t:no candidate directory is writable, owned by us and allows executing programs (noexec everywhere?)\"; exit 1; }".into(),
+            format!("for d in {dirs}; do cd \"$r\" 2>/dev/null; [ -L \"$d\" ] || mkdir -p \"$d\" 2>/dev/null; vd \"$d\" || continue; p=.probe.$$; if printf '\\043\\041/bin/sh\\nexit 0\\n' > \"$p\" && chmod 700 \"$p\" && \"./$p\" 2>/dev/null; then rm -f \"$p\"; w=$d; break; fi; rm -f \"$p\"; done"),
+            format!("[ -n \"$w\" ] || {{ echo \"{FAIL}:$t:no candidate directory is private (ours, mode 0700, not a symlink) and allows executing programs (noexec everywhere?)\"; exit 1; }}"),
             "z=raw; command -v gzip >/dev/null 2>&1 && z=gz".into(),
-            "echo \"MITOGEN-NEED:$t:$(uname -s) $m:$z\"".into(),
+            format!("echo \"{NEED}:$t:$(uname -s) $m:$z\""),
             "read -r f c s h || exit 1".into(),
-            "o=\"$w/.$h.$$\"".into(),
-            "if [ \"$f\" = gz ]; then head -c \"$c\" | gzip -dc > \"$o\"; else head -c \"$c\" > \"$o\"; fi || { echo \"MITOGEN-FAIL:$t:could not write $o (disk full?)\"; rm -f \"$o\"; exit 1; }".into(),
-            "[ \"$(wc -c < \"$o\")\" -eq \"$s\" ] || { echo \"MITOGEN-FAIL:$t:short write to $o (disk full?)\"; rm -f \"$o\"; exit 1; }".into(),
-            "chmod 700 \"$o\" && mv -f \"$o\" \"$w/$h\" || { echo \"MITOGEN-FAIL:$t:could not install into $w\"; exit 1; }".into(),
-            format!("MITOGEN_CHILD=$t exec \"$w/$h\" {n}"),
+            "o=\".$h.$$\"".into(),
+            format!("if [ \"$f\" = gz ]; then head -c \"$c\" | gzip -dc > \"$o\"; else head -c \"$c\" > \"$o\"; fi || {}", fail("could not write $w/$o (disk full?)")),
+            format!("[ $(wc -c < \"$o\") -eq \"$s\" ] || {}", fail("short write to $w/$o (disk full?)")),
+            "k=; if command -v sha256sum >/dev/null 2>&1; then k=$(sha256sum < \"$o\"); elif command -v shasum >/dev/null 2>&1; then k=$(shasum -a 256 < \"$o\"); elif command -v openssl >/dev/null 2>&1; then k=$(openssl dgst -sha256 < \"$o\" 2>/dev/null); k=${k##* }; fi; k=${k%% *}".into(),
+            format!("[ -z \"$k\" ] || [ \"$k\" = \"$h\" ] || {}", fail("checksum mismatch in $w/$o: got $k, expected $h")),
+            "sync \"$o\" 2>/dev/null || sync".into(),
+            format!("chmod 700 \"$o\" && mv -f \"$o\" \"$h\" || {}", fail("could not install into $w")),
+            exec,
         ]
         .join("; ")
     }
-}
 
-impl FirstStage<'_> {
-    /// `sh -c '<script>'` as one command line for a remote login shell.
+    /// `sh -c '<script>'` as one command line for a remote login shell
+    /// (any of sh, bash, ash, zsh, csh, tcsh).
     pub(crate) fn command_line(&self) -> String {
-        format!("sh -c {}", sh_quote(&self.script()))
+        format!("sh -c {}", login_shell_quote(&self.script()))
     }
 }
 
@@ -88,28 +149,59 @@ impl FirstStage<'_> {
 mod tests {
     use super::*;
 
+    fn stage<'a>(bins: &'a [Known<'a>], cache_dir: Option<&'a str>) -> FirstStage<'a> {
+        FirstStage {
+            binaries: bins,
+            nonce: "0123456789abcdef0123456789abcdef",
+            child_timeout_ms: 30_000,
+            name: "mitogen:it's",
+            cache_dir,
+        }
+    }
+
+    const BINS: &[Known<'static>] = &[Known {
+        machines: "x86_64|amd64",
+        sha256: "abc",
+        size: Some(5),
+    }];
+
     #[test]
     fn one_line_and_quoted() {
-        let bins = [("x86_64|amd64".to_string(), "abc".to_string())];
-        let fs = FirstStage {
-            binaries: &bins,
-            nonce: "n1",
-            name: "mitogen:it's",
-            cache_dir: Some("/x y"),
-        };
+        let fs = stage(BINS, Some("/x y"));
         assert!(!fs.script().contains('\n'));
         assert!(fs.script().contains("'mitogen:it'\\''s'"));
     }
 
+    /// csh and tcsh expand `!` even inside single quotes ("Event not found").
+    #[test]
+    fn command_line_has_no_bare_history_character() {
+        let fs = FirstStage {
+            name: "mitogen:wow!",
+            ..stage(BINS, Some("/cache!dir"))
+        };
+        assert!(
+            !fs.script().contains("#!"),
+            "the probe's #! is written in octal"
+        );
+        let line = fs.command_line();
+        assert!(!line.contains('\n'));
+        for (i, _) in line.match_indices('!') {
+            assert_eq!(&line[i - 1..i], "\\", "unescaped ! at {i} in {line}");
+        }
+    }
+
+    #[test]
+    fn control_characters_in_the_name_become_question_marks() {
+        let fs = FirstStage {
+            name: "mitogen:a\nb",
+            ..stage(BINS, None)
+        };
+        assert!(fs.script().contains("'mitogen:a?b'"));
+    }
+
     #[test]
     fn script_parses_under_sh() {
-        let bins = [("x86_64|amd64".to_string(), "abc".to_string())];
-        let fs = FirstStage {
-            binaries: &bins,
-            nonce: "n1",
-            name: "mitogen:x",
-            cache_dir: None,
-        };
+        let fs = stage(BINS, None);
         let out = std::process::Command::new("sh")
             .arg("-n")
             .arg("-c")

@@ -3,13 +3,17 @@
 //!
 //! 1. The parent starts a command: this binary directly (local fast path),
 //!    or `sh -c '<first stage>'` through whatever the connection method runs.
-//! 2. The first stage ([`first_stage`]) execs a cached copy if one exists,
-//!    else prints a `MITOGEN-NEED` marker, reads exactly N bytes of (maybe
-//!    gzip-compressed) binary from stdin, installs it atomically in a private
-//!    cache directory and execs it.
-//! 3. The child announces itself with a `MITOGEN-HELLO` line carrying the
-//!    protocol version and the function-table hash; the parent checks both
-//!    and sends a [`ChildConfig`] frame. From then on, both ends speak frames.
+//! 2. The first stage ([`first_stage`]) execs a cached copy if one exists in
+//!    a private directory, else prints a `MITOGEN-NEED` marker, reads exactly
+//!    N bytes of (maybe gzip-compressed) binary from stdin, verifies and
+//!    installs it atomically in a private cache directory, prints
+//!    `MITOGEN-EXEC` and execs it.
+//! 3. The parent sends a [`ChildConfig`] frame carrying the connection's
+//!    nonce: right after the spawn (direct exec) or on `MITOGEN-EXEC`. The
+//!    child writes nothing until that frame has arrived with the nonce of
+//!    its `MITOGEN_CHILD`; then it announces itself with a `MITOGEN-HELLO`
+//!    line (protocol version, function-table hash), which the parent checks
+//!    before it uses the stream. From then on, both ends speak frames.
 //!
 //! `docs/protocol.md` has the byte-level details.
 
@@ -22,20 +26,32 @@ pub(crate) mod parent;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable that turns a process into a child context; its
-/// value is the nonce the child echoes in its hello line.
+/// value is `<nonce>:<ms>`: the nonce the configuration frame must carry
+/// (32 lowercase hex digits) and how long to wait for that frame.
 pub(crate) const CHILD_ENV: &str = "MITOGEN_CHILD";
+/// Environment variable naming the working directory the first stage
+/// started in: the child returns there (it was exec'd from its cache
+/// directory).
+pub(crate) const CWD_ENV: &str = "MITOGEN_CWD";
 /// Prefix of the line a freshly started child writes on its stream.
 pub(crate) const HELLO: &str = "MITOGEN-HELLO";
 /// Prefix of the line the first stage prints when it needs the binary.
 pub(crate) const NEED: &str = "MITOGEN-NEED";
+/// Prefix of the line the first stage prints just before it execs the
+/// binary: the parent sends the configuration frame when it sees it.
+pub(crate) const EXEC: &str = "MITOGEN-EXEC";
 /// Prefix of the line the first stage prints when it cannot continue.
 pub(crate) const FAIL: &str = "MITOGEN-FAIL";
 /// Bumped whenever the bootstrap or message protocol changes incompatibly.
-pub(crate) const PROTOCOL: u32 = 1;
+pub(crate) const PROTOCOL: u32 = 2;
 
 /// What the parent tells a new child, as the first frame.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ChildConfig {
+    /// The connection's nonce, first so that a child of another protocol
+    /// version can still read it (and answer with a hello naming its
+    /// version) when the rest does not decode.
+    pub nonce: String,
     pub context_id: u32,
     pub parent_ids: Vec<u32>,
     pub name: String,

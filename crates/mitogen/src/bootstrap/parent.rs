@@ -1,21 +1,33 @@
 //! The parent's half of the bootstrap: watch the new process's output for
-//! markers, upload the binary when asked, check the hello, send the config.
+//! markers, upload the binary when asked, send the config, check the hello.
+//!
+//! Prompts are looked for only on the terminal the program prompts on: the
+//! pseudo-terminal and stderr, and in `Tty` mode (where stdout *is* the
+//! terminal) stdout only until the first marker of the first stage. What
+//! the target prints on its stdout (a `.profile`, a banner) never makes us
+//! type a password.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use mitogen_wire::{Deframer, Header};
+use mitogen_wire::Header;
 
-use super::{ChildConfig, FAIL, HELLO, NEED, PROTOCOL};
+use super::{ChildConfig, EXEC, FAIL, HELLO, NEED, PROTOCOL};
 use crate::connect::prompt::Prompts;
 use crate::context::registry::table_hash;
 use crate::error::{Error, Result, StreamError, TimeoutError};
 use crate::sys;
 
 const KEEP_LINES: usize = 20;
+/// Bytes of unfinished line kept, and of text kept for prompt matching.
+const KEEP_BYTES: usize = 4096;
+/// A stdout line longer than this before the hello is cut to its last
+/// [`KEEP_BYTES`] (markers are short).
+const MAX_LINE: usize = 64 * 1024;
 
-/// The far side's output, kept for error messages.
+/// The far side's output, kept for error messages: the last
+/// [`KEEP_LINES`] lines and at most [`KEEP_BYTES`] of an unfinished one.
 #[derive(Default)]
 pub(crate) struct Output {
     lines: VecDeque<String>,
@@ -40,6 +52,7 @@ impl Output {
             let line: Vec<u8> = self.partial_err.drain(..=pos).collect();
             self.push_line(&line);
         }
+        keep_tail(&mut self.partial_err, KEEP_BYTES);
     }
 
     pub(crate) fn text(&self) -> String {
@@ -55,6 +68,13 @@ impl Output {
     }
 }
 
+/// Drop all but the last `keep` bytes of `v` once it holds more.
+fn keep_tail(v: &mut Vec<u8>, keep: usize) {
+    if v.len() > keep {
+        v.drain(..v.len() - keep);
+    }
+}
+
 /// Descriptors of a freshly started connection.
 pub(crate) struct Conversation<'a> {
     pub router: &'a crate::router::Router,
@@ -66,6 +86,12 @@ pub(crate) struct Conversation<'a> {
     /// A pseudo-terminal master to watch for prompts and type answers into,
     /// when the program's stdio is not the terminal itself.
     pub tty_fd: Option<RawFd>,
+    /// stdio is the terminal (`Tty` mode): prompts arrive on `read_fd`,
+    /// and are looked for there until the first first-stage marker.
+    pub stdio_is_tty: bool,
+    /// Send the configuration at once (the program is this binary itself),
+    /// not on the first stage's `MITOGEN-EXEC` marker.
+    pub config_first: bool,
     pub deadline: Instant,
     pub timeout: Duration,
 }
@@ -78,6 +104,33 @@ pub(crate) struct Handshake {
     pub binary_bytes: u64,
 }
 
+/// Where the conversation stands; one per [`Conversation::run`].
+#[derive(Default)]
+struct State {
+    /// Everything printed (stdout, stderr, terminal), for error messages.
+    out: Output,
+    /// What the program printed on its terminal, for `Prompts::on_exit`.
+    term: Output,
+    /// Terminal text since the last answer (at most [`KEEP_BYTES`]), for
+    /// `Prompts::on_output`.
+    pending: Vec<u8>,
+    /// Unfinished stdout line.
+    buf: Vec<u8>,
+    /// A first-stage marker has been seen: stdout is no longer a terminal
+    /// we answer prompts on.
+    marker_seen: bool,
+    config_sent: bool,
+    binary_bytes: u64,
+}
+
+impl State {
+    fn terminal(&mut self, bytes: &[u8]) {
+        self.term.push_stderr(bytes);
+        self.pending.extend_from_slice(bytes);
+        keep_tail(&mut self.pending, KEEP_BYTES);
+    }
+}
+
 impl Conversation<'_> {
     fn fail(&self, reason: String, output: &Output) -> Error {
         StreamError::Bootstrap {
@@ -88,19 +141,21 @@ impl Conversation<'_> {
         .into()
     }
 
-    /// Run the conversation until the child's hello, then send `config`.
-    /// `prompts` sees everything printed before the hello and may type
-    /// answers (passwords) or end the attempt with a precise error.
+    /// Run the conversation: send `config` (at once or on the first
+    /// stage's `MITOGEN-EXEC`), upload the binary if asked, and return once
+    /// the child's hello checks out. `prompts` sees what is printed on the
+    /// terminal and may type answers (passwords) or end the attempt with a
+    /// precise error.
     pub(crate) fn run(
         &self,
         config: &ChildConfig,
         prompts: &mut Option<Box<dyn Prompts>>,
     ) -> Result<Handshake> {
-        let mut out = Output::default();
-        let mut buf: Vec<u8> = Vec::new();
-        // Printed since the last answer, for the prompt matcher.
-        let mut pending = String::new();
-        let mut binary_bytes = 0u64;
+        let mut st = State::default();
+        if self.config_first {
+            self.send_config(config)?;
+            st.config_sent = true;
+        }
         let mut chunk = vec![0u8; 16 * 1024];
         let mut side = [self.stderr_fd, self.tty_fd];
         loop {
@@ -108,7 +163,7 @@ impl Conversation<'_> {
             let ready = sys::poll_many(&fds, self.deadline)
                 .map_err(|e| self.io("waiting for the child", e))?;
             if !ready.iter().any(|r| *r) {
-                return Err(self.timeout(&out));
+                return Err(self.timeout(&st.out));
             }
             for k in 0..2 {
                 if !ready[k + 1] {
@@ -116,8 +171,8 @@ impl Conversation<'_> {
                 }
                 match side[k].map(|fd| sys::read(fd, &mut chunk)) {
                     Some(Ok(n)) if n > 0 => {
-                        out.push_stderr(&chunk[..n]);
-                        pending.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                        st.out.push_stderr(&chunk[..n]);
+                        st.terminal(&chunk[..n]);
                     }
                     Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     _ => side[k] = None,
@@ -132,54 +187,96 @@ impl Conversation<'_> {
                     Err(e) => return Err(self.io("reading from the child", e)),
                 };
                 if n == 0 {
-                    self.drain_stderr(&mut out, &mut chunk);
-                    out.push_line(&buf);
-                    if let Some(e) = prompts.as_ref().and_then(|p| p.on_exit(&out.text())) {
+                    self.drain_stderr(&mut st, &mut chunk);
+                    st.out.push_line(&st.buf);
+                    if self.stdio_is_tty && !st.marker_seen {
+                        st.term.push_line(&st.buf);
+                    }
+                    if let Some(e) = prompts.as_ref().and_then(|p| p.on_exit(&st.term.text())) {
                         return Err(e);
                     }
                     return Err(self.fail(
                         "the connection closed before the child started".into(),
-                        &out,
+                        &st.out,
                     ));
                 }
-                buf.extend_from_slice(&chunk[..n]);
-                while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    let text = String::from_utf8_lossy(&line);
-                    let text = text.trim_end_matches(['\r', '\n']);
-                    match self.marker(text) {
-                        Some((NEED, rest)) => binary_bytes += self.upload(rest, &out)?,
-                        Some((FAIL, rest)) => {
-                            self.drain_stderr(&mut out, &mut chunk);
-                            return Err(self.fail(rest.to_string(), &out));
-                        }
-                        Some((HELLO, rest)) => {
-                            self.check_hello(rest, &out)?;
-                            self.send_config(config)?;
-                            return Ok(Handshake {
-                                leftover: buf,
-                                binary_bytes,
-                            });
-                        }
-                        _ => {
-                            out.push_line(&line);
-                            pending.push_str(&String::from_utf8_lossy(&line));
-                        }
-                    }
+                st.buf.extend_from_slice(&chunk[..n]);
+                if let Some(done) = self.lines(&mut st, config, &mut chunk)? {
+                    return Ok(done);
                 }
             }
             if let Some(p) = prompts.as_mut() {
                 // A prompt has no newline: include the unfinished line.
-                let probe = format!("{pending}{}", String::from_utf8_lossy(&buf));
+                let mut probe = String::from_utf8_lossy(&st.pending).into_owned();
+                if self.stdio_is_tty && !st.marker_seen {
+                    probe.push_str(&String::from_utf8_lossy(&st.buf));
+                }
                 if let Some(answer) = p.on_output(&probe)? {
                     let fd = self.tty_fd.unwrap_or(self.write_fd);
                     sys::write_all_blocking(fd, answer.as_bytes())
                         .map_err(|e| self.io("typing at a prompt", e))?;
-                    pending.clear();
-                    buf.clear();
+                    st.pending.clear();
+                    if self.stdio_is_tty && !st.marker_seen {
+                        st.buf.clear();
+                    }
                 }
             }
         }
+    }
+
+    /// Act on the complete stdout lines in `st.buf`; `Some` once the hello
+    /// checked out.
+    fn lines(
+        &self,
+        st: &mut State,
+        config: &ChildConfig,
+        chunk: &mut [u8],
+    ) -> Result<Option<Handshake>> {
+        while let Some(pos) = st.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = st.buf.drain(..=pos).collect();
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\r', '\n']);
+            match self.marker(text) {
+                Some((NEED, rest)) => {
+                    st.marker_seen = true;
+                    st.binary_bytes += self.upload(rest, &st.out)?;
+                }
+                Some((EXEC, _)) => {
+                    st.marker_seen = true;
+                    if !st.config_sent {
+                        self.send_config(config)?;
+                        st.config_sent = true;
+                    }
+                }
+                Some((FAIL, rest)) => {
+                    self.drain_stderr(st, chunk);
+                    return Err(self.fail(rest.to_string(), &st.out));
+                }
+                Some((HELLO, rest)) => {
+                    self.check_hello(rest, &st.out)?;
+                    if !st.config_sent {
+                        self.send_config(config)?;
+                    }
+                    return Ok(Some(Handshake {
+                        leftover: std::mem::take(&mut st.buf),
+                        binary_bytes: st.binary_bytes,
+                    }));
+                }
+                _ => {
+                    st.out.push_line(&line);
+                    if self.stdio_is_tty && !st.marker_seen {
+                        st.term.push_line(&line);
+                        st.pending.extend_from_slice(&line);
+                        keep_tail(&mut st.pending, KEEP_BYTES);
+                    }
+                }
+            }
+        }
+        // Noise without a newline: markers are short, keep only the end.
+        if st.buf.len() > MAX_LINE {
+            keep_tail(&mut st.buf, KEEP_BYTES);
+        }
+        Ok(None)
     }
 
     fn timeout(&self, out: &Output) -> Error {
@@ -197,11 +294,12 @@ impl Conversation<'_> {
         .into()
     }
 
-    fn drain_stderr(&self, out: &mut Output, chunk: &mut [u8]) {
+    fn drain_stderr(&self, st: &mut State, chunk: &mut [u8]) {
         for fd in [self.stderr_fd, self.tty_fd].into_iter().flatten() {
             let _ = sys::set_nonblocking(fd, true);
             while let Ok(n @ 1..) = sys::read(fd, chunk) {
-                out.push_stderr(&chunk[..n]);
+                st.out.push_stderr(&chunk[..n]);
+                st.term.push_stderr(&chunk[..n]);
             }
         }
     }
@@ -214,15 +312,16 @@ impl Conversation<'_> {
         .into()
     }
 
-    /// `Some((kind, rest))` when `line` is a marker carrying our nonce.
+    /// `Some((kind, rest))` when `line` is a marker carrying our nonce
+    /// (`<kind>:<nonce>` or `<kind>:<nonce>:<rest>`).
     fn marker<'l>(&self, line: &'l str) -> Option<(&'static str, &'l str)> {
-        for kind in [NEED, FAIL, HELLO] {
+        for kind in [NEED, EXEC, FAIL, HELLO] {
             if let Some(pos) = line.find(kind) {
                 let rest = &line[pos + kind.len()..];
                 if let Some(rest) = rest
                     .strip_prefix(':')
                     .and_then(|r| r.strip_prefix(self.nonce))
-                    .and_then(|r| r.strip_prefix(':'))
+                    .and_then(|r| r.strip_prefix(':').or(r.is_empty().then_some(r)))
                 {
                     return Some((kind, rest));
                 }
@@ -294,46 +393,28 @@ impl Conversation<'_> {
             length: body.len() as u32,
             ..Header::default()
         };
-        sys::write_all_blocking(self.write_fd, &header.to_bytes())
-            .and_then(|()| sys::write_all_blocking(self.write_fd, &body))
+        let mut frame = header.to_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        sys::write_all_blocking(self.write_fd, &frame)
             .map_err(|e| self.io("sending the child its configuration", e))
     }
 }
 
-/// Read the config frame a child expects first; bytes after it stay in the deframer.
-pub(crate) fn read_config(
-    fd: RawFd,
-    deadline: Instant,
-) -> std::result::Result<(ChildConfig, Deframer), String> {
-    let mut deframer = Deframer::new(mitogen_wire::DEFAULT_MAX_MESSAGE_SIZE);
-    loop {
-        match deframer.next_frame() {
-            Ok(Some(frame)) => {
-                let config = mitogen_wire::decode(&frame.body)
-                    .map_err(|e| format!("bad configuration frame: {e}"))?;
-                return Ok((config, deframer));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("bad configuration frame: {e}")),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_keeps_bounded_text() {
+        let mut out = Output::default();
+        for _ in 0..256 {
+            out.push_stderr(&[b'x'; 4096]);
         }
-        match sys::poll_readable(fd, deadline) {
-            Ok(true) => {}
-            Ok(false) => return Err("timed out waiting for the configuration frame".into()),
-            Err(e) => return Err(format!("poll failed: {e}")),
+        assert_eq!(out.partial_err.len(), KEEP_BYTES, "an endless line is cut");
+        for i in 0..100 {
+            out.push_stderr(format!("line {i}\n").as_bytes());
         }
-        let spare = deframer.spare(4096);
-        let len = spare.len();
-        match sys::read(fd, spare) {
-            Ok(0) => {
-                deframer.commit(len, 0);
-                return Err("the parent closed the stream before sending the configuration".into());
-            }
-            Ok(n) => deframer.commit(len, n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => deframer.commit(len, 0),
-            Err(e) => {
-                deframer.commit(len, 0);
-                return Err(format!("read failed: {e}"));
-            }
-        }
+        assert_eq!(out.lines.len(), KEEP_LINES);
+        assert!(out.text().ends_with("line 99"));
     }
 }

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use mitogen_wire::Deframer;
 
-use crate::bootstrap::first_stage::FirstStage;
+use crate::bootstrap::binary::Binary;
+use crate::bootstrap::child::NONCE_LEN;
+use crate::bootstrap::first_stage::{FirstStage, Known};
+use crate::bootstrap::forward::own_machines;
 use crate::bootstrap::parent::Conversation;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
 use crate::broker::{Fds, Stream};
@@ -114,16 +117,18 @@ impl Launch {
     }
 }
 
-fn nonce() -> String {
-    let mut bytes = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
+/// A fresh 128-bit nonce from the system's random source, as 32 lowercase
+/// hex digits. No fallback: a guessable nonce would let anyone who can
+/// write to the child's stdin configure it.
+fn nonce() -> Result<String> {
+    let mut bytes = [0u8; NONCE_LEN / 2];
+    std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_err()
-    {
-        let t = Instant::now().elapsed().as_nanos() as u64 ^ std::process::id() as u64;
-        bytes = t.to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+        .map_err(|e| StreamError::Io {
+            what: "reading /dev/urandom for a connection nonce".into(),
+            source: e,
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Start `launch`, bootstrap over its stdio, and register the new context.
@@ -133,21 +138,47 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         .name
         .clone()
         .unwrap_or_else(|| format!("{}.{id}", common.method));
-    let nonce = nonce();
+    let nonce = nonce()?;
+    // How long the child waits for its configuration frame.
+    let child_timeout_ms = common
+        .connect_timeout
+        .as_millis()
+        .clamp(1, u32::MAX as u128) as u64;
     let io = |what: &str, e| StreamError::Io {
         what: format!("{what} for {name}"),
         source: e,
     };
     let mut argv = launch.argv.clone();
     if launch.first_stage != FirstStageArg::None {
-        let binaries = router.known_binaries();
         let cache_dir = launch
             .cache_dir
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned());
+        if cache_dir.as_ref().is_some_and(|d| d.contains('\n')) {
+            return Err(StreamError::InvalidOptions(format!(
+                "cache_dir {cache_dir:?} must not contain a newline"
+            ))
+            .into());
+        }
+        let binaries = router.known_binaries();
+        // Our own binary is loaded already (its hash is in `binaries`).
+        let own_size = Binary::current().ok().map(|b| b.bytes.len() as u64);
+        let known: Vec<Known> = binaries
+            .iter()
+            .map(|(machines, sha256)| Known {
+                machines,
+                sha256,
+                size: if machines == own_machines() {
+                    own_size
+                } else {
+                    None
+                },
+            })
+            .collect();
         let stage = FirstStage {
-            binaries: &binaries,
+            binaries: &known,
             nonce: &nonce,
+            child_timeout_ms,
             name: &format!("mitogen:{name}"),
             cache_dir: cache_dir.as_deref(),
         };
@@ -159,7 +190,8 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     if launch.first_stage == FirstStageArg::None {
-        cmd.arg0(format!("mitogen:{name}")).env(CHILD_ENV, &nonce);
+        cmd.arg0(format!("mitogen:{name}"))
+            .env(CHILD_ENV, format!("{nonce}:{child_timeout_ms}"));
     }
     // `ours` carries the protocol; `tty` (hybrid) is watched for prompts;
     // `err_r` collects stderr.
@@ -210,6 +242,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     let pid = child.id();
 
     let config = ChildConfig {
+        nonce: nonce.clone(),
         context_id: id,
         parent_ids: std::iter::once(router.context_id())
             .chain(router.parent_ids())
@@ -228,6 +261,8 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         write_fd: ours.as_raw_fd(),
         stderr_fd: err_r.as_ref().map(|f| f.as_raw_fd()),
         tty_fd: tty.as_ref().map(|f| f.as_raw_fd()),
+        stdio_is_tty: launch.stdio == StdioMode::Tty,
+        config_first: launch.first_stage == FirstStageArg::None,
         deadline: Instant::now() + common.connect_timeout,
         timeout: common.connect_timeout,
     };
