@@ -143,11 +143,14 @@ fn dead_master_takes_children_along() {
     }
 }
 
+/// The nonce `raw_child` expects in its configuration frame.
+const RAW_NONCE: &str = "00112233445566778899aabbccddeeff";
+
 /// Start this test binary as a child context by hand, so the test controls
 /// every byte on its stdin.
 fn raw_child() -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .env("MITOGEN_CHILD", "rawnonce")
+        .env("MITOGEN_CHILD", format!("{RAW_NONCE}:10000"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -172,10 +175,6 @@ fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process:
 #[test]
 fn garbage_before_configuration_is_refused() {
     let mut child = raw_child();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut hello = String::new();
-    stdout.read_line(&mut hello).unwrap();
-    assert!(hello.starts_with("MITOGEN-HELLO:rawnonce:"), "{hello}");
     child
         .stdin
         .as_mut()
@@ -184,6 +183,14 @@ fn garbage_before_configuration_is_refused() {
         .unwrap();
     let status = wait_exit(&mut child, Duration::from_secs(10));
     assert!(!status.success());
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(out.is_empty(), "no hello before a configuration: {out}");
     let mut err = String::new();
     child
         .stderr
@@ -191,15 +198,12 @@ fn garbage_before_configuration_is_refused() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    assert!(err.contains("bad configuration frame"), "stderr: {err}");
+    assert!(err.contains("bad frame magic"), "stderr: {err}");
 }
 
 #[test]
 fn garbage_after_configuration_closes_the_child() {
     let mut child = raw_child();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut hello = String::new();
-    stdout.read_line(&mut hello).unwrap();
     // A valid configuration frame, as a parent would send.
     let config = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "print_config_frame", "--ignored", "--nocapture"])
@@ -217,6 +221,14 @@ fn garbage_after_configuration_closes_the_child() {
         .collect();
     let stdin = child.stdin.as_mut().unwrap();
     stdin.write_all(&bytes).unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut hello = String::new();
+    stdout.read_line(&mut hello).unwrap();
+    assert!(
+        hello.starts_with(&format!("MITOGEN-HELLO:{RAW_NONCE}:")),
+        "{hello}"
+    );
+    let stdin = child.stdin.as_mut().unwrap();
     stdin
         .write_all(b"this is not a frame at all, not even close....")
         .unwrap();
@@ -245,6 +257,7 @@ fn print_config_frame() {
     // Keep in step with bootstrap::ChildConfig (postcard, field order).
     #[derive(serde::Serialize)]
     struct Config {
+        nonce: String,
         context_id: u32,
         parent_ids: Vec<u32>,
         name: String,
@@ -254,6 +267,7 @@ fn print_config_frame() {
         shutdown_timeout_ms: u64,
     }
     let body = postcard::to_allocvec(&Config {
+        nonce: RAW_NONCE.into(),
         context_id: 9,
         parent_ids: vec![0],
         name: "raw".into(),

@@ -100,15 +100,19 @@ impl Router {
         store().fetches.load(Ordering::Relaxed)
     }
 
-    /// `(uname -m pattern, sha256)` of every binary this context can supply.
-    pub(crate) fn known_binaries(&self) -> Vec<(String, String)> {
+    /// `(uname -m pattern, sha256, size)` of every binary this context can supply.
+    pub(crate) fn known_binaries(&self) -> Vec<(String, String, u64)> {
         let mut v = Vec::new();
         if let Ok(own) = Binary::current() {
-            v.push((own_machines().to_string(), own.sha256.clone()));
+            v.push((
+                own_machines().to_string(),
+                own.sha256.clone(),
+                own.bytes.len() as u64,
+            ));
         }
         for (m, b) in lock(&store().binaries).iter() {
             if !is_own_machine(m) {
-                v.push((m.clone(), b.sha256.clone()));
+                v.push((m.clone(), b.sha256.clone(), b.bytes.len() as u64));
             }
         }
         v

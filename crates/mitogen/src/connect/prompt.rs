@@ -76,8 +76,10 @@ pub(crate) fn scrub(password: Option<&Password>, output: &str) -> String {
 
 /// What a method does with the program's output.
 pub(crate) trait Prompts: Send {
-    /// `text` is everything printed since the last answer (terminal,
-    /// stderr and non-marker stdout). Return what to type, if anything.
+    /// `text` is what the program printed on the terminal it prompts on and
+    /// on stderr since the last answer (the last few KiB); never the
+    /// target's stdout, except in Tty mode before the first first-stage
+    /// marker, where stdout is that terminal. Return what to type, if anything.
     ///
     /// # Errors
     /// A precise error (wrong password, refused) that ends the attempt.

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 
 use mitogen_wire::Deframer;
 
-use crate::bootstrap::binary::Binary;
 use crate::bootstrap::child::NONCE_LEN;
 use crate::bootstrap::first_stage::{FirstStage, Known};
-use crate::bootstrap::forward::own_machines;
 use crate::bootstrap::parent::Conversation;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
 use crate::broker::{Fds, Stream};
@@ -161,18 +159,12 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             .into());
         }
         let binaries = router.known_binaries();
-        // Our own binary is loaded already (its hash is in `binaries`).
-        let own_size = Binary::current().ok().map(|b| b.bytes.len() as u64);
         let known: Vec<Known> = binaries
             .iter()
-            .map(|(machines, sha256)| Known {
+            .map(|(machines, sha256, size)| Known {
                 machines,
                 sha256,
-                size: if machines == own_machines() {
-                    own_size
-                } else {
-                    None
-                },
+                size: Some(*size),
             })
             .collect();
         let stage = FirstStage {
