@@ -213,7 +213,7 @@ impl Conversation<'_> {
                 }
                 if let Some(answer) = p.on_output(&probe)? {
                     let fd = self.tty_fd.unwrap_or(self.write_fd);
-                    sys::write_all_blocking(fd, answer.as_bytes())
+                    sys::write_all_blocking(fd, answer.expose().as_bytes())
                         .map_err(|e| self.io("typing at a prompt", e))?;
                     st.pending.clear();
                     if self.stdio_is_tty && !st.marker_seen {

@@ -74,6 +74,35 @@ pub(crate) fn scrub(password: Option<&Password>, output: &str) -> String {
     password.map_or_else(|| output.to_string(), |p| p.redact(output))
 }
 
+/// `e` with the program output it quotes passed through `p.scrub`, so a
+/// password the far side echoed never reaches an error text.
+pub(crate) fn scrub_error(e: Error, p: &dyn Prompts) -> Error {
+    use crate::error::{StreamError, TimeoutError};
+    match e {
+        Error::Stream(StreamError::Bootstrap {
+            name,
+            reason,
+            output,
+        }) => StreamError::Bootstrap {
+            name,
+            reason: p.scrub(&reason),
+            output: p.scrub(&output),
+        }
+        .into(),
+        Error::Stream(StreamError::VersionSkew { name, detail }) => StreamError::VersionSkew {
+            name,
+            detail: p.scrub(&detail),
+        }
+        .into(),
+        Error::Timeout(TimeoutError { waited, what }) => TimeoutError {
+            waited,
+            what: p.scrub(&what),
+        }
+        .into(),
+        other => other,
+    }
+}
+
 /// What a method does with the program's output.
 pub(crate) trait Prompts: Send {
     /// `text` is what the program printed on the terminal it prompts on and
@@ -83,11 +112,17 @@ pub(crate) trait Prompts: Send {
     ///
     /// # Errors
     /// A precise error (wrong password, refused) that ends the attempt.
-    fn on_output(&mut self, text: &str) -> Result<Option<String>, Error>;
+    fn on_output(&mut self, text: &str) -> Result<Option<Password>, Error>;
 
     /// The program ended before the child said hello: the most precise
     /// error its `output` allows, or `None` for the generic one.
     fn on_exit(&self, output: &str) -> Option<Error>;
+
+    /// `text` (program output quoted in an error) with any secret this
+    /// dialogue knows redacted.
+    fn scrub(&self, text: &str) -> String {
+        text.to_string()
+    }
 }
 
 /// Words for "password" in the prompts of common translations.
@@ -179,7 +214,7 @@ impl PasswordDialogue {
 }
 
 impl Prompts for PasswordDialogue {
-    fn on_output(&mut self, text: &str) -> Result<Option<String>, Error> {
+    fn on_output(&mut self, text: &str) -> Result<Option<Password>, Error> {
         let lower = text.to_lowercase();
         if self.typed && self.incorrect_in(&lower) {
             return Err(self.error(
@@ -219,9 +254,13 @@ impl Prompts for PasswordDialogue {
             )),
             Some(p) => {
                 self.typed = true;
-                Ok(Some(format!("{}\n", p.expose())))
+                Ok(Some(Password(format!("{}\n", p.expose()))))
             }
         }
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        scrub(self.password.as_ref(), text)
     }
 
     fn on_exit(&self, output: &str) -> Option<Error> {
@@ -268,6 +307,26 @@ mod tests {
             e.to_string().contains("incorrect password for user bob"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn l8_echoed_password_is_scrubbed_from_bootstrap_errors() {
+        let d = PasswordDialogue::new(
+            "su",
+            "bob",
+            Some("hunter2".into()),
+            &["password:"],
+            &[] as &[&str],
+            &[],
+        );
+        let e = crate::error::StreamError::Bootstrap {
+            name: "su.bob".into(),
+            reason: "the connection closed before the child started".into(),
+            output: "Password: hunter2\nsh: hunter2: not found".into(),
+        };
+        let text = format!("{:?}", scrub_error(e.into(), &d));
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("<redacted>: not found"), "{text}");
     }
 
     #[test]

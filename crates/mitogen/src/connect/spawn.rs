@@ -16,7 +16,7 @@ use crate::bootstrap::first_stage::{FirstStage, Known};
 use crate::bootstrap::parent::Conversation;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
 use crate::broker::{Fds, Stream};
-use crate::connect::prompt::Prompts;
+use crate::connect::prompt::{scrub_error, Prompts};
 use crate::connect::LocalOptions;
 use crate::context::Context;
 use crate::error::{Result, StreamError};
@@ -264,7 +264,10 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(e);
+            return Err(match &prompts {
+                Some(p) => scrub_error(e, p.as_ref()),
+                None => e,
+            });
         }
     };
     router

@@ -264,7 +264,7 @@ impl SshPrompts {
 }
 
 impl Prompts for SshPrompts {
-    fn on_output(&mut self, text: &str) -> Result<Option<String>, Error> {
+    fn on_output(&mut self, text: &str) -> Result<Option<Password>, Error> {
         if let Some(e) = self.host_key_error(text) {
             return Err(e);
         }
@@ -278,12 +278,16 @@ impl Prompts for SshPrompts {
             }
             (Some(p), false) => {
                 self.typed = true;
-                Ok(Some(format!("{}\n", p.expose())))
+                Ok(Some(Password::from(format!("{}\n", p.expose()))))
             }
         }
     }
 
     /// ssh's last words, in its own terms: see `ssh(1)` and sshd's messages.
+    fn scrub(&self, text: &str) -> String {
+        scrub(self.password.as_ref(), text)
+    }
+
     fn on_exit(&self, output: &str) -> Option<Error> {
         if let Some(e) = self.host_key_error(output) {
             return Some(e);
