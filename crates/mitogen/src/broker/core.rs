@@ -837,3 +837,50 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-text panic payload".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Feed `input` in one piece; return the lines forwarded and what is kept.
+    fn lines_of(input: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let mut on_line: LineFn = Box::new(move |l| s2.lock().unwrap().push(l.unwrap().to_vec()));
+        let mut buf = input.to_vec();
+        forward_lines(&mut buf, &mut on_line);
+        let lines = seen.lock().unwrap().clone();
+        (lines, buf)
+    }
+
+    #[test]
+    fn lines_are_split_and_the_rest_kept() {
+        let (lines, rest) = lines_of(b"one\ntwo\n\nthr");
+        assert_eq!(lines, [&b"one"[..], b"two", b""]);
+        assert_eq!(rest, b"thr");
+    }
+
+    #[test]
+    fn long_lines_are_cut_at_max_line() {
+        let mut input = vec![b'a'; 2 * MAX_LINE + 10];
+        input.push(b'\n');
+        let (lines, rest) = lines_of(&input);
+        let lens: Vec<usize> = lines.iter().map(Vec::len).collect();
+        assert_eq!(lens, [MAX_LINE, MAX_LINE, 10]);
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_line_of_exactly_max_line_is_not_followed_by_an_empty_one() {
+        let mut input = vec![b'a'; MAX_LINE];
+        input.extend_from_slice(b"\nb");
+        let (lines, rest) = lines_of(&input);
+        assert_eq!(lines, [vec![b'a'; MAX_LINE]]);
+        assert_eq!(rest, b"b");
+        // Unfinished and not yet too long: kept whole.
+        let (lines, rest) = lines_of(&vec![b'a'; MAX_LINE]);
+        assert!(lines.is_empty());
+        assert_eq!(rest.len(), MAX_LINE);
+    }
+}
