@@ -92,7 +92,9 @@ enum Escalation {
 
 /// What one `read` of a stream brought.
 enum ReadStep {
-    Data(usize),
+    /// `n` bytes; `short` when fewer than asked for (the descriptor was
+    /// emptied).
+    Data { n: usize, short: bool },
     /// Nothing more to read for now.
     Drained,
     /// The stream is over; the reason.
@@ -256,12 +258,16 @@ impl Core {
     }
 
     /// Read what a stream has, up to [`READ_BUDGET`] bytes and
-    /// [`FRAME_BUDGET`] frames, handing over frames as they complete. Reads
-    /// until `WouldBlock` or end of file: with edge-triggered polling, an
-    /// end of file that arrived with the last data is reported once,
-    /// together with it. When a budget runs out the stream is read again
-    /// next turn (no new edge would come).
-    fn read_stream(&mut self, token: usize) {
+    /// [`FRAME_BUDGET`] frames, handing over frames as they complete. When a
+    /// budget runs out the stream is read again next turn: no new edge
+    /// would report the bytes left.
+    ///
+    /// A short read ends the turn (the socket was empty: anything arriving
+    /// later makes a new edge) unless `to_the_end`: then reading goes on to
+    /// `WouldBlock` or end of file. Callers ask for that when the event said
+    /// the peer closed (an end of file that came with the last data is
+    /// reported once, together with it) and when re-reading.
+    fn read_stream(&mut self, token: usize, to_the_end: bool) {
         let mut bytes = READ_BUDGET;
         let mut frames = FRAME_BUDGET;
         loop {
@@ -275,12 +281,12 @@ impl Core {
                 return;
             };
             match step {
-                ReadStep::Data(n) if n >= bytes => {
+                ReadStep::Data { n, .. } if n >= bytes => {
                     self.read_again.push(token);
                     return;
                 }
-                ReadStep::Data(n) => bytes -= n,
-                ReadStep::Drained => {
+                ReadStep::Data { n, short } if to_the_end || !short => bytes -= n,
+                ReadStep::Data { .. } | ReadStep::Drained => {
                     if !self.drain_frames(token, &mut frames) {
                         self.read_again.push(token);
                     }
@@ -316,7 +322,7 @@ impl Core {
             Ok(0) => ReadStep::Closed("end of file".into()),
             Ok(n) => {
                 stream.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                ReadStep::Data(n)
+                ReadStep::Data { n, short: n < len }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadStep::Drained,
             // A pseudo-terminal master reads EIO once the child is gone.
@@ -734,7 +740,8 @@ impl Core {
                         self.flush(token.0);
                     }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        self.read_stream(token.0);
+                        let closed = ev.is_read_closed() || ev.is_error();
+                        self.read_stream(token.0, closed);
                     }
                 }
                 Some(Entry::WriteSide { stream_token }) => {
@@ -753,7 +760,7 @@ impl Core {
         // Then the descriptors left with unread bytes last turn.
         for token in again {
             match self.entries.get(&token) {
-                Some(Entry::Stream { .. }) => self.read_stream(token),
+                Some(Entry::Stream { .. }) => self.read_stream(token, true),
                 Some(Entry::Lines { .. }) => self.read_lines(token),
                 _ => {}
             }
