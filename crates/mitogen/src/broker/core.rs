@@ -611,17 +611,18 @@ impl Core {
                 _ => None,
             })
             .collect();
+        // Streams first, at every step: one may have been added since.
+        let streams: Vec<usize> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Stream { .. }))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in streams {
+            self.disconnect(t, "broker shutdown timed out");
+        }
         match self.escalation {
             Escalation::Grace => {
-                let streams: Vec<usize> = self
-                    .entries
-                    .iter()
-                    .filter(|(_, e)| matches!(e, Entry::Stream { .. }))
-                    .map(|(t, _)| *t)
-                    .collect();
-                for t in streams {
-                    self.disconnect(t, "broker shutdown timed out");
-                }
                 for (_, pid) in pids {
                     tracing::warn!("child {pid} still running at shutdown: sending SIGTERM");
                     let _ = sys::kill(pid, libc::SIGTERM);
