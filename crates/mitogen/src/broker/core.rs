@@ -590,6 +590,14 @@ impl Core {
         }
     }
 
+    fn stream_tokens(&self) -> Vec<usize> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Stream { .. }))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
     fn may_exit(&self) -> bool {
         self.shutdown_deadline.is_some()
             && !self
@@ -612,12 +620,7 @@ impl Core {
             })
             .collect();
         // Streams first, at every step: one may have been added since.
-        let streams: Vec<usize> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| matches!(e, Entry::Stream { .. }))
-            .map(|(t, _)| *t)
-            .collect();
+        let streams = self.stream_tokens();
         for t in streams {
             self.disconnect(t, "broker shutdown timed out");
         }
@@ -778,12 +781,7 @@ impl Core {
                 reap_later(*pid);
             }
         }
-        let streams: Vec<usize> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| matches!(e, Entry::Stream { .. }))
-            .map(|(t, _)| *t)
-            .collect();
+        let streams = self.stream_tokens();
         for t in streams {
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.disconnect(t, reason))) {
                 tracing::error!("panic while closing a stream: {}", panic_text(p.as_ref()));
