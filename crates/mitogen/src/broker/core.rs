@@ -4,6 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +18,23 @@ use super::{lock, Broker, Deferred, Stream, StreamEvents, Timer, STOPPED, WAKER}
 use crate::message::Message;
 use crate::sys;
 
-/// Grace between SIGTERM and SIGKILL.
+/// Grace between SIGTERM and SIGKILL, and after SIGKILL before a child is
+/// left to the background reaper.
 const KILL_GRACE: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 64 * 1024;
+/// Most bytes read from one descriptor per wake-up. What is left is read on
+/// the next turn of the loop, after every other ready descriptor, timer and
+/// deferred closure has had its turn, so one busy peer cannot starve the rest.
+const READ_BUDGET: usize = 1 << 20;
+/// Most frames handed over from one stream per wake-up: a flood of small
+/// frames costs more to dispatch than to read.
+const FRAME_BUDGET: usize = 256;
+/// Most bytes of a child's output read per wake-up: each line is logged on
+/// this thread.
+const LINES_BUDGET: usize = 128 * 1024;
+/// Longest line of a child's output forwarded whole: longer ones are cut
+/// into pieces of this size, so an endless line costs bounded memory.
+const MAX_LINE: usize = 64 * 1024;
 
 type LineFn = Box<dyn FnMut(Option<&[u8]>) + Send>;
 type ExitFn = Box<dyn FnOnce(i32) + Send>;
@@ -56,7 +71,34 @@ pub(crate) struct Core {
     timer_fns: HashMap<u64, (Timer, Deferred)>,
     next_timer: u64,
     shutdown_deadline: Option<Instant>,
-    killed: bool,
+    /// How far a timed-out shutdown has escalated.
+    escalation: Escalation,
+    /// Descriptors whose read budget ran out while more may be waiting:
+    /// edge-triggered polling reports them no more, so they are read again
+    /// on the next turn.
+    read_again: Vec<usize>,
+}
+
+/// Steps of a shutdown that ran out of time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escalation {
+    /// Streams are still closing gracefully.
+    Grace,
+    /// Streams dropped, children sent SIGTERM.
+    Terminated,
+    /// Children sent SIGKILL.
+    Killed,
+}
+
+/// What one `read` of a stream brought.
+enum ReadStep {
+    /// `n` bytes; `short` when fewer than asked for (the descriptor was
+    /// emptied).
+    Data { n: usize, short: bool },
+    /// Nothing more to read for now.
+    Drained,
+    /// The stream is over; the reason.
+    Closed(String),
 }
 
 impl Core {
@@ -69,7 +111,8 @@ impl Core {
             timer_fns: HashMap::new(),
             next_timer: 0,
             shutdown_deadline: None,
-            killed: false,
+            escalation: Escalation::Grace,
+            read_again: Vec::new(),
         }
     }
 
@@ -128,7 +171,10 @@ impl Core {
         );
         self.update_alive();
         // Bytes buffered during the bootstrap may already hold whole frames.
-        self.drain_frames(token);
+        let mut frames = FRAME_BUDGET;
+        if !self.drain_frames(token, &mut frames) {
+            self.read_again.push(token);
+        }
         if self.shutdown_deadline.is_some() && !stream.begin_close() {
             self.disconnect(token, "broker shutdown");
         }
@@ -211,57 +257,85 @@ impl Core {
         }
     }
 
-    fn read_stream(&mut self, token: usize) {
-        let reason = {
-            let Some(Entry::Stream {
-                stream,
-                fd,
-                deframer,
-                ..
-            }) = self.entries.get_mut(&token)
-            else {
+    /// Read what a stream has, up to [`READ_BUDGET`] bytes and
+    /// [`FRAME_BUDGET`] frames, handing over frames as they complete. When a
+    /// budget runs out the stream is read again next turn: no new edge
+    /// would report the bytes left.
+    ///
+    /// A short read ends the turn (the socket was empty: anything arriving
+    /// later makes a new edge) unless `to_the_end`: then reading goes on to
+    /// `WouldBlock` or end of file. Callers ask for that when the event said
+    /// the peer closed (an end of file that came with the last data is
+    /// reported once, together with it) and when re-reading.
+    fn read_stream(&mut self, token: usize, to_the_end: bool) {
+        let mut bytes = READ_BUDGET;
+        let mut frames = FRAME_BUDGET;
+        loop {
+            // Frames left from last turn go first, so at most one read's
+            // worth waits in the deframer.
+            if !self.drain_frames(token, &mut frames) {
+                self.read_again.push(token);
+                return;
+            }
+            let Some(step) = self.read_once(token) else {
                 return;
             };
-            loop {
-                let spare = deframer.spare(READ_CHUNK);
-                let len = spare.len();
-                match sys::read(*fd, spare) {
-                    Ok(0) => {
-                        deframer.commit(len, 0);
-                        break Some("end of file".to_string());
+            match step {
+                ReadStep::Data { n, .. } if n >= bytes => {
+                    self.read_again.push(token);
+                    return;
+                }
+                ReadStep::Data { n, short } if to_the_end || !short => bytes -= n,
+                ReadStep::Data { .. } | ReadStep::Drained => {
+                    if !self.drain_frames(token, &mut frames) {
+                        self.read_again.push(token);
                     }
-                    Ok(n) => {
-                        deframer.commit(len, n);
-                        stream.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                        if n < len {
-                            break None;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        deframer.commit(len, 0);
-                        break None;
-                    }
-                    // A pseudo-terminal master reads EIO once the child is gone.
-                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
-                        deframer.commit(len, 0);
-                        break Some("end of file".to_string());
-                    }
-                    Err(e) => {
-                        deframer.commit(len, 0);
-                        break Some(format!("read failed: {e}"));
-                    }
+                    return;
+                }
+                ReadStep::Closed(reason) => {
+                    // Deliver what arrived before the end of file.
+                    let mut unbounded = usize::MAX;
+                    self.drain_frames(token, &mut unbounded);
+                    self.disconnect(token, &reason);
+                    return;
                 }
             }
-        };
-        // Deliver what arrived before any end-of-file.
-        self.drain_frames(token);
-        if let Some(reason) = reason {
-            self.disconnect(token, &reason);
         }
     }
 
-    fn drain_frames(&mut self, token: usize) {
+    /// One `read` into the stream's deframer; `None` if it is gone.
+    fn read_once(&mut self, token: usize) -> Option<ReadStep> {
+        let Some(Entry::Stream {
+            stream,
+            fd,
+            deframer,
+            ..
+        }) = self.entries.get_mut(&token)
+        else {
+            return None;
+        };
+        let spare = deframer.spare(READ_CHUNK);
+        let len = spare.len();
+        let res = sys::read(*fd, spare);
+        deframer.commit(len, *res.as_ref().unwrap_or(&0));
+        Some(match res {
+            Ok(0) => ReadStep::Closed("end of file".into()),
+            Ok(n) => {
+                stream.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                ReadStep::Data { n, short: n < len }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadStep::Drained,
+            // A pseudo-terminal master reads EIO once the child is gone.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => ReadStep::Closed("end of file".into()),
+            Err(e) => ReadStep::Closed(format!("read failed: {e}")),
+        })
+    }
+
+    /// Hand over the stream's complete frames, at most `budget` of them
+    /// (counted down); `false` when the budget ran out first.
+    fn drain_frames(&mut self, token: usize, budget: &mut usize) -> bool {
         let mut failure = None;
+        let mut done = true;
         if let Some(Entry::Stream {
             stream,
             deframer,
@@ -270,8 +344,15 @@ impl Core {
         }) = self.entries.get_mut(&token)
         {
             loop {
+                if *budget == 0 {
+                    done = false;
+                    break;
+                }
                 match deframer.next_frame() {
-                    Ok(Some(frame)) => events.on_message(stream, Message::from_frame(frame)),
+                    Ok(Some(frame)) => {
+                        *budget -= 1;
+                        events.on_message(stream, Message::from_frame(frame));
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         failure = Some(format!("corrupt stream from {}: {e}", stream.name));
@@ -284,6 +365,7 @@ impl Core {
             tracing::error!("{reason}; closing it");
             self.disconnect(token, &reason);
         }
+        done
     }
 
     /// Close a stream now and tell its owner why.
@@ -340,25 +422,30 @@ impl Core {
         }
     }
 
+    /// Forward the complete lines `fd` has, cutting any longer than
+    /// [`MAX_LINE`], up to [`LINES_BUDGET`] bytes per wake-up.
     fn read_lines(&mut self, token: usize) {
         let Some(Entry::Lines { fd, buf, on_line }) = self.entries.get_mut(&token) else {
             return;
         };
-        let mut chunk = [0u8; 4096];
+        let mut chunk = [0u8; 16 * 1024];
+        let mut budget = LINES_BUDGET;
         let eof = loop {
             match sys::read(fd.as_raw_fd(), &mut chunk) {
                 Ok(0) => break true,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    forward_lines(buf, on_line);
+                    if n >= budget {
+                        self.read_again.push(token);
+                        return;
+                    }
+                    budget -= n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(_) => break true,
             }
         };
-        let mut start = 0;
-        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            on_line(Some(&buf[start..start + pos]));
-            start += pos + 1;
-        }
-        buf.drain(..start);
         if eof {
             if !buf.is_empty() {
                 on_line(Some(buf));
@@ -503,6 +590,14 @@ impl Core {
         }
     }
 
+    fn stream_tokens(&self) -> Vec<usize> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Stream { .. }))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
     fn may_exit(&self) -> bool {
         self.shutdown_deadline.is_some()
             && !self
@@ -511,54 +606,59 @@ impl Core {
                 .any(|e| matches!(e, Entry::Stream { .. } | Entry::Child { .. }))
     }
 
-    /// Grace is over: drop streams, then SIGTERM and later SIGKILL children.
+    /// Time is up for the current step of shutdown: drop streams and send
+    /// children SIGTERM, then SIGKILL, then leave any child that still has
+    /// not been reaped (stuck in the kernel) to a background reaper. Each
+    /// step waits [`KILL_GRACE`] for the pidfds to report the exits.
     fn force_shutdown(&mut self) {
-        let streams: Vec<usize> = self
+        let pids: Vec<(usize, u32)> = self
             .entries
             .iter()
-            .filter(|(_, e)| matches!(e, Entry::Stream { .. }))
-            .map(|(t, _)| *t)
-            .collect();
-        for t in streams {
-            self.disconnect(t, "broker shutdown timed out");
-        }
-        let pids: Vec<u32> = self
-            .entries
-            .values()
-            .filter_map(|e| match e {
-                Entry::Child { pid, .. } => Some(*pid),
+            .filter_map(|(t, e)| match e {
+                Entry::Child { pid, .. } => Some((*t, *pid)),
                 _ => None,
             })
             .collect();
-        let signal = if self.killed {
-            libc::SIGKILL
-        } else {
-            libc::SIGTERM
-        };
-        for pid in pids {
-            tracing::warn!("child {pid} still running at shutdown: sending signal {signal}");
-            let _ = sys::kill(pid, signal);
+        // Streams first, at every step: one may have been added since.
+        let streams = self.stream_tokens();
+        for t in streams {
+            self.disconnect(t, "broker shutdown timed out");
         }
-        if self.killed {
-            // SIGKILL cannot be ignored: wait for each one.
-            let tokens: Vec<usize> = self.entries.keys().copied().collect();
-            for t in tokens {
-                if let Some(Entry::Child { pid, .. }) = self.entries.get(&t) {
-                    let pid = *pid;
-                    let deadline = Instant::now() + KILL_GRACE;
-                    while Instant::now() < deadline && !matches!(sys::reap(pid), Ok(Some(_))) {
-                        std::thread::yield_now();
-                    }
-                    if let Some(Entry::Child {
-                        on_exit: Some(f), ..
-                    }) = self.entries.remove(&t)
-                    {
-                        f(libc::SIGKILL);
+        match self.escalation {
+            Escalation::Grace => {
+                for (_, pid) in pids {
+                    tracing::warn!("child {pid} still running at shutdown: sending SIGTERM");
+                    let _ = sys::kill(pid, libc::SIGTERM);
+                }
+                self.escalation = Escalation::Terminated;
+            }
+            Escalation::Terminated => {
+                for (_, pid) in pids {
+                    tracing::warn!("child {pid} ignored SIGTERM at shutdown: sending SIGKILL");
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                }
+                self.escalation = Escalation::Killed;
+            }
+            Escalation::Killed => {
+                for (t, pid) in pids {
+                    tracing::warn!(
+                        "child {pid} not reaped {KILL_GRACE:?} after SIGKILL: \
+                         leaving it to a background reaper"
+                    );
+                    if let Some(Entry::Child { pidfd, on_exit, .. }) = self.entries.remove(&t) {
+                        let _ = self
+                            .poll
+                            .registry()
+                            .deregister(&mut SourceFd(&pidfd.as_raw_fd()));
+                        reap_later(pid);
+                        if let Some(f) = on_exit {
+                            f(libc::SIGKILL);
+                        }
                     }
                 }
+                self.update_alive();
             }
         }
-        self.killed = true;
         self.shutdown_deadline = Some(Instant::now() + KILL_GRACE);
     }
 
@@ -576,83 +676,217 @@ impl Core {
         }
     }
 
+    /// The event loop. A panic anywhere in it (a handler, a timer or
+    /// deferred closure, a log subscriber) is logged and stops the broker as
+    /// a normal exit would: every stream is closed, so every waiter gets a
+    /// dead message naming the panic, and `join` returns.
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(256);
-        loop {
-            self.broker
-                .shared
-                .wake_pending
-                .store(false, Ordering::Release);
-            self.run_deferred();
-            self.run_timers();
-            if self.may_exit() {
-                break;
-            }
-            let now = Instant::now();
-            if let Some(deadline) = self.shutdown_deadline {
-                if now >= deadline {
-                    if self.killed && self.may_exit() {
-                        break;
-                    }
-                    self.force_shutdown();
-                    continue;
+        let reason = loop {
+            match panic::catch_unwind(AssertUnwindSafe(|| self.turn(&mut events))) {
+                Ok(true) => {}
+                Ok(false) => break "broker stopped".to_string(),
+                Err(payload) => {
+                    let what = panic_text(payload.as_ref());
+                    tracing::error!("broker thread panicked: {what}; closing every stream");
+                    break format!("broker thread panicked: {what}");
                 }
             }
-            let next = self
-                .timers
+        };
+        self.finish(&reason);
+    }
+
+    /// One turn of the loop; `false` when the broker is done.
+    fn turn(&mut self, events: &mut Events) -> bool {
+        self.broker
+            .shared
+            .wake_pending
+            .store(false, Ordering::Release);
+        self.run_deferred();
+        self.run_timers();
+        if self.may_exit() {
+            return false;
+        }
+        let now = Instant::now();
+        if self.shutdown_deadline.is_some_and(|d| now >= d) {
+            self.force_shutdown();
+            return true;
+        }
+        // Work queued on this thread (by a timer, say) or reads cut short by
+        // their budget must not wait for an unrelated event.
+        let busy = !self.read_again.is_empty() || !lock(&self.broker.shared.queue).is_empty();
+        let timeout = if busy {
+            Some(Duration::ZERO)
+        } else {
+            self.timers
                 .peek()
                 .map(|Reverse((at, _))| *at)
                 .into_iter()
                 .chain(self.shutdown_deadline)
-                .min();
-            let timeout = next.map(|at| at.saturating_duration_since(now));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!("broker poll failed: {e}");
-                    break;
-                }
-            }
-            for ev in events.iter() {
-                let token = ev.token();
-                if token == WAKER {
-                    continue;
-                }
-                match self.entries.get(&token.0) {
-                    Some(Entry::Stream { .. }) => {
-                        if ev.is_writable() {
-                            self.flush(token.0);
-                        }
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read_stream(token.0);
-                        }
-                    }
-                    Some(Entry::WriteSide { stream_token }) => {
-                        let st = *stream_token;
-                        if ev.is_error() || ev.is_write_closed() {
-                            self.disconnect(st, "peer closed its input");
-                        } else {
-                            self.flush(st);
-                        }
-                    }
-                    Some(Entry::Lines { .. }) => self.read_lines(token.0),
-                    Some(Entry::Child { .. }) => self.reap(token.0),
-                    None => {}
-                }
+                .min()
+                .map(|at| at.saturating_duration_since(now))
+        };
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!("broker poll failed: {e}");
+                return false;
             }
         }
-        self.finish();
+        let again = std::mem::take(&mut self.read_again);
+        for ev in events.iter() {
+            let token = ev.token();
+            if token == WAKER {
+                continue;
+            }
+            match self.entries.get(&token.0) {
+                Some(Entry::Stream { .. }) => {
+                    if ev.is_writable() {
+                        self.flush(token.0);
+                    }
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        let closed = ev.is_read_closed() || ev.is_error();
+                        self.read_stream(token.0, closed);
+                    }
+                }
+                Some(Entry::WriteSide { stream_token }) => {
+                    let st = *stream_token;
+                    if ev.is_error() || ev.is_write_closed() {
+                        self.disconnect(st, "peer closed its input");
+                    } else {
+                        self.flush(st);
+                    }
+                }
+                Some(Entry::Lines { .. }) => self.read_lines(token.0),
+                Some(Entry::Child { .. }) => self.reap(token.0),
+                None => {}
+            }
+        }
+        // Then the descriptors left with unread bytes last turn.
+        for token in again {
+            match self.entries.get(&token) {
+                Some(Entry::Stream { .. }) => self.read_stream(token, true),
+                Some(Entry::Lines { .. }) => self.read_lines(token),
+                _ => {}
+            }
+        }
+        true
     }
 
-    fn finish(&mut self) {
-        let tokens: Vec<usize> = self.entries.keys().copied().collect();
-        for t in tokens {
-            self.disconnect(t, "broker stopped");
+    /// Close every stream with `reason` and mark the broker stopped. A
+    /// panic in a disconnect callback does not stop the rest.
+    fn finish(&mut self, reason: &str) {
+        // Children not reaped yet (after a panic) still get reaped.
+        for e in self.entries.values() {
+            if let Entry::Child { pid, .. } = e {
+                reap_later(*pid);
+            }
+        }
+        let streams = self.stream_tokens();
+        for t in streams {
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.disconnect(t, reason))) {
+                tracing::error!("panic while closing a stream: {}", panic_text(p.as_ref()));
+            }
         }
         self.entries.clear();
         self.update_alive();
         self.broker.shared.state.store(STOPPED, Ordering::Release);
         // Drop work nobody will run (wakes defer_sync waiters).
-        drop(std::mem::take(&mut *lock(&self.broker.shared.queue)));
+        let dropped = std::mem::take(&mut *lock(&self.broker.shared.queue));
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(dropped)));
         self.broker.shared.stopped.close();
+    }
+}
+
+/// Hand each complete line of `buf` to `on_line`, cutting lines longer than
+/// [`MAX_LINE`] into pieces; keep the unfinished rest in `buf`.
+fn forward_lines(buf: &mut Vec<u8>, on_line: &mut LineFn) {
+    let mut start = 0;
+    loop {
+        let rest = &buf[start..];
+        // A newline right after MAX_LINE bytes still ends that line.
+        let window = &rest[..rest.len().min(MAX_LINE + 1)];
+        if let Some(pos) = window.iter().position(|&b| b == b'\n') {
+            on_line(Some(&rest[..pos]));
+            start += pos + 1;
+        } else if rest.len() > MAX_LINE {
+            on_line(Some(&rest[..MAX_LINE]));
+            start += MAX_LINE;
+        } else {
+            break;
+        }
+    }
+    buf.drain(..start);
+}
+
+/// Reap `pid` from a background thread whenever it finally exits: it
+/// outlived SIGKILL (stuck in the kernel) or the broker stopped first.
+fn reap_later(pid: u32) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("mitogen-reap-{pid}"))
+        .spawn(move || {
+            let mut pause = Duration::from_millis(10);
+            while let Ok(None) = sys::reap(pid) {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start a reaper for child {pid}: {e}; it stays a zombie");
+    }
+}
+
+/// The message of a panic payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Feed `input` in one piece; return the lines forwarded and what is kept.
+    fn lines_of(input: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let mut on_line: LineFn = Box::new(move |l| s2.lock().unwrap().push(l.unwrap().to_vec()));
+        let mut buf = input.to_vec();
+        forward_lines(&mut buf, &mut on_line);
+        let lines = seen.lock().unwrap().clone();
+        (lines, buf)
+    }
+
+    #[test]
+    fn lines_are_split_and_the_rest_kept() {
+        let (lines, rest) = lines_of(b"one\ntwo\n\nthr");
+        assert_eq!(lines, [&b"one"[..], b"two", b""]);
+        assert_eq!(rest, b"thr");
+    }
+
+    #[test]
+    fn long_lines_are_cut_at_max_line() {
+        let mut input = vec![b'a'; 2 * MAX_LINE + 10];
+        input.push(b'\n');
+        let (lines, rest) = lines_of(&input);
+        let lens: Vec<usize> = lines.iter().map(Vec::len).collect();
+        assert_eq!(lens, [MAX_LINE, MAX_LINE, 10]);
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_line_of_exactly_max_line_is_not_followed_by_an_empty_one() {
+        let mut input = vec![b'a'; MAX_LINE];
+        input.extend_from_slice(b"\nb");
+        let (lines, rest) = lines_of(&input);
+        assert_eq!(lines, [vec![b'a'; MAX_LINE]]);
+        assert_eq!(rest, b"b");
+        // Unfinished and not yet too long: kept whole.
+        let (lines, rest) = lines_of(&vec![b'a'; MAX_LINE]);
+        assert!(lines.is_empty());
+        assert_eq!(rest.len(), MAX_LINE);
     }
 }

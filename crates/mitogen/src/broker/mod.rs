@@ -6,6 +6,15 @@
 //! burst of requests costs one `write` to the waker. It knows nothing of
 //! routing: complete frames are handed to a [`StreamEvents`] implementation
 //! (the router).
+//!
+//! Each wake-up reads a descriptor until it would block or reports end of
+//! file (polling is edge-triggered, so an end of file that came with the
+//! last data is seen only then), but at most 1 MiB and 256 frames per
+//! stream, and 128 KiB of a child's output, whose lines are cut at 64 KiB.
+//! A descriptor left with unread bytes is read again on the next turn, after
+//! the others: one busy peer cannot starve the rest or fill memory. A panic
+//! on the broker thread is logged and stops the broker as a shutdown would,
+//! so every waiter gets a dead message naming it and [`Broker::join`] returns.
 
 mod core;
 mod stream;
