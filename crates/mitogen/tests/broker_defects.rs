@@ -44,13 +44,7 @@ fn errors() -> &'static Latch<String> {
 /// and return our pid.
 #[mitogen::remote]
 fn pid_and_stall_broker(router: &Router, ms: u64) -> u32 {
-    let stalled = Latch::new();
-    let s = stalled.clone();
-    router.broker().defer(move || {
-        let _ = s.put(());
-        std::thread::sleep(Duration::from_millis(ms));
-    });
-    stalled.get().unwrap();
+    stall_broker(router, ms);
     std::process::id()
 }
 
@@ -150,16 +144,6 @@ fn flood_stderr(ms: u64) -> u64 {
         sent += block.len() as u64;
     }
     sent
-}
-
-/// A field of `/proc/self/status` in kB.
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
 }
 
 /// What happened to this process while a hostile child flooded it.

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mitogen::{handle, Latch, LocalOptions, Message, Router};
+use mitogen::{handle, LocalOptions, Message, Router};
 
 /// Size of the foreign binary the master serves.
 const BINARY_LEN: usize = 8 << 20;
@@ -21,13 +21,7 @@ const REQUESTS: u32 = 100;
 /// read), then ask the parent for `machine` `n` times.
 #[mitogen::remote]
 fn flood_fetch(router: &Router, machine: String, n: u32, stall_ms: u64) -> u32 {
-    let stalled = Latch::new();
-    let s = stalled.clone();
-    router.broker().defer(move || {
-        let _ = s.put(());
-        std::thread::sleep(Duration::from_millis(stall_ms));
-    });
-    stalled.get().unwrap();
+    stall_broker(router, stall_ms);
     let parent = router.parent_ids()[0];
     let reply_to = router.add_handler(|_| {}, None, true, None, None);
     for _ in 0..n {
@@ -40,16 +34,6 @@ fn flood_fetch(router: &Router, machine: String, n: u32, stall_ms: u64) -> u32 {
         std::thread::sleep(Duration::from_micros(100));
     }
     n
-}
-
-/// A field of `/proc/self/status` in kB.
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! keeps working. Own binary: installs a global event capture.
 
 mod common;
+mod hostile;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,11 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
-use mitogen::handle::{ADD_ROUTE, ALLOCATE_ID, FORWARD_LOG};
-use mitogen::{
-    ChannelError, Context, Error, LocalOptions, Message, Receiver, ReceiverOptions,
-    RecvTimeoutError, Router, Sender,
-};
+use hostile::*;
+use mitogen::handle::{ADD_ROUTE, ALLOCATE_ID};
+use mitogen::{Context, Error, Message, Receiver, ReceiverOptions, Router, Sender};
 use serde::Serialize;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -26,74 +25,6 @@ const WAIT: Duration = Duration::from_secs(20);
 static MEASURE: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 // ---- hostile remote functions: what a compromised child can do ----
-
-/// Announce a route for `id` to our parent, under `name`.
-#[mitogen::remote]
-fn evil_add_route(router: &Router, id: u32, name: String) {
-    let mut m = Message::pickled(&(id, name), ADD_ROUTE).unwrap();
-    m.dst_id = router.parent_ids()[0];
-    router.route(m).unwrap();
-}
-
-/// An id from our own block, granted to us by our parent.
-#[mitogen::remote]
-fn own_fresh_id(router: &Router) -> u32 {
-    router.allocate_id().unwrap()
-}
-
-/// The layout of a forwarded log record, written the way any child could.
-#[derive(Serialize)]
-struct Record {
-    level: u8,
-    target: String,
-    message: String,
-    context: String,
-}
-
-/// Send the master a log record, with `src_id = auth_id = as_id` (an id
-/// routed through our stream: our own, or one granted to us).
-#[mitogen::remote]
-fn evil_log(router: &Router, as_id: u32, message: String) {
-    let record = Record {
-        level: 1,
-        target: "app".into(),
-        message,
-        context: String::new(),
-    };
-    let mut m = Message::pickled(&record, FORWARD_LOG).unwrap();
-    m.dst_id = 0;
-    m.src_id = as_id;
-    m.auth_id = as_id;
-    router.__route_unstamped(m);
-}
-
-/// Ask our parent for `n` id blocks at once; how many were granted.
-#[mitogen::remote]
-fn evil_allocate_flood(router: &Router, n: u32) -> u32 {
-    let parent = router.parent_ids()[0];
-    let rx = Receiver::with_options(
-        router,
-        ReceiverOptions {
-            respondent: Some(parent),
-            ..Default::default()
-        },
-    );
-    for _ in 0..n {
-        let mut m = Message::new(ALLOCATE_ID, Vec::new());
-        m.dst_id = parent;
-        m.reply_to = rx.handle();
-        router.route(m).unwrap();
-    }
-    let mut granted = 0;
-    for _ in 0..n {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(_) => granted += 1,
-            Err(RecvTimeoutError::Channel(ChannelError::Dead(_))) => {}
-            Err(e) => panic!("{e}"),
-        }
-    }
-    granted
-}
 
 /// An inbox that never answers, but tells `tell` of every message.
 #[mitogen::remote]
@@ -165,23 +96,6 @@ fn event_with(needle: &str) -> Event {
     found.unwrap()
 }
 
-fn named(router: &Router, name: &str) -> Context {
-    router
-        .local(LocalOptions {
-            remote_name: Some(name.into()),
-            ..Default::default()
-        })
-        .unwrap()
-}
-
-fn via(router: &Router, parent: &Context, name: &str) -> mitogen::Result<Context> {
-    router.local(LocalOptions {
-        remote_name: Some(name.into()),
-        via: Some(parent.clone()),
-        ..Default::default()
-    })
-}
-
 // ---- L11: names ----
 
 /// A child's own id is granted to its stream, so `ADD_ROUTE(own id, name)`
@@ -197,13 +111,19 @@ fn l11_child_cannot_rename_itself_after_a_sibling() {
         hostile
             .call(
                 evil_add_route::remote,
-                (hostile.context_id(), "r11-victim".into()),
+                (vec![hostile.context_id()], "r11-victim".into()),
             )
             .unwrap();
         hostile
             .call(
-                evil_log::remote,
-                (hostile.context_id(), "r11-self-renamed says hi".into()),
+                forge_record::remote,
+                (
+                    Some(hostile.context_id()),
+                    1,
+                    "app".into(),
+                    "r11-self-renamed says hi".into(),
+                    String::new(),
+                ),
             )
             .unwrap();
         let e = event_with("r11-self-renamed says hi");
@@ -236,10 +156,19 @@ fn l11_granted_id_named_like_a_sibling_cannot_log_as_it() {
         let hostile = named(&router, "r11b-hostile");
         let id = hostile.call(own_fresh_id::remote, ()).unwrap();
         hostile
-            .call(evil_add_route::remote, (id, "r11b-victim".into()))
+            .call(evil_add_route::remote, (vec![id], "r11b-victim".into()))
             .unwrap();
         hostile
-            .call(evil_log::remote, (id, "r11b-alias says hi".into()))
+            .call(
+                forge_record::remote,
+                (
+                    Some(id),
+                    1,
+                    "app".into(),
+                    "r11b-alias says hi".into(),
+                    String::new(),
+                ),
+            )
             .unwrap();
         let e = event_with("r11b-alias says hi");
         let context = e.get("context").map(String::as_str);
@@ -328,7 +257,11 @@ fn m1_leaf_cannot_exhaust_its_relays_id_allowance() {
         let relay = named(&router, "m1r-relay");
         let hostile = via(&router, &relay, "m1r-hostile").unwrap();
         let sibling = via(&router, &relay, "m1r-sibling").unwrap();
-        let granted = hostile.call(evil_allocate_flood::remote, (1100,)).unwrap();
+        let granted = hostile
+            .call(evil_allocate_flood::remote, (1100,))
+            .unwrap()
+            .0
+            .len();
         assert!(granted > 0, "no block granted at all");
         // An honest sibling (no id block yet) starts a child of its own.
         match via(&router, &sibling, "m1r-nephew") {

@@ -4,12 +4,14 @@
 //! the global subscriber.
 
 mod common;
+mod hostile;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use common::*;
+use hostile::*;
 use mitogen::handle::{CALL_FUNCTION, FORWARD_LOG};
 use mitogen::{Context as Ctx, Latch, LocalOptions, Message, Router};
 use serde::Serialize;
@@ -43,29 +45,6 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
         event.record(&mut f);
         let _ = self.0.put(f.0);
     }
-}
-
-/// The layout of a forwarded record, written the way any child could.
-#[derive(Serialize)]
-struct Record {
-    level: u8,
-    target: String,
-    message: String,
-    context: String,
-}
-
-/// Runs in a (hostile) child: send the master a log record of our making.
-#[mitogen::remote]
-fn forge_record(router: &Router, level: u8, target: String, message: String, claimed: String) {
-    let record = Record {
-        level,
-        target,
-        message,
-        context: claimed,
-    };
-    let mut msg = Message::pickled(&record, FORWARD_LOG).unwrap();
-    msg.dst_id = 0;
-    router.route(msg).unwrap();
 }
 
 /// Runs in a (hostile) child: send the master bytes that are no record.
@@ -128,7 +107,7 @@ fn l11_child_cannot_log_as_another_context() {
         hostile
             .call(
                 forge_record::remote,
-                (1, "app".into(), forged.into(), "victim".into()),
+                (None, 1, "app".into(), forged.into(), "victim".into()),
             )
             .unwrap();
         let e = wait_for(&seen, "the forged record", |e| {
@@ -149,7 +128,7 @@ fn l11_child_cannot_log_as_another_context() {
         let huge = format!("forged-3 {}\r\x1b[2J", "x".repeat(200 * 1024));
         deep.call(
             forge_record::remote,
-            (0, "stdout".repeat(100), huge, "hostile".into()),
+            (None, 0, "stdout".repeat(100), huge, "hostile".into()),
         )
         .unwrap();
         let e = wait_for(&seen, "the relayed record", |e| {

@@ -3,26 +3,15 @@
 //! `Context` belongs to the process's first router, so this test must have
 //! the process to itself. (Forwarded log records: `trust_log.rs`.)
 
-use mitogen::{Context, ExternalContext, LocalOptions, Router};
+mod common;
+
+use common::*;
+use mitogen::{Context, Router};
 
 /// Return a handle on context `id` under a name of our choosing.
 #[mitogen::remote]
 fn evil_context(router: &Router, id: u32, name: String) -> Context {
     Context::new(router, id, Some(&name))
-}
-
-#[mitogen::remote]
-fn my_id(ec: &ExternalContext) -> u32 {
-    ec.context_id()
-}
-
-fn named(router: &Router, name: &str) -> Context {
-    router
-        .local(LocalOptions {
-            remote_name: Some(name.into()),
-            ..Default::default()
-        })
-        .unwrap()
 }
 
 #[test]

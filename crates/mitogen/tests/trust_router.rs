@@ -5,32 +5,23 @@
 //! caller. Own binary: installs a global log capture.
 
 mod common;
+mod hostile;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
-use mitogen::handle::{ADD_ROUTE, ALLOCATE_ID, CALL_FUNCTION, DEL_ROUTE, FETCH_BINARY};
+use hostile::*;
+use mitogen::handle::{CALL_FUNCTION, DEL_ROUTE, FETCH_BINARY};
 use mitogen::{
-    ChannelError, Context, Error, ExternalContext, LocalOptions, Message, Receiver,
-    ReceiverOptions, RecvTimeoutError, Router, Sender, StreamError,
+    Error, LocalOptions, Message, Receiver, ReceiverOptions, Router, Sender, StreamError,
 };
 use tracing_subscriber::layer::SubscriberExt;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 // ---- hostile remote functions: what a compromised child can do ----
-
-/// Announce routes for `ids` to our parent.
-#[mitogen::remote]
-fn evil_add_route(router: &Router, ids: Vec<u32>, name: String) {
-    for id in ids {
-        let mut m = Message::pickled(&(id, name.clone()), ADD_ROUTE).unwrap();
-        m.dst_id = router.parent_ids()[0];
-        router.route(m).unwrap();
-    }
-}
 
 /// Tell our parent that context `id` is gone, under a new name.
 #[mitogen::remote]
@@ -64,40 +55,6 @@ fn evil_reply(router: &Router, dst: u32, handle: u32, body: Vec<u8>) {
     router.route(dead).unwrap();
 }
 
-/// Ask our parent for `n` id blocks at once; `(granted, refusals)`.
-#[mitogen::remote]
-fn evil_allocate_flood(router: &Router, n: u32) -> (Vec<(u32, u32)>, Vec<String>) {
-    let parent = router.parent_ids()[0];
-    let rx = Receiver::with_options(
-        router,
-        ReceiverOptions {
-            respondent: Some(parent),
-            ..Default::default()
-        },
-    );
-    for _ in 0..n {
-        let mut m = Message::new(ALLOCATE_ID, Vec::new());
-        m.dst_id = parent;
-        m.reply_to = rx.handle();
-        router.route(m).unwrap();
-    }
-    let (mut granted, mut refused) = (Vec::new(), Vec::new());
-    for _ in 0..n {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(m) => granted.push(m.unpickle().unwrap()),
-            Err(RecvTimeoutError::Channel(ChannelError::Dead(why))) => refused.push(why),
-            Err(e) => panic!("{e}"),
-        }
-    }
-    (granted, refused)
-}
-
-/// A legitimately allocated id (from our own block), for claims with bad names.
-#[mitogen::remote]
-fn own_fresh_id(router: &Router) -> u32 {
-    router.allocate_id().unwrap()
-}
-
 /// Open a receiver for the parent's `FETCH_BINARY` reply, let the master
 /// arrange a forgery into it, then fetch: returns what arrived.
 #[mitogen::remote]
@@ -125,11 +82,6 @@ fn fetch_after_forgery(router: &Router, tell: Sender, machine: String) -> Vec<u8
 #[mitogen::remote]
 fn touch(path: String) {
     std::fs::write(path, b"ran").unwrap();
-}
-
-#[mitogen::remote]
-fn my_id(ec: &ExternalContext) -> u32 {
-    ec.context_id()
 }
 
 // ---- log capture ----
@@ -180,25 +132,6 @@ fn logged(parts: &[&str]) -> String {
         }
     });
     found
-}
-
-fn named(router: &Router, name: &str) -> Context {
-    router
-        .local(LocalOptions {
-            remote_name: Some(name.into()),
-            ..Default::default()
-        })
-        .unwrap()
-}
-
-fn via(router: &Router, parent: &Context, name: &str) -> Context {
-    router
-        .local(LocalOptions {
-            remote_name: Some(name.into()),
-            via: Some(parent.clone()),
-            ..Default::default()
-        })
-        .unwrap()
 }
 
 /// A fresh scratch directory of this test process, removed on drop.
@@ -293,8 +226,8 @@ fn c1_leaf_claims_relay_parent_and_sibling_ids_refused() {
     errors();
     Router::with(|router| {
         let relay = named(&router, "c1r-relay");
-        let leaf = via(&router, &relay, "c1r-leaf");
-        let sibling = via(&router, &relay, "c1r-sibling");
+        let leaf = via(&router, &relay, "c1r-leaf").unwrap();
+        let sibling = via(&router, &relay, "c1r-sibling").unwrap();
         let dir = Scratch::new("c1r");
         let path = marker(&dir, "forged-call-ran");
         leaf.call(

@@ -107,21 +107,25 @@ impl FirstStage<'_> {
         let fail = |why: &str| format!("{{ echo \"{FAIL}:$t:{why}\"; rm -f \"$o\"; exit 1; }}");
         [
             "umask 077".to_string(),
-            "unset CDPATH".into(),
+            "unset CDPATH IFS".into(),
             "r=$PWD".into(),
             "u=$(id -u)".into(),
             "m=$(uname -m)".into(),
             format!("case \"$m\" in {arms}*) h=none; e=;; esac"),
             format!("t={t}"),
-            // vd DIR: cd into DIR if it passes the trust rule.
-            "vd() { cd \"$r\" 2>/dev/null; [ -n \"$1\" ] || return 1; [ -L \"$1\" ] && return 1; [ -d \"$1\" ] && cd \"$1\" 2>/dev/null && [ -O . ] || return 1; case $(ls -ld .) in drwx------*) return 0;; esac; return 1; }".into(),
-            // vf: ./$h is a regular file of ours, not a symlink, executable.
-            "vf() { [ -L \"$h\" ] && return 1; [ -f \"$h\" ] && [ -O \"$h\" ] && [ -x \"$h\" ]; }".into(),
-            // vs: ./$h has the expected size (or at least one byte); else it goes.
-            "vs() { if [ -n \"$e\" ]; then [ $(wc -c < \"$h\") -eq \"$e\" ]; else [ -s \"$h\" ]; fi && return 0; rm -f \"$h\"; return 1; }".into(),
-            format!("for d in {dirs}; do vd \"$d\" && vf && vs && {exec}; done"),
+            // vd DIR: cd into DIR if it is a real directory we own (builtins only).
+            "vd() { cd \"$r\" 2>/dev/null; [ -n \"$1\" ] || return 1; [ -L \"$1\" ] && return 1; [ -d \"$1\" ] && cd \"$1\" 2>/dev/null && [ -O . ]; }".into(),
+            // vm: `.` has mode exactly 0700 (the rest of the trust rule).
+            "vm() { case $(LC_ALL=C ls -nd .) in drwx------*) return 0;; esac; return 1; }".into(),
+            // vf: ./$h is a regular file of ours, not a symlink, executable,
+            // and non-empty (builtins only).
+            "vf() { [ -L \"$h\" ] && return 1; [ -f \"$h\" ] && [ -O \"$h\" ] && [ -x \"$h\" ] && [ -s \"$h\" ]; }".into(),
+            // vh: one `ls` for both `.` (mode 0700) and ./$h (a regular file
+            // of the expected size); an entry of another size goes.
+            "vh() { set -- $(LC_ALL=C ls -nd . \"./$h\" 2>/dev/null); case \"$1\" in drwx------*) ;; *) return 1;; esac; while [ $# -gt 0 ] && [ \"$1\" != . ]; do shift; done; [ $# -ge 6 ] || return 1; case \"$2\" in -*) ;; *) return 1;; esac; [ -z \"$e\" ] || [ \"$6\" = \"$e\" ] && return 0; rm -f \"$h\"; return 1; }".into(),
+            format!("for d in {dirs}; do vd \"$d\" && vf && vh && {exec}; done"),
             "w=".into(),
-            format!("for d in {dirs}; do cd \"$r\" 2>/dev/null; [ -L \"$d\" ] || mkdir -p \"$d\" 2>/dev/null; vd \"$d\" || continue; p=.probe.$$; if printf '\\043\\041/bin/sh\\nexit 0\\n' > \"$p\" && chmod 700 \"$p\" && \"./$p\" 2>/dev/null; then rm -f \"$p\"; w=$d; break; fi; rm -f \"$p\"; done"),
+            format!("for d in {dirs}; do cd \"$r\" 2>/dev/null; [ -L \"$d\" ] || mkdir -p \"$d\" 2>/dev/null; vd \"$d\" && vm || continue; p=.probe.$$; if printf '\\043\\041/bin/sh\\nexit 0\\n' > \"$p\" && chmod 700 \"$p\" && \"./$p\" 2>/dev/null; then rm -f \"$p\"; w=$d; break; fi; rm -f \"$p\"; done"),
             format!("[ -n \"$w\" ] || {{ echo \"{FAIL}:$t:no candidate directory is private (ours, mode 0700, not a symlink) and allows executing programs (noexec everywhere?)\"; exit 1; }}"),
             "z=raw; command -v gzip >/dev/null 2>&1 && z=gz".into(),
             format!("echo \"{NEED}:$t:$(uname -s) $m:$z\""),

@@ -210,3 +210,56 @@ pub fn blob_len(b: mitogen::Blob) -> usize {
 pub fn make_blob(n: usize) -> mitogen::Blob {
     mitogen::Blob::from(vec![3u8; n])
 }
+
+/// A local child named `name`.
+pub fn named(router: &Router, name: &str) -> mitogen::Context {
+    router
+        .local(mitogen::LocalOptions {
+            remote_name: Some(name.into()),
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+/// A local child named `name`, started by `parent`.
+pub fn via(
+    router: &Router,
+    parent: &mitogen::Context,
+    name: &str,
+) -> mitogen::Result<mitogen::Context> {
+    router.local(mitogen::LocalOptions {
+        remote_name: Some(name.into()),
+        via: Some(parent.clone()),
+        ..Default::default()
+    })
+}
+
+/// The id of the context this runs in.
+#[mitogen::remote]
+pub fn my_id(ec: &ExternalContext) -> u32 {
+    ec.context_id()
+}
+
+/// A `kB` field of this process's `/proc/self/status` (`VmRSS`, `VmHWM`, …).
+pub fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field.trim_end_matches(':'))?
+                .strip_prefix(':')
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Stall this context's broker for `ms`: it is stalled when this returns.
+pub fn stall_broker(router: &Router, ms: u64) {
+    let stalled = mitogen::Latch::new();
+    let s = stalled.clone();
+    router.broker().defer(move || {
+        let _ = s.put(());
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    });
+    stalled.get().unwrap();
+}
