@@ -92,19 +92,7 @@ impl FirstStage<'_> {
             })
             .collect();
         let t = self.nonce;
-        // Control characters would break the one-line promise; the name is
-        // only shown by `ps`.
-        let name: String = self
-            .name
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
-        let n = sh_quote(&name);
-        let exec = format!(
-            "echo \"{EXEC}:$t\" && MITOGEN_CHILD=$t:{} MITOGEN_CWD=\"$r\" exec \"./$h\" {n}",
-            self.child_timeout_ms
-        );
-        let fail = |why: &str| format!("{{ echo \"{FAIL}:$t:{why}\"; rm -f \"$o\"; exit 1; }}");
+        let exec = self.exec_line();
         [
             "umask 077".to_string(),
             "unset CDPATH IFS".into(),
@@ -122,14 +110,33 @@ impl FirstStage<'_> {
             "vf() { [ -L \"$h\" ] && return 1; [ -f \"$h\" ] && [ -O \"$h\" ] && [ -x \"$h\" ] && [ -s \"$h\" ]; }".into(),
             // vh: one `ls` for both `.` (mode 0700) and ./$h (a regular file
             // of the expected size); an entry of another size goes.
-            "vh() { set -- $(LC_ALL=C ls -nd . \"./$h\" 2>/dev/null); case \"$1\" in drwx------*) ;; *) return 1;; esac; while [ $# -gt 0 ] && [ \"$1\" != . ]; do shift; done; [ $# -ge 6 ] || return 1; case \"$2\" in -*) ;; *) return 1;; esac; [ -z \"$e\" ] || [ \"$6\" = \"$e\" ] && return 0; rm -f \"$h\"; return 1; }".into(),
-            format!("for d in {dirs}; do vd \"$d\" && vf && vh && {exec}; done"),
+            "vh() { set -- $(LC_ALL=C ls -nd . \"./$h\" 2>/dev/null); case \"$1\" in drwx------*) ;; *) return 1;; esac; while [ $# -gt 0 ]; do [ \"$1\" = . ] && break; shift; done; [ $# -ge 6 ] || return 1; case \"$2\" in -*) ;; *) return 1;; esac; [ -z \"$e\" ] || [ \"$6\" = \"$e\" ] && return 0; rm -f \"$h\"; return 1; }".into(),
+            // The candidates, once, as the positional parameters.
+            format!("set -- {dirs}"),
+            format!("for d; do vd \"$d\" && vf && vh && {exec}; done"),
             "w=".into(),
-            format!("for d in {dirs}; do cd \"$r\" 2>/dev/null; [ -L \"$d\" ] || mkdir -p \"$d\" 2>/dev/null; vd \"$d\" && vm || continue; p=.probe.$$; if printf '\\043\\041/bin/sh\\nexit 0\\n' > \"$p\" && chmod 700 \"$p\" && \"./$p\" 2>/dev/null; then rm -f \"$p\"; w=$d; break; fi; rm -f \"$p\"; done"),
+            "for d; do cd \"$r\" 2>/dev/null; [ -L \"$d\" ] || mkdir -p \"$d\" 2>/dev/null; vd \"$d\" && vm || continue; p=.probe.$$; if printf '\\043\\041/bin/sh\\nexit 0\\n' > \"$p\" && chmod 700 \"$p\" && \"./$p\" 2>/dev/null; then rm -f \"$p\"; w=$d; break; fi; rm -f \"$p\"; done".into(),
             format!("[ -n \"$w\" ] || {{ echo \"{FAIL}:$t:no candidate directory is private (ours, mode 0700, not a symlink) and allows executing programs (noexec everywhere?)\"; exit 1; }}"),
             "z=raw; command -v gzip >/dev/null 2>&1 && z=gz".into(),
             format!("echo \"{NEED}:$t:$(uname -s) $m:$z\""),
-            "read -r f c s h || exit 1".into(),
+            // The rest of the install arrives with the binary (`install_script`):
+            // a warm start never pays for its bytes.
+            "read -r i || exit 1".into(),
+            "eval \"$i\"".into(),
+        ]
+        .join("; ")
+    }
+
+    /// The second half of the install, sent by the parent on stdin as one
+    /// line before the binary when the first stage asks for it (`eval`ed
+    /// there, in the chosen directory `$w`): read the
+    /// `<format> <bytes> <size> <sha256>` line and exactly `<bytes>` bytes,
+    /// check size and SHA-256, sync, rename into place and exec.
+    pub(crate) fn install_script(&self) -> String {
+        let exec = self.exec_line();
+        let fail = |why: &str| format!("{{ echo \"{FAIL}:$t:{why}\"; rm -f \"$o\"; exit 1; }}");
+        [
+            "read -r f c s h || exit 1".to_string(),
             "o=\".$h.$$\"".into(),
             format!("if [ \"$f\" = gz ]; then head -c \"$c\" | gzip -dc > \"$o\"; else head -c \"$c\" > \"$o\"; fi || {}", fail("could not write $w/$o (disk full?)")),
             format!("[ $(wc -c < \"$o\") -eq \"$s\" ] || {}", fail("short write to $w/$o (disk full?)")),
@@ -140,6 +147,22 @@ impl FirstStage<'_> {
             exec,
         ]
         .join("; ")
+    }
+
+    /// Announce `MITOGEN-EXEC`, then exec `./$h` as the child.
+    fn exec_line(&self) -> String {
+        // Control characters would break the one-line promise; the name is
+        // only shown by `ps`.
+        let name: String = self
+            .name
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        format!(
+            "echo \"{EXEC}:$t\" && MITOGEN_CHILD=$t:{} MITOGEN_CWD=\"$r\" exec \"./$h\" {}",
+            self.child_timeout_ms,
+            sh_quote(&name)
+        )
     }
 
     /// `sh -c '<script>'` as one command line for a remote login shell
@@ -206,16 +229,29 @@ mod tests {
     #[test]
     fn script_parses_under_sh() {
         let fs = stage(BINS, None);
-        let out = std::process::Command::new("sh")
-            .arg("-n")
-            .arg("-c")
-            .arg(fs.script())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for script in [fs.script(), fs.install_script()] {
+            assert!(!script.contains('\n'));
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// What every connection sends stays small: the install half travels
+    /// only when the binary does.
+    #[test]
+    fn warm_command_line_stays_small() {
+        let fs = stage(BINS, None);
+        let line = fs.command_line();
+        assert!(line.len() < 1700, "{} bytes: {line}", line.len());
+        assert!(!line.contains("sha256sum") && fs.install_script().contains("sha256sum"));
     }
 }

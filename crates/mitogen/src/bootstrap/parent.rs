@@ -92,6 +92,9 @@ pub(crate) struct Conversation<'a> {
     /// Send the configuration at once (the program is this binary itself),
     /// not on the first stage's `MITOGEN-EXEC` marker.
     pub config_first: bool,
+    /// The first stage's second half, sent before the binary
+    /// ([`FirstStage::install_script`](super::first_stage::FirstStage::install_script)).
+    pub install: Option<String>,
     pub deadline: Instant,
     pub timeout: Duration,
 }
@@ -354,8 +357,11 @@ impl Conversation<'_> {
         } else {
             ("raw", &binary.bytes[..])
         };
+        let Some(install) = self.install.as_deref() else {
+            return Err(self.fail("asked for the binary, but no first stage runs".into(), out));
+        };
         let header = format!(
-            "{fmt} {} {} {}\n",
+            "{install}\n{fmt} {} {} {}\n",
             payload.len(),
             binary.bytes.len(),
             binary.sha256

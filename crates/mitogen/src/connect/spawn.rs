@@ -147,6 +147,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         source: e,
     };
     let mut argv = launch.argv.clone();
+    let mut install = None;
     if launch.first_stage != FirstStageArg::None {
         let cache_dir = launch
             .cache_dir
@@ -178,6 +179,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             FirstStageArg::CommandLine => stage.command_line().into(),
             _ => stage.script().into(),
         });
+        install = Some(stage.install_script());
     }
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
@@ -255,6 +257,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         tty_fd: tty.as_ref().map(|f| f.as_raw_fd()),
         stdio_is_tty: launch.stdio == StdioMode::Tty,
         config_first: launch.first_stage == FirstStageArg::None,
+        install,
         deadline: Instant::now() + common.connect_timeout,
         timeout: common.connect_timeout,
     };
