@@ -3,30 +3,27 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-/// A new pseudo-terminal `(master, slave)`, both close-on-exec, the slave in
-/// raw mode so binary data passes through untouched.
+/// A new pseudo-terminal `(master, slave)`, the slave in raw mode so binary
+/// data passes through untouched. Both are opened close-on-exec atomically
+/// (`posix_openpt` and `open` with `O_CLOEXEC`), so a program another thread
+/// spawns at the same moment can never inherit them.
 pub fn openpty_raw() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut master: libc::c_int = -1;
-    let mut slave: libc::c_int = -1;
-    // SAFETY: openpty writes two descriptors into the provided locations; the
-    // name, termios and winsize pointers may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    if rc == -1 {
-        return Err(io::Error::last_os_error());
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let master = syscall!(posix_openpt(flags))?;
+    // SAFETY: posix_openpt returned a new descriptor that nothing else owns.
+    let m = unsafe { OwnedFd::from_raw_fd(master) };
+    syscall!(grantpt(master))?;
+    syscall!(unlockpt(master))?;
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: ptsname_r writes a NUL-terminated name of at most `len` bytes.
+    let rc = unsafe { libc::ptsname_r(master, name.as_mut_ptr(), name.len()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
     }
-    // SAFETY: openpty succeeded, so both descriptors are open and ours.
-    let (m, s) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    for fd in [master, slave] {
-        syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
-    }
+    // SAFETY: `name` is NUL-terminated (ptsname_r succeeded).
+    let slave = syscall!(open(name.as_ptr(), flags))?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    let s = unsafe { OwnedFd::from_raw_fd(slave) };
     set_raw(slave)?;
     Ok((m, s))
 }
@@ -57,5 +54,21 @@ pub fn controlling_tty_on_exec(cmd: &mut std::process::Command, tty: &OwnedFd) {
             syscall!(ioctl(fd, libc::TIOCSCTTY as _, 0))?;
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    /// L6: both ends are close-on-exec from the start.
+    #[test]
+    fn l6_both_ends_close_on_exec() {
+        let (m, s) = super::openpty_raw().unwrap();
+        for fd in [m.as_raw_fd(), s.as_raw_fd()] {
+            // SAFETY: F_GETFD on a descriptor we own.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert!(flags & libc::FD_CLOEXEC != 0, "fd {fd} flags {flags}");
+        }
     }
 }
