@@ -6,6 +6,9 @@
 //! message's checked `src_id` (never the record's own `context` field),
 //! escapes control characters so an embedded newline can't forge another
 //! log line, and cuts long fields with a marker.
+//!
+//! Debug logs ([`Router::enable_debug`]) go to a private file per process
+//! ([`debug_log_writer`]).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -98,25 +101,21 @@ pub(crate) fn emit(record: &Record, id: Option<u32>) {
     let m = clean(&record.message, MAX_MESSAGE);
     let t = clean(&record.target, MAX_TARGET);
     let (ctx, m, t) = (ctx.as_ref(), m.as_ref(), t.as_ref());
+    // `tracing`'s macros need the level as a constant: one arm per level.
+    macro_rules! child {
+        ($level:ident) => {
+            tracing::event!(target: "mitogen::child", tracing::Level::$level, context = ctx, context_id = id, origin = t, "{m}")
+        };
+    }
     match record.level {
         0 => {
             tracing::info!(target: "mitogen::output", context = ctx, context_id = id, stream = t, "{m}")
         }
-        1 => {
-            tracing::error!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
-        }
-        2 => {
-            tracing::warn!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
-        }
-        3 => {
-            tracing::info!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
-        }
-        4 => {
-            tracing::debug!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
-        }
-        _ => {
-            tracing::trace!(target: "mitogen::child", context = ctx, context_id = id, origin = t, "{m}")
-        }
+        1 => child!(ERROR),
+        2 => child!(WARN),
+        3 => child!(INFO),
+        4 => child!(DEBUG),
+        _ => child!(TRACE),
     }
 }
 
@@ -188,6 +187,69 @@ impl<S: Subscriber> Layer<S> for ForwardLayer {
         );
         FORWARDING.with(|f| f.set(false));
     }
+}
+
+/// Open this process's debug log: `mitogen.<pid>.log` (`mitogen.<pid>.<n>.log`
+/// if that exists) in a private directory, created `O_EXCL|O_NOFOLLOW` with
+/// mode 0600, so a planted file or symlink is never written through. The
+/// directory is `$XDG_RUNTIME_DIR/mitogen`, else `$TMPDIR/mitogen-<uid>`
+/// (`/tmp` without `TMPDIR`), used only when it is a real directory owned by
+/// us with no group or other access; otherwise a fresh
+/// `$TMPDIR/mitogen-<uid>.<random>`. `None` when nothing can be created.
+pub(crate) fn debug_log_writer() -> Option<std::sync::Mutex<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = debug_log_dir()?;
+    let pid = std::process::id();
+    (0..100).find_map(|n| {
+        let name = match n {
+            0 => format!("mitogen.{pid}.log"),
+            n => format!("mitogen.{pid}.{n}.log"),
+        };
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o600)
+            .open(dir.join(name))
+            .ok()
+            .map(std::sync::Mutex::new)
+    })
+}
+
+/// A directory for debug logs that only we can use (see [`debug_log_writer`]).
+fn debug_log_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let uid = crate::sys::effective_uid();
+    let mkdir = |path: &std::path::Path| std::fs::DirBuilder::new().mode(0o700).create(path);
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.is_absolute() && is_private_dir(d, uid, 0o022))
+        .map(|d| d.join("mitogen"));
+    let tmp = std::env::temp_dir();
+    for dir in xdg.into_iter().chain([tmp.join(format!("mitogen-{uid}"))]) {
+        let _ = mkdir(&dir);
+        if is_private_dir(&dir, uid, 0o077) {
+            return Some(dir);
+        }
+    }
+    // The usual place is taken by someone else: a fresh directory of our own.
+    use std::hash::{BuildHasher, Hasher};
+    (0..100).find_map(|_| {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let dir = tmp.join(format!("mitogen-{uid}.{random:016x}"));
+        mkdir(&dir).ok()?;
+        is_private_dir(&dir, uid, 0o077).then_some(dir)
+    })
+}
+
+/// `true` when `dir` is a directory (not a symlink) owned by `uid` with none
+/// of the `forbidden` mode bits.
+fn is_private_dir(dir: &std::path::Path, uid: u32, forbidden: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & forbidden == 0)
 }
 
 #[cfg(test)]

@@ -332,7 +332,7 @@ fn install_tracing(router: &Router, config: &ChildConfig) {
     };
     let registry = tracing_subscriber::registry().with(forward.with_filter(level));
     let _ = if config.debug {
-        match crate::debug_log_writer() {
+        match crate::log::debug_log_writer() {
             Some(file) => tracing::subscriber::set_global_default(
                 registry.with(
                     tracing_subscriber::fmt::layer()

@@ -47,7 +47,7 @@ pub(crate) fn connect_via(router: &Router, via: &Context, method: Method) -> Res
             let inside = matches!((&here, &there), (Some(a), Some(b)) if std::sync::Arc::ptr_eq(a, b))
                 && id != via.context_id()
                 && id != router.context_id()
-                && !router.parent_ids().contains(&id);
+                && !router.is_parent(id);
             if !inside {
                 tracing::error!(
                     "refused the answer of {}: context {id} is not routed through it",

@@ -26,12 +26,10 @@ pub(crate) struct Grants {
 }
 
 impl Grants {
-    /// Record that ids `[start, end)` belong to the subtree behind `stream`.
+    /// Count and record ids `[start, end)` for the subtree behind `stream`.
     pub(crate) fn grant(&mut self, start: u32, end: u32, stream: u32) {
-        if start < end {
-            self.ranges.insert(start, (end, stream));
-            *self.blocks.entry(stream).or_default() += 1;
-        }
+        *self.blocks.entry(stream).or_default() += 1;
+        self.record(start, end, stream);
     }
 
     /// Count a request of `stream` against `cap` before it is answered;
@@ -52,8 +50,9 @@ impl Grants {
         }
     }
 
-    /// Record a block for a request already counted by [`Grants::reserve`].
-    pub(crate) fn grant_reserved(&mut self, start: u32, end: u32, stream: u32) {
+    /// Record that ids `[start, end)` belong to the subtree behind `stream`,
+    /// for a request already counted by [`Grants::reserve`].
+    pub(crate) fn record(&mut self, start: u32, end: u32, stream: u32) {
         if start < end {
             self.ranges.insert(start, (end, stream));
         }

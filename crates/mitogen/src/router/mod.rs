@@ -163,7 +163,7 @@ impl Router {
     /// or other access), or a fresh `${TMPDIR:-/tmp}/mitogen-<uid>.<random>`.
     pub fn enable_debug(&self) {
         self.inner.debug.store(true, Ordering::Relaxed);
-        if let Some(file) = crate::debug_log_writer() {
+        if let Some(file) = crate::log::debug_log_writer() {
             let _ = tracing::subscriber::set_global_default(
                 tracing_subscriber::fmt()
                     .with_max_level(tracing::Level::DEBUG)
@@ -207,6 +207,16 @@ impl Router {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// `true` when `id` is one of this context's parents (no copy of the
+    /// list: this runs for every call and forwarded message).
+    pub(crate) fn is_parent(&self, id: u32) -> bool {
+        self.inner
+            .parent_ids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id)
     }
 
     /// The largest message body this router sends or accepts.
@@ -398,8 +408,10 @@ impl Router {
                 if self.is_unidirectional() {
                     stream.note_sender(msg.src_id);
                 }
+                // Remember whom a child talks to, to tell it of their loss;
+                // a parent's loss reaches it anyway (its own parent goes).
                 if let Some(f) = from {
-                    if !self.is_parent_stream(Some(f)) {
+                    if !self.is_parent_stream(Some(f)) && !self.is_parent(msg.dst_id) {
                         let mut talked = lock(&f.talked_to);
                         if talked.len() < MAX_TALKED_TO {
                             talked.insert(msg.dst_id);
@@ -512,7 +524,7 @@ impl Router {
         src == expected
             || (msg.dead
                 && (src == self.context_id()
-                    || self.parent_ids().contains(&src)
+                    || self.is_parent(src)
                     || self
                         .routes_get(expected)
                         .is_some_and(|s| s.remote_id() == src)))

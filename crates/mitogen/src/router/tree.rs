@@ -51,14 +51,8 @@ impl Router {
             let parent = self.parent_context();
             let reply = parent.send_await(Message::new(ALLOCATE_ID, Vec::new()), None)?;
             let (start, end): (u32, u32) = reply.unpickle()?;
-            if start >= end || end - start > ID_BLOCK {
-                return Err(ChannelError::Dead(format!(
-                    "context {} granted a malformed id block {start}..{end}",
-                    parent.name()
-                ))
-                .into());
-            }
-            *block = (start, end);
+            *block = valid_block(start, end)
+                .map_err(|why| ChannelError::Dead(format!("context {}: {why}", parent.name())))?;
         }
         let id = block.0;
         block.0 += 1;
@@ -130,58 +124,32 @@ impl Router {
 
     /// A child asks for a block of ids for its subtree: the master grants
     /// one; anyone else asks its own parent, then passes the block down.
-    /// Each hop records which child stream the block went to.
+    /// The request is counted against the child's cap when it arrives, and
+    /// each hop records which child stream the block went to.
     fn on_allocate_id(&self, msg: Message) {
         let child = msg.from_stream;
-        let refuse = |why: String| {
-            tracing::error!(
-                "refused ALLOCATE_ID from {}: {why}",
-                self.stream_label(child)
-            );
-            self.refuse(&msg, &why);
-        };
         let cap = if self.context_id() == 0 {
             MAX_BLOCKS_PER_STREAM
         } else {
             MAX_BLOCKS_PER_CHILD
         };
         if !lock(&self.inner.grants).reserve(child, cap) {
-            return refuse(format!(
+            let why = format!(
                 "the subtree of {} already holds {cap} id blocks",
                 self.name_of(child)
-            ));
+            );
+            return self.refuse_ids(&msg, child, &why);
         }
         if self.context_id() == 0 {
-            return match self.take_ids(ID_BLOCK) {
-                Ok((start, end)) => {
-                    lock(&self.inner.grants).grant_reserved(start, end, child);
-                    let _ = msg.reply(&(start, end));
-                }
-                Err(why) => {
-                    lock(&self.inner.grants).release(child);
-                    refuse(why)
-                }
-            };
+            return self.settle_ids(&msg, child, self.take_ids(ID_BLOCK));
         }
         let parent = self.parent_context();
         let r = self.clone();
+        let m = msg.clone();
         let handle = self.add_handler(
-            move |reply: Message| match reply.unpickle::<(u32, u32)>() {
-                Ok((start, end)) if start < end && end - start <= ID_BLOCK => {
-                    lock(&r.inner.grants).grant_reserved(start, end, child);
-                    let _ = msg.reply(&(start, end));
-                }
-                Ok((start, end)) => {
-                    lock(&r.inner.grants).release(child);
-                    r.refuse(
-                        &msg,
-                        &format!("the parent granted a malformed id block {start}..{end}"),
-                    )
-                }
-                Err(e) => {
-                    lock(&r.inner.grants).release(child);
-                    r.refuse(&msg, &e.to_string())
-                }
+            move |reply: Message| {
+                let block = reply.unpickle::<(u32, u32)>().map_err(|e| e.to_string());
+                r.settle_ids(&m, child, block.and_then(|(s, e)| valid_block(s, e)));
             },
             None,
             false,
@@ -191,10 +159,42 @@ impl Router {
         let mut up = Message::new(ALLOCATE_ID, Vec::new());
         up.reply_to = handle;
         if let Err(e) = parent.send(up) {
-            tracing::error!("could not ask the parent for ids: {e}");
             self.del_handler(handle);
-            lock(&self.inner.grants).release(child);
+            self.settle_ids(
+                &msg,
+                child,
+                Err(format!("could not ask the parent for ids: {e}")),
+            );
         }
+    }
+
+    /// Answer an id request counted by `reserve`: record the block and pass
+    /// it down, or uncount the request and refuse it.
+    fn settle_ids(
+        &self,
+        msg: &Message,
+        child: u32,
+        block: std::result::Result<(u32, u32), String>,
+    ) {
+        match block {
+            Ok((start, end)) => {
+                lock(&self.inner.grants).record(start, end, child);
+                let _ = msg.reply(&(start, end));
+            }
+            Err(why) => {
+                lock(&self.inner.grants).release(child);
+                self.refuse_ids(msg, child, &why);
+            }
+        }
+    }
+
+    /// Refuse an id request with a dead reply and a logged reason.
+    fn refuse_ids(&self, msg: &Message, child: u32, why: &str) {
+        tracing::error!(
+            "refused ALLOCATE_ID from {}: {why}",
+            self.stream_label(child)
+        );
+        self.refuse(msg, why);
     }
 
     /// A child announces a context reachable through it. Honoured only for
@@ -237,7 +237,7 @@ impl Router {
         if id == self.context_id() {
             return Err(format!("{claimed} is this context's own id"));
         }
-        if self.parent_ids().contains(&id) {
+        if self.is_parent(id) {
             return Err(format!("{claimed} belongs to a parent of this context"));
         }
         match lock(&self.inner.grants).owner(id) {
@@ -338,6 +338,17 @@ impl Stream {
     /// Remember that `src` sent a message down this stream (unidirectional mode).
     pub(crate) fn note_sender(&self, src: u32) {
         lock(&self.egress).insert(src);
+    }
+}
+
+/// `[start, end)` if it is a block a parent may grant.
+fn valid_block(start: u32, end: u32) -> std::result::Result<(u32, u32), String> {
+    if start < end && end - start <= ID_BLOCK {
+        Ok((start, end))
+    } else {
+        Err(format!(
+            "the parent granted a malformed id block {start}..{end}"
+        ))
     }
 }
 

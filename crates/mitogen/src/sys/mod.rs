@@ -11,5 +11,5 @@ pub use fd::{
     dup_cloexec, move_stdio_aside, pipe_cloexec, poll_many, poll_readable, read, set_nonblocking,
     shutdown_write, socketpair_cloexec, write_all_blocking, writev,
 };
-pub use process::{ignore_sigpipe, kill, pidfd_open, reap};
+pub use process::{effective_uid, ignore_sigpipe, kill, pidfd_open, reap};
 pub use pty::{controlling_tty_on_exec, openpty_raw};

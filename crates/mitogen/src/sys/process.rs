@@ -3,6 +3,12 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+/// This process's effective user id.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Send `signal` to process `pid`. A process that is already gone is not an error.
 pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
     match syscall!(kill(pid as libc::pid_t, signal)) {
