@@ -7,19 +7,14 @@ mod logs;
 use std::time::Duration;
 
 use common::*;
-use mitogen::{LocalOptions, Receiver, Router};
+use mitogen::{Receiver, Router};
 
 #[test]
 fn forged_auth_id_is_dropped_and_logged() {
     let errors = logs::capture(tracing::Level::ERROR);
     Router::with(|router| {
-        let relay = router.local(LocalOptions::default()).unwrap();
-        let leaf = router
-            .local(LocalOptions {
-                via: Some(relay.clone()),
-                ..Default::default()
-            })
-            .unwrap();
+        let relay = named(&router, "forged-relay");
+        let leaf = via(&router, &relay, "forged-leaf").unwrap();
         let rx = Receiver::new(&router);
         // The leaf claims the master's own authority (id 0).
         leaf.call(forge::remote, (rx.to_sender(), 0)).unwrap();

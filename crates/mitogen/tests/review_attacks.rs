@@ -303,11 +303,7 @@ fn cousin_waiting_on_a_lost_context_is_told() {
         // b tells us when the poke has arrived; only then does b die.
         heard.recv_timeout(WAIT).unwrap();
         let started = Instant::now();
-        assert!(std::process::Command::new("kill")
-            .args(["-9", &b_pid.to_string()])
-            .status()
-            .unwrap()
-            .success());
+        sigkill(b_pid);
         match waiting.get_timeout(WAIT) {
             Err(Error::Call(e)) => assert!(
                 e.message.contains("cw-gone-b") && e.message.contains("disconnected"),

@@ -99,11 +99,7 @@ fn relay_killed_fails_pending_calls_and_leaves_exit() {
             .map(|l| l.call_async(sleep_ms::remote, (60_000,)).unwrap())
             .collect();
         let started = Instant::now();
-        assert!(std::process::Command::new("kill")
-            .args(["-9", &relay_pid.to_string()])
-            .status()
-            .unwrap()
-            .success());
+        sigkill(relay_pid);
         for (p, leaf) in pending.into_iter().zip(&leaves) {
             match p.get_timeout(Duration::from_secs(5)) {
                 Err(Error::Channel(ChannelError::Dead(reason))) => {
@@ -271,11 +267,7 @@ fn leaf_killed_behind_a_relay_wakes_the_master_through_del_route() {
         let leaf_pid = leaf.call(pid::remote, ()).unwrap();
         let pending = leaf.call_async(sleep_ms::remote, (60_000,)).unwrap();
         let started = Instant::now();
-        assert!(std::process::Command::new("kill")
-            .args(["-9", &leaf_pid.to_string()])
-            .status()
-            .unwrap()
-            .success());
+        sigkill(leaf_pid);
         match pending.get_timeout(Duration::from_secs(5)) {
             Err(Error::Channel(ChannelError::Dead(reason))) => {
                 assert!(
@@ -315,11 +307,7 @@ fn sibling_waiting_on_a_lost_leaf_is_told_by_del_route() {
         // Let the poke reach b before b dies: a round trip through b.
         b.call(add::remote, (0, 0)).unwrap();
         let started = Instant::now();
-        assert!(std::process::Command::new("kill")
-            .args(["-9", &b_pid.to_string()])
-            .status()
-            .unwrap()
-            .success());
+        sigkill(b_pid);
         match waiting.get_timeout(Duration::from_secs(20)) {
             Err(Error::Call(e)) => assert!(
                 e.message.contains("gone-b") && e.message.contains("disconnected"),

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Mutex;
 
 use common::*;
-use mitogen::{CallChain, CallErrorKind, Error, LocalOptions, Router};
+use mitogen::{CallChain, CallErrorKind, Error, Router};
 use serde::{Deserialize, Serialize};
 
 /// `Ok(2)` as "ok 2", a failure as its kind and message.
@@ -57,14 +57,9 @@ fn relay_step(router: &Router, leaf: u32, step: Step) -> String {
 #[test]
 fn l2_call_chain_ids_do_not_collide() {
     Router::with(|router| {
-        let relay = router.local(LocalOptions::default()).unwrap();
+        let relay = named(&router, "l2-relay");
         // The leaf's parents are the relay and the master: both may call it.
-        let leaf = router
-            .local(LocalOptions {
-                via: Some(relay.clone()),
-                ..Default::default()
-            })
-            .unwrap();
+        let leaf = via(&router, &relay, "l2-leaf").unwrap();
         let id = leaf.context_id();
         let step = |step: Step| relay.call(relay_step::remote, (id, step)).unwrap();
 

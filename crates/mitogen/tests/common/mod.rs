@@ -263,3 +263,15 @@ pub fn stall_broker(router: &Router, ms: u64) {
     });
     stalled.get().unwrap();
 }
+
+/// SIGKILL process `pid` (with the system's `kill`, as a user would).
+pub fn sigkill(pid: u32) {
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success(),
+        "kill -9 {pid} failed"
+    );
+}
