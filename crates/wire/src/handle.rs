@@ -24,6 +24,9 @@ pub const DETACHING: u32 = 109;
 pub const CALL_SERVICE: u32 = 110;
 /// Ask a context to create a child of its own (`via=`).
 pub const CONNECT: u32 = 111;
+/// Flow control: credit returned by a receiving context, or a blocked
+/// sender asking for it (see `docs/protocol.md`).
+pub const FLOW_CONTROL: u32 = 112;
 /// First handle handed out dynamically.
 pub const FIRST_DYNAMIC: u32 = 1000;
 
@@ -41,6 +44,7 @@ pub fn name(handle: u32) -> Option<&'static str> {
         DETACHING => "DETACHING",
         CALL_SERVICE => "CALL_SERVICE",
         CONNECT => "CONNECT",
+        FLOW_CONTROL => "FLOW_CONTROL",
         _ => return None,
     })
 }

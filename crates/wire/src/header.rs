@@ -5,13 +5,17 @@ use thiserror::Error;
 /// First two bytes of every frame: `"MG"`.
 pub const MAGIC: u16 = 0x4d47;
 /// Protocol version carried in byte 2. Bumped on any incompatible change.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Size of an encoded [`Header`] in bytes.
 pub const HEADER_LEN: usize = 28;
 /// Flag bit: the message is *dead*: its body is a UTF-8 reason, and the
 /// receiver's waiters should fail with it (Mitogen's `Message.is_dead`).
 pub const FLAG_DEAD: u8 = 0x01;
-const KNOWN_FLAGS: u8 = FLAG_DEAD;
+/// Flag bit: the message counts against the receiver's flow-control window:
+/// once it is consumed, the receiving context returns its body length as
+/// credit to the sender on [`FLOW_CONTROL`](crate::handle::FLOW_CONTROL).
+pub const FLAG_FLOW: u8 = 0x02;
+const KNOWN_FLAGS: u8 = FLAG_DEAD | FLAG_FLOW;
 
 /// The 28-byte frame header. All integers are big-endian on the wire.
 ///
@@ -28,7 +32,7 @@ const KNOWN_FLAGS: u8 = FLAG_DEAD;
 /// | 24     | 4    | length     |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Header {
-    /// Flag bits, see [`FLAG_DEAD`].
+    /// Flag bits, see [`FLAG_DEAD`] and [`FLAG_FLOW`].
     pub flags: u8,
     /// Context the message is for.
     pub dst_id: u32,
@@ -74,6 +78,11 @@ impl Header {
     /// `true` when [`FLAG_DEAD`] is set.
     pub fn is_dead(&self) -> bool {
         self.flags & FLAG_DEAD != 0
+    }
+
+    /// `true` when [`FLAG_FLOW`] is set.
+    pub fn is_flow(&self) -> bool {
+        self.flags & FLAG_FLOW != 0
     }
 
     /// Encode into the 28 wire bytes.

@@ -35,7 +35,7 @@ mod header;
 
 pub use codec::{decode, decode_prefix, encode, encode_into, CodecError};
 pub use deframer::{Deframer, Frame};
-pub use header::{FrameError, Header, FLAG_DEAD, HEADER_LEN, MAGIC, VERSION};
+pub use header::{FrameError, Header, FLAG_DEAD, FLAG_FLOW, HEADER_LEN, MAGIC, VERSION};
 
 /// Default largest body accepted or sent: 128 MiB, as in Mitogen.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 128 * 1024 * 1024;

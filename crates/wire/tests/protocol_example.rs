@@ -28,7 +28,7 @@ fn worked_example_frame() {
     frame.extend_from_slice(&body);
     assert_eq!(
         hex(&frame),
-        "4d 47 01 00 \
+        "4d 47 02 00 \
          00 00 00 01 \
          00 00 00 00 \
          00 00 00 00 \
@@ -66,7 +66,7 @@ fn dead_message_example() {
     frame.extend_from_slice(reason);
     assert_eq!(
         hex(&frame),
-        "4d 47 01 01 \
+        "4d 47 02 01 \
          00 00 00 01 \
          00 00 00 00 \
          00 00 00 00 \
