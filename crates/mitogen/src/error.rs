@@ -226,6 +226,57 @@ pub enum RecvTimeoutError {
     Channel(ChannelError),
 }
 
+/// Why [`Sender::try_send`](crate::Sender::try_send) did not send; the
+/// value comes back when there was no room.
+#[derive(ThisError)]
+pub enum TrySendError<T> {
+    /// The receiver's flow-control window (or the stream's queue) is full.
+    #[error("the receiver's flow-control window is full")]
+    Full(T),
+    /// The value cannot be sent: it does not encode, is too large, or the
+    /// receiver's context is gone.
+    #[error(transparent)]
+    Failed(Error),
+}
+
+/// Why [`Sender::send_timeout`](crate::Sender::send_timeout) did not send;
+/// the value comes back when time ran out.
+#[derive(ThisError)]
+pub enum SendTimeoutError<T> {
+    /// No room in the receiver's window (or the stream's queue) in time.
+    #[error("timed out after {waited:?} waiting for room to send")]
+    Timeout {
+        /// The value, unsent.
+        value: T,
+        /// How long the sender waited.
+        waited: Duration,
+    },
+    /// As [`TrySendError::Failed`].
+    #[error(transparent)]
+    Failed(Error),
+}
+
+impl<T> fmt::Debug for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("Full(..)"),
+            TrySendError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout { waited, .. } => f
+                .debug_struct("Timeout")
+                .field("waited", waited)
+                .finish_non_exhaustive(),
+            SendTimeoutError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
 impl From<CallError> for Error {
     fn from(e: CallError) -> Error {
         Error::Call(Box::new(e))

@@ -139,13 +139,13 @@ pub use connect::{
 pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
 pub use error::{
     CallError, CallErrorKind, ChannelError, CodecError, Error, GetTimeoutError, HostKeyError,
-    LatchError, PasswordError, RecvTimeoutError, Result, StreamError, TimeoutError, TryGetError,
-    TryRecvError,
+    LatchError, PasswordError, RecvTimeoutError, Result, SendTimeoutError, StreamError,
+    TimeoutError, TryGetError, TryRecvError, TrySendError,
 };
 pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;
 pub use mitogen_macros::remote;
-pub use router::{has_parent_authority, is_immediate_child, Policy, Router};
+pub use router::{has_parent_authority, is_immediate_child, Policy, Router, DEFAULT_FLOW_WINDOW};
 pub use sync::{Channel, Latch, Member, Receiver, ReceiverOptions, Select, Sender};
 
 /// Protocol and message-size constants.

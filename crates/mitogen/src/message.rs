@@ -2,7 +2,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use mitogen_wire::{Header, FLAG_DEAD};
+use mitogen_wire::{Header, FLAG_DEAD, FLAG_FLOW};
 
 use crate::error::{ChannelError, Error, Result};
 use crate::router::Router;
@@ -38,6 +38,8 @@ pub struct Message {
     pub(crate) receiver: u32,
     /// Context id of the stream the message arrived on; 0 when local.
     pub(crate) from_stream: u32,
+    /// Counts against the receiver's flow-control window (`FLAG_FLOW`).
+    pub(crate) flow: bool,
 }
 
 impl std::fmt::Debug for Message {
@@ -135,7 +137,7 @@ impl Message {
         // most `u32::MAX` (`Router::set_max_message_size`), before framing.
         debug_assert!(u32::try_from(self.data.len()).is_ok());
         Header {
-            flags: if self.dead { FLAG_DEAD } else { 0 },
+            flags: if self.dead { FLAG_DEAD } else { 0 } | if self.flow { FLAG_FLOW } else { 0 },
             dst_id: self.dst_id,
             src_id: self.src_id,
             auth_id: self.auth_id,
@@ -158,6 +160,7 @@ impl Message {
             router: None,
             receiver: 0,
             from_stream: 0,
+            flow: h.is_flow() && !h.is_dead(),
         }
     }
 }

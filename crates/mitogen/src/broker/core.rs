@@ -1,5 +1,6 @@
 //! The broker thread's state and event loop.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
@@ -36,6 +37,22 @@ const LINES_BUDGET: usize = 128 * 1024;
 /// into pieces of this size, so an endless line costs bounded memory.
 const MAX_LINE: usize = 64 * 1024;
 
+thread_local! {
+    /// The stream whose frames the broker thread is handing over, and
+    /// whether a full output queue asked for it to be paused.
+    static READING: Cell<(Option<usize>, bool)> = const { Cell::new((None, false)) };
+}
+
+/// Broker thread: a message being handed over filled an output queue: stop
+/// reading the stream it came from. Returns that stream's token.
+pub(crate) fn pause_current_reader() -> Option<usize> {
+    READING.with(|r| {
+        let (token, _) = r.get();
+        r.set((token, token.is_some()));
+        token
+    })
+}
+
 type LineFn = Box<dyn FnMut(Option<&[u8]>) + Send>;
 type ExitFn = Box<dyn FnOnce(i32) + Send>;
 
@@ -46,6 +63,8 @@ enum Entry {
         deframer: Deframer,
         events: Arc<dyn StreamEvents>,
         write_token: Option<usize>,
+        /// Not read until the output queue it filled drains.
+        paused: bool,
     },
     WriteSide {
         stream_token: usize,
@@ -88,6 +107,17 @@ enum Escalation {
     Terminated,
     /// Children sent SIGKILL.
     Killed,
+}
+
+/// How far [`Core::drain_frames`] got.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Drain {
+    /// Every complete frame was handed over.
+    Done,
+    /// The frame budget ran out first.
+    Budget,
+    /// The stream is paused (a frame filled an output queue).
+    Paused,
 }
 
 /// What one `read` of a stream brought.
@@ -167,12 +197,13 @@ impl Core {
                 deframer,
                 events,
                 write_token,
+                paused: false,
             },
         );
         self.update_alive();
         // Bytes buffered during the bootstrap may already hold whole frames.
         let mut frames = FRAME_BUDGET;
-        if !self.drain_frames(token, &mut frames) {
+        if self.drain_frames(token, &mut frames) == Drain::Budget {
             self.read_again.push(token);
         }
         if self.shutdown_deadline.is_some() && !stream.begin_close() {
@@ -233,7 +264,10 @@ impl Core {
         let Some(Entry::Stream { stream, .. }) = self.entries.get(&token) else {
             return;
         };
-        match stream.flush() {
+        let mut resumed = Vec::new();
+        let res = stream.flush(&mut resumed);
+        self.resume(resumed);
+        match res {
             Ok(true) => {
                 let wt = matches!(
                     self.entries.get(&token),
@@ -273,9 +307,13 @@ impl Core {
         loop {
             // Frames left from last turn go first, so at most one read's
             // worth waits in the deframer.
-            if !self.drain_frames(token, &mut frames) {
-                self.read_again.push(token);
-                return;
+            match self.drain_frames(token, &mut frames) {
+                Drain::Done => {}
+                Drain::Budget => {
+                    self.read_again.push(token);
+                    return;
+                }
+                Drain::Paused => return,
             }
             let Some(step) = self.read_once(token) else {
                 return;
@@ -287,15 +325,20 @@ impl Core {
                 }
                 ReadStep::Data { n, short } if to_the_end || !short => bytes -= n,
                 ReadStep::Data { .. } | ReadStep::Drained => {
-                    if !self.drain_frames(token, &mut frames) {
+                    if self.drain_frames(token, &mut frames) == Drain::Budget {
                         self.read_again.push(token);
                     }
                     return;
                 }
                 ReadStep::Closed(reason) => {
-                    // Deliver what arrived before the end of file.
+                    // Deliver what arrived before the end of file, full
+                    // queues or not: it is already in memory.
                     let mut unbounded = usize::MAX;
-                    self.drain_frames(token, &mut unbounded);
+                    while self.drain_frames(token, &mut unbounded) == Drain::Paused {
+                        if let Some(Entry::Stream { paused, .. }) = self.entries.get_mut(&token) {
+                            *paused = false;
+                        }
+                    }
                     self.disconnect(token, &reason);
                     return;
                 }
@@ -332,26 +375,39 @@ impl Core {
     }
 
     /// Hand over the stream's complete frames, at most `budget` of them
-    /// (counted down); `false` when the budget ran out first.
-    fn drain_frames(&mut self, token: usize, budget: &mut usize) -> bool {
+    /// (counted down). Stops early when the budget runs out, or when a frame
+    /// filled an output queue ([`pause_current_reader`]): the stream is then
+    /// paused until that queue drains. A paused stream hands over nothing.
+    fn drain_frames(&mut self, token: usize, budget: &mut usize) -> Drain {
         let mut failure = None;
-        let mut done = true;
+        let mut result = Drain::Done;
         if let Some(Entry::Stream {
             stream,
             deframer,
             events,
+            paused,
             ..
         }) = self.entries.get_mut(&token)
         {
+            if *paused {
+                return Drain::Paused;
+            }
             loop {
                 if *budget == 0 {
-                    done = false;
+                    result = Drain::Budget;
                     break;
                 }
                 match deframer.next_frame() {
                     Ok(Some(frame)) => {
                         *budget -= 1;
+                        READING.with(|r| r.set((Some(token), false)));
                         events.on_message(stream, Message::from_frame(frame));
+                        let (_, pause) = READING.with(|r| r.replace((None, false)));
+                        if pause {
+                            *paused = true;
+                            result = Drain::Paused;
+                            break;
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -365,7 +421,18 @@ impl Core {
             tracing::error!("{reason}; closing it");
             self.disconnect(token, &reason);
         }
-        done
+        result
+    }
+
+    /// Read again the streams whose output queue drained (or closed).
+    fn resume(&mut self, tokens: Vec<usize>) {
+        for token in tokens {
+            if let Some(Entry::Stream { paused, .. }) = self.entries.get_mut(&token) {
+                if std::mem::take(paused) {
+                    self.read_again.push(token);
+                }
+            }
+        }
     }
 
     /// Close a stream now and tell its owner why.
@@ -387,7 +454,9 @@ impl Core {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&wfd));
             }
         }
-        drop(stream.take_fds());
+        let mut resumed = Vec::new();
+        drop(stream.take_fds(&mut resumed));
+        self.resume(resumed);
         self.update_alive();
         tracing::debug!("stream {} disconnected: {reason}", stream.name);
         events.on_disconnect(&stream, reason);

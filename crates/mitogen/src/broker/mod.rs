@@ -28,7 +28,7 @@ use std::time::Duration;
 use mio::{Poll, Token, Waker};
 
 pub(crate) use self::core::Core;
-pub(crate) use stream::{Fds, Stream, StreamEvents};
+pub(crate) use stream::{Fds, SendError, Stream, StreamEvents, Wait};
 pub use timer::Timer;
 
 use crate::sync::Latch;
@@ -234,4 +234,22 @@ impl<T> Drop for CloseOnDrop<T> {
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Wait on `cv` with `guard`, until `deadline` if given (a spurious or
+/// timed-out wake-up returns too: callers re-check their condition).
+pub(crate) fn wait_on<'a, T>(
+    cv: &std::sync::Condvar,
+    guard: std::sync::MutexGuard<'a, T>,
+    deadline: Option<std::time::Instant>,
+) -> std::sync::MutexGuard<'a, T> {
+    match deadline {
+        None => cv.wait(guard).unwrap_or_else(|p| p.into_inner()),
+        Some(d) => {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            cv.wait_timeout(guard, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mitogen_wire::HEADER_LEN;
@@ -22,6 +22,36 @@ use crate::sys;
 
 /// Sends closer together than this are queued for one broker flush.
 const BURST_WINDOW: Duration = Duration::from_micros(20);
+
+/// Bytes queued on a stream at or above which a sender waits: a user thread
+/// blocks, and the broker stops reading the stream whose message it is
+/// forwarding. One message may take the queue past it (the queue is never
+/// refused a message it has room to start).
+pub(crate) const QUEUE_HIGH: usize = 4 << 20;
+/// Waiting senders and paused readers go on once the queue is below this.
+const QUEUE_LOW: usize = QUEUE_HIGH / 2;
+
+/// How long a sender may wait for room (in a stream's queue, or in a
+/// receiver's flow-control window).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Until there is room.
+    Forever,
+    /// Until this instant.
+    Until(Instant),
+    /// Not at all: report that it is full.
+    Never,
+    /// Never wait, but go anyway: control messages, and anything sent from
+    /// the broker thread, which must not block.
+    Force,
+}
+
+impl Wait {
+    /// `Forever` without a deadline, `Until` with one.
+    pub(crate) fn deadline(deadline: Option<Instant>) -> Wait {
+        deadline.map_or(Wait::Forever, Wait::Until)
+    }
+}
 
 /// Broker-side callbacks of a stream; implemented by the router.
 pub(crate) trait StreamEvents: Send + Sync {
@@ -48,6 +78,8 @@ pub(crate) struct Stream {
     /// upward: told with DEL_ROUTE when they are lost.
     pub(crate) talked_to: Mutex<std::collections::HashSet<u32>>,
     out: Mutex<Out>,
+    /// Signalled when the queue drains below [`QUEUE_LOW`] or the stream closes.
+    drained: Condvar,
 }
 
 struct Out {
@@ -61,6 +93,12 @@ struct Out {
     closing: bool,
     /// When the last direct write happened.
     last_direct: Option<Instant>,
+    /// Bytes in `queue` (whole chunks, written part included).
+    queued: usize,
+    /// User threads waiting for room.
+    waiters: usize,
+    /// Streams (broker tokens) whose reading waits for this queue to drain.
+    paused: Vec<usize>,
 }
 
 /// Bytes waiting to be sent: owned by the queue, or shared with their
@@ -113,6 +151,8 @@ impl Fds {
 #[derive(Debug)]
 pub(crate) enum SendError {
     Closed,
+    /// No room in the queue before the deadline.
+    Full,
 }
 
 impl Stream {
@@ -140,7 +180,11 @@ impl Stream {
                 want_write: false,
                 closing: false,
                 last_direct: None,
+                queued: 0,
+                waiters: 0,
+                paused: Vec::new(),
             }),
+            drained: Condvar::new(),
         }
     }
 
@@ -152,46 +196,88 @@ impl Stream {
         self.remote_id.load(Ordering::Relaxed)
     }
 
-    /// Queue one frame (`header` then `body`) for sending. Safe from any thread.
+    /// Queue one frame (`header` then `body`) for sending. Safe from any
+    /// thread; see [`Stream::send_batch`] for `wait`.
     pub(crate) fn send(
         self: &Arc<Self>,
         header: [u8; HEADER_LEN],
         body: Vec<u8>,
+        wait: Wait,
     ) -> Result<(), SendError> {
-        self.send_batch(vec![(header, body)])
+        self.send_frames(vec![(header, body)], wait)
     }
 
     /// Queue frames for sending, in order, with as few system calls as
     /// possible: when nothing is queued they go out in one `writev` from
     /// the calling thread, and only what does not fit is left to the broker.
+    ///
+    /// While [`QUEUE_HIGH`] bytes or more are queued, a user thread waits as
+    /// `wait` allows; the broker thread never waits: it sends, and stops
+    /// reading the stream whose message it is handling until this queue
+    /// drains, so backpressure reaches the peer producing the bytes.
     pub(crate) fn send_batch(
         self: &Arc<Self>,
         frames: Vec<([u8; HEADER_LEN], Vec<u8>)>,
+        wait: Wait,
     ) -> Result<(), SendError> {
-        self.send_frames(frames)
+        self.send_frames(frames, wait)
     }
 
     /// Queue one frame whose body is shared: what is not written at once is
-    /// queued as another reference to `body`, never as a copy.
+    /// queued as another reference to `body`, never as a copy. Never waits.
     pub(crate) fn send_shared(
         self: &Arc<Self>,
         header: [u8; HEADER_LEN],
         body: Arc<[u8]>,
     ) -> Result<(), SendError> {
-        self.send_frames(vec![(header, body)])
+        self.send_frames(vec![(header, body)], Wait::Force)
+    }
+
+    /// Wait (as `wait` allows) until the queue has room.
+    fn room<'a>(
+        &'a self,
+        mut out: MutexGuard<'a, Out>,
+        wait: Wait,
+    ) -> Result<MutexGuard<'a, Out>, SendError> {
+        loop {
+            if out.fds.is_none() || out.closing {
+                return Err(SendError::Closed);
+            }
+            if out.queued < QUEUE_HIGH {
+                return Ok(out);
+            }
+            // The broker thread handing over a frame: stop reading where
+            // it came from, whatever the message (a refusal too).
+            if let Some(reader) = super::core::pause_current_reader() {
+                if !out.paused.contains(&reader) {
+                    out.paused.push(reader);
+                }
+                return Ok(out);
+            }
+            let deadline = match wait {
+                Wait::Force => return Ok(out),
+                Wait::Never => return Err(SendError::Full),
+                // Elsewhere on the broker thread (a timer): it must not block.
+                _ if self.broker.on_broker_thread() => return Ok(out),
+                Wait::Until(d) if Instant::now() >= d => return Err(SendError::Full),
+                Wait::Until(d) => Some(d),
+                Wait::Forever => None,
+            };
+            out.waiters += 1;
+            out = super::wait_on(&self.drained, out, deadline);
+            out.waiters -= 1;
+        }
     }
 
     fn send_frames<B: AsRef<[u8]> + Into<Chunk>>(
         self: &Arc<Self>,
         frames: Vec<([u8; HEADER_LEN], B)>,
+        wait: Wait,
     ) -> Result<(), SendError> {
-        let mut out = self.lock();
+        let mut out = self.room(self.lock(), wait)?;
         let Some(fds) = out.fds.as_ref() else {
             return Err(SendError::Closed);
         };
-        if out.closing {
-            return Err(SendError::Closed);
-        }
         let total: usize = frames
             .iter()
             .map(|(_, b)| HEADER_LEN + b.as_ref().len())
@@ -234,6 +320,7 @@ impl Stream {
                     out.offset = skip;
                 }
                 skip = 0;
+                out.queued += chunk.len();
                 out.queue.push_back(chunk);
             }
         }
@@ -252,9 +339,22 @@ impl Stream {
             .defer_core(move |core: &mut Core| core.watch_writable(token, true));
     }
 
-    /// Broker thread: write what is queued. `Ok(true)` when the queue is empty.
-    pub(crate) fn flush(&self) -> io::Result<bool> {
+    /// Broker thread: write what is queued. `Ok(true)` when the queue is
+    /// empty. Streams whose reading waited for this queue to drain are added
+    /// to `resumed` once it is below [`QUEUE_LOW`].
+    pub(crate) fn flush(&self, resumed: &mut Vec<usize>) -> io::Result<bool> {
         let mut out = self.lock();
+        let res = Self::write_queue(&mut out);
+        if out.queued < QUEUE_LOW {
+            resumed.append(&mut out.paused);
+            if out.waiters > 0 {
+                self.drained.notify_all();
+            }
+        }
+        res
+    }
+
+    fn write_queue(out: &mut Out) -> io::Result<bool> {
         let Some(fd) = out.fds.as_ref().map(Fds::write_fd) else {
             return Ok(true);
         };
@@ -275,7 +375,9 @@ impl Stream {
                         let front_left = out.queue[0].len() - out.offset;
                         if n >= front_left {
                             n -= front_left;
-                            out.queue.pop_front();
+                            if let Some(c) = out.queue.pop_front() {
+                                out.queued -= c.len();
+                            }
                             out.offset = 0;
                         } else {
                             out.offset += n;
@@ -288,7 +390,7 @@ impl Stream {
             }
         }
         out.want_write = false;
-        if out.closing && !Self::close_write_side(&mut out) {
+        if out.closing && !Self::close_write_side(out) {
             return Err(io::Error::other("closed"));
         }
         Ok(true)
@@ -328,9 +430,14 @@ impl Stream {
     }
 
     /// Broker thread: take the descriptors away (closing them when dropped).
-    pub(crate) fn take_fds(&self) -> Option<Fds> {
+    /// Waiting senders wake (and fail); the streams whose reading waited for
+    /// this queue are added to `resumed`.
+    pub(crate) fn take_fds(&self, resumed: &mut Vec<usize>) -> Option<Fds> {
         let mut out = self.lock();
         out.queue.clear();
+        out.queued = 0;
+        resumed.append(&mut out.paused);
+        self.drained.notify_all();
         out.fds.take()
     }
 

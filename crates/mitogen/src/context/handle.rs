@@ -222,7 +222,10 @@ pub(crate) fn call_message<A: Serialize>(
 ) -> Result<Message> {
     let mut body = mitogen_wire::encode(&(function, chain))?;
     mitogen_wire::encode_into(args, &mut body).map_err(Error::Codec)?;
-    Ok(Message::new(handle::CALL_FUNCTION, body))
+    let mut msg = Message::new(handle::CALL_FUNCTION, body);
+    // Calls queue in the callee: bounded by its flow-control window.
+    msg.flow = true;
+    Ok(msg)
 }
 
 impl Serialize for Context {

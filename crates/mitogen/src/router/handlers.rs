@@ -25,6 +25,8 @@ pub(super) struct Handler {
     pub(super) persist: bool,
     pub(super) respondent: Option<u32>,
     pub(super) policy: Option<Policy>,
+    /// Queues messages for a user thread, which returns flow-control credit.
+    pub(super) queues: bool,
 }
 
 impl Clone for Handler {
@@ -34,6 +36,7 @@ impl Clone for Handler {
             persist: self.persist,
             respondent: self.respondent,
             policy: self.policy.clone(),
+            queues: self.queues,
         }
     }
 }
@@ -148,6 +151,7 @@ mod tests {
             persist: true,
             respondent: None,
             policy: None,
+            queues: false,
         }
     }
 

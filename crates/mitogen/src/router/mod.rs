@@ -2,6 +2,7 @@
 //! stream that leads to its destination, checks where messages come from,
 //! and wakes waiters with a reason when a context is lost.
 
+mod flow;
 mod grants;
 mod handlers;
 mod policy;
@@ -13,12 +14,14 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use mitogen_wire::handle;
 
-use crate::broker::{lock, Broker, Stream, StreamEvents};
+use crate::broker::{lock, Broker, SendError, Stream, StreamEvents, Wait};
 use crate::error::{Result, StreamError};
 use crate::message::Message;
 
 pub use policy::{has_parent_authority, is_immediate_child, Policy};
 
+pub(crate) use flow::Blocked;
+pub use flow::DEFAULT_FLOW_WINDOW;
 pub(crate) use handlers::DYNAMIC_END;
 pub(crate) use tree::check_name;
 
@@ -55,7 +58,31 @@ pub(crate) struct RouterInner {
     pub(crate) binary_bytes_sent: std::sync::atomic::AtomicU64,
     pub(crate) names: Mutex<HashMap<u32, String>>,
     parent_lost: Mutex<Option<ParentLost>>,
+    pub(crate) flow: flow::Flow,
 }
+
+/// Why [`Router::route_wait`] did not send.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// No room (window or stream queue) before the deadline.
+    Full,
+    /// Not sendable: too large, or the destination was lost while waiting.
+    Error(crate::Error),
+}
+
+impl Refused {
+    /// The error of a send that had no deadline (`Full` cannot happen then).
+    pub(crate) fn into_error(self) -> crate::Error {
+        match self {
+            Refused::Full => crate::ChannelError::Dead("no room to send".into()).into(),
+            Refused::Error(e) => e,
+        }
+    }
+}
+
+/// A stream had no room before the deadline.
+#[derive(Debug)]
+struct Full;
 
 /// Runs once when the stream to the parent is lost.
 type ParentLost = Box<dyn FnOnce(&str) + Send>;
@@ -99,10 +126,12 @@ impl Router {
                 binary_bytes_sent: std::sync::atomic::AtomicU64::new(0),
                 names: Mutex::new(HashMap::new()),
                 parent_lost: Mutex::new(None),
+                flow: flow::Flow::new(),
             }),
         };
         let _ = PROCESS_ROUTER.set(router.clone());
         router.install_tree_handlers();
+        flow::install(&router);
         router
     }
 
@@ -251,6 +280,29 @@ impl Router {
         Ok(())
     }
 
+    /// The flow-control window: how many bytes of [`Sender`](crate::Sender)
+    /// values (and call requests) may be on their way to one receiver in
+    /// another context before the sender waits for it to consume them
+    /// (default [`DEFAULT_FLOW_WINDOW`], 8 MiB). This context grants credit
+    /// to its own senders each quarter window it consumes.
+    pub fn flow_window(&self) -> u64 {
+        self.inner.flow.window()
+    }
+
+    /// Change [`Router::flow_window`] (at least 1 byte). A message larger
+    /// than the window is still sent, alone.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// router.set_flow_window(1 << 20);
+    /// assert_eq!(router.flow_window(), 1 << 20);
+    /// # }).unwrap();
+    /// ```
+    pub fn set_flow_window(&self, bytes: u64) {
+        self.inner.flow.set_window(bytes);
+    }
+
     /// Name of a known context, for messages.
     pub(crate) fn name_of(&self, id: u32) -> String {
         if id == self.context_id() {
@@ -287,15 +339,53 @@ impl Router {
         respondent: Option<u32>,
         policy: Option<Policy>,
     ) -> u32 {
+        let f: Arc<dyn Fn(Message) + Send + Sync> = Arc::new(f);
         self.inner.handlers.add(
             handle,
             Handler {
-                f: Arc::new(f),
+                f,
                 persist,
                 respondent,
                 policy,
+                queues: false,
             },
         )
+    }
+
+    /// As [`Router::add_handler`] (persistent unless `oneshot`), for a
+    /// handler that queues messages for a user thread
+    /// ([`Receiver`](crate::Receiver)): flow-control credit is returned when
+    /// the user takes a message, not when it is queued.
+    pub(crate) fn add_queueing_handler(
+        &self,
+        f: impl Fn(Message) + Send + Sync + 'static,
+        opts: crate::sync::ReceiverOptions,
+    ) -> u32 {
+        self.inner.handlers.add(
+            opts.handle,
+            Handler {
+                f: Arc::new(f),
+                persist: !opts.oneshot,
+                respondent: opts.respondent,
+                policy: opts.policy,
+                queues: true,
+            },
+        )
+    }
+
+    /// A flow-controlled message from another context was consumed here:
+    /// its bytes are due back to the sender as credit.
+    pub(crate) fn consumed(&self, msg: &Message) {
+        if msg.flow {
+            self.inner
+                .flow
+                .consumed(self, msg.src_id, msg.handle, msg.data.len() as u64);
+        }
+    }
+
+    /// Credit every sender of `handle` what it is owed (its receiver closes).
+    pub(crate) fn flush_credit(&self, handle: u32) {
+        self.inner.flow.flush_handle(self, handle);
     }
 
     /// Remove the handler for `handle`; `true` if there was one.
@@ -309,20 +399,56 @@ impl Router {
     /// # Errors
     /// [`StreamError::MessageTooLarge`] when the body exceeds the maximum
     /// message size: nothing is sent and the link stays up.
-    pub fn route(&self, mut msg: Message) -> Result<()> {
+    pub fn route(&self, msg: Message) -> Result<()> {
+        self.route_wait(msg, Wait::Forever)
+            .map_err(Refused::into_error)
+    }
+
+    /// [`Router::route`], waiting for room as `wait` allows: room in the
+    /// receiver's flow-control window when `msg.flow` is set and the
+    /// destination is another context, then room in the stream's queue.
+    pub(crate) fn route_wait(&self, mut msg: Message, wait: Wait) -> Result<(), Refused> {
         let max = self.max_message_size();
         if msg.data.len() > max {
-            return Err(StreamError::MessageTooLarge {
-                size: msg.data.len(),
-                max,
-            }
-            .into());
+            return Err(Refused::Error(
+                StreamError::MessageTooLarge {
+                    size: msg.data.len(),
+                    max,
+                }
+                .into(),
+            ));
         }
         let me = self.context_id();
         msg.src_id = me;
         msg.auth_id = me;
-        self.dispatch(msg, None);
+        msg.flow &= !msg.dead && msg.dst_id != me;
+        let (flow, dst, handle, n) = (msg.flow, msg.dst_id, msg.handle, msg.data.len() as u64);
+        if flow {
+            match self.inner.flow.acquire(self, dst, handle, n, wait) {
+                Ok(()) => {}
+                Err(Blocked::Full) => return Err(Refused::Full),
+                Err(Blocked::Lost(reason)) => {
+                    return Err(Refused::Error(crate::ChannelError::Dead(reason).into()))
+                }
+            }
+        }
+        if self.dispatch(msg, None, wait).is_err() {
+            if flow {
+                self.inner.flow.release(dst, handle, n);
+            }
+            return Err(Refused::Full);
+        }
         Ok(())
+    }
+
+    /// Send a control message (a refusal, credit) from this context: it
+    /// never waits for room, and is never flow-controlled.
+    pub(crate) fn route_control(&self, mut msg: Message) {
+        let me = self.context_id();
+        msg.src_id = me;
+        msg.auth_id = me;
+        msg.flow = false;
+        let _ = self.dispatch(msg, None, Wait::Force);
     }
 
     /// Send several messages from this context; consecutive messages that
@@ -334,7 +460,8 @@ impl Router {
         let mut batch_stream: Option<Arc<Stream>> = None;
         let flush = |stream: &Option<Arc<Stream>>, batch: &mut Vec<_>| {
             if let Some(s) = stream {
-                if !batch.is_empty() && s.send_batch(std::mem::take(batch)).is_err() {
+                if !batch.is_empty() && s.send_batch(std::mem::take(batch), Wait::Forever).is_err()
+                {
                     tracing::debug!("stream {} closed; dropped replies", s.name);
                 }
             }
@@ -369,20 +496,26 @@ impl Router {
     /// only for tests of source verification.
     #[doc(hidden)]
     pub fn __route_unstamped(&self, msg: Message) {
-        self.dispatch(msg, None);
+        let _ = self.dispatch(msg, None, Wait::Force);
     }
 
     /// Deliver or forward a message; `from` is the stream it arrived on.
-    fn dispatch(&self, mut msg: Message, from: Option<&Arc<Stream>>) {
+    /// `Err(Full)` only when `wait` ran out before the stream had room.
+    fn dispatch(
+        &self,
+        mut msg: Message,
+        from: Option<&Arc<Stream>>,
+        wait: Wait,
+    ) -> Result<(), Full> {
         if let Some(stream) = from {
             if !self.verify_source(&msg, stream) {
-                return;
+                return Ok(());
             }
             msg.from_stream = stream.remote_id();
         }
         if msg.dst_id == self.context_id() {
             self.deliver(msg);
-            return;
+            return Ok(());
         }
         if let Some(from) = from {
             if self.is_unidirectional()
@@ -396,14 +529,14 @@ impl Router {
                 );
                 tracing::error!("{reason}: {msg:?}");
                 self.refuse(&msg, &reason);
-                return;
+                return Ok(());
             }
         }
         match self.stream_to(msg.dst_id) {
             Some(stream) => {
                 if from.is_some_and(|f| Arc::ptr_eq(f, &stream)) {
                     self.refuse(&msg, &format!("routing loop to context {}", msg.dst_id));
-                    return;
+                    return Ok(());
                 }
                 if self.is_unidirectional() {
                     stream.note_sender(msg.src_id);
@@ -419,9 +552,13 @@ impl Router {
                     }
                 }
                 let header = msg.header().to_bytes();
-                if stream.send(header, msg.data).is_err() {
+                match stream.send(header, msg.data, wait) {
+                    Ok(()) => {}
+                    Err(SendError::Full) => return Err(Full),
                     // Streams close under us while shutting down: nothing to wake.
-                    tracing::debug!("stream {} closed; dropped message", stream.name);
+                    Err(SendError::Closed) => {
+                        tracing::debug!("stream {} closed; dropped message", stream.name)
+                    }
                 }
             }
             None => {
@@ -429,6 +566,7 @@ impl Router {
                 self.refuse(&msg, &reason);
             }
         }
+        Ok(())
     }
 
     fn is_parent_stream(&self, s: Option<&Arc<Stream>>) -> bool {
@@ -479,6 +617,7 @@ impl Router {
             Lookup::Found(h) => Some(h),
             Lookup::Missing => None,
             Lookup::WrongSender { expected } => {
+                self.consumed(&msg);
                 let reason = format!(
                     "handle {} waits for a reply from {} (id {expected}), not from {} (id {})",
                     msg.handle,
@@ -492,6 +631,7 @@ impl Router {
             }
         };
         let Some(handler) = handler else {
+            self.consumed(&msg);
             let reason = format!(
                 "no handler for handle {}{} in context {}",
                 msg.handle,
@@ -508,10 +648,15 @@ impl Router {
         };
         if let Some(policy) = &handler.policy {
             if !policy(&msg, self) {
+                self.consumed(&msg);
                 tracing::error!("policy refused {msg:?}");
                 self.refuse(&msg, "refused by policy");
                 return;
             }
+        }
+        if !handler.queues {
+            self.consumed(&msg);
+            msg.flow = false;
         }
         (handler.f)(msg);
     }
@@ -537,10 +682,7 @@ impl Router {
         }
         let mut dead = Message::dead(reason, msg.reply_to);
         dead.dst_id = msg.src_id;
-        let me = self.context_id();
-        dead.src_id = me;
-        dead.auth_id = me;
-        self.dispatch(dead, None);
+        self.route_control(dead);
     }
 
     /// Route a child this context just started, `id`, through its stream;
@@ -587,6 +729,7 @@ impl Router {
                 None => format!("id {id}"),
             };
             let why = format!("context {label} disconnected: {reason}");
+            self.inner.flow.lost(id, &why);
             for (handle, handler) in self.inner.handlers.take_respondent(id) {
                 let mut dead = Message::dead(&why, handle);
                 dead.dst_id = self.context_id();
@@ -645,7 +788,7 @@ struct RouterEvents(Router);
 
 impl StreamEvents for RouterEvents {
     fn on_message(&self, stream: &Arc<Stream>, msg: Message) {
-        self.0.dispatch(msg, Some(stream));
+        let _ = self.0.dispatch(msg, Some(stream), Wait::Force);
     }
 
     fn on_disconnect(&self, stream: &Arc<Stream>, reason: &str) {

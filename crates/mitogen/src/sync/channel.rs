@@ -4,7 +4,9 @@ use serde::Serialize;
 
 use super::{Receiver, Sender};
 use crate::context::Context;
-use crate::error::{ChannelError, Result};
+use std::time::Duration;
+
+use crate::error::{ChannelError, RecvTimeoutError, Result, SendTimeoutError, TrySendError};
 use crate::message::Message;
 use crate::router::Router;
 
@@ -55,6 +57,35 @@ impl Channel {
     #[doc(alias = "put")]
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.sender.send(value)
+    }
+
+    /// Send a value only if there is room now (see [`Sender::try_send`]).
+    ///
+    /// # Errors
+    /// As [`Sender::try_send`].
+    pub fn try_send<T: Serialize>(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.sender.try_send(value)
+    }
+
+    /// Send a value, waiting at most `timeout` for room (see
+    /// [`Sender::send_timeout`]).
+    ///
+    /// # Errors
+    /// As [`Sender::send_timeout`].
+    pub fn send_timeout<T: Serialize>(
+        &self,
+        value: T,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.sender.send_timeout(value, timeout)
+    }
+
+    /// Receive the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv_timeout`].
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
+        self.receiver.recv_timeout(timeout)
     }
 
     /// Receive the next message from the far end.

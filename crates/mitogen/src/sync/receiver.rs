@@ -63,15 +63,12 @@ impl Receiver {
         let latch = Latch::new();
         let l2 = latch.clone();
         let closed = Arc::new(AtomicBool::new(false));
-        let handle = router.add_handler(
+        let handle = router.add_queueing_handler(
             move |mut msg: Message| {
                 msg.receiver = msg.handle;
                 let _ = l2.put(msg);
             },
-            opts.handle,
-            !opts.oneshot,
-            opts.respondent,
-            opts.policy,
+            opts,
         );
         Receiver {
             router: router.clone(),
@@ -91,7 +88,13 @@ impl Receiver {
         Sender::new(Context::local(&self.router), self.handle)
     }
 
-    fn map(msg: Message) -> Result<Message, ChannelError> {
+    /// A message was taken out: credit its sender's window, then turn a
+    /// dead message into its error.
+    fn map(&self, mut msg: Message) -> Result<Message, ChannelError> {
+        if msg.flow {
+            self.router.consumed(&msg);
+            msg.flow = false;
+        }
         match msg.dead_reason() {
             Some(reason) => Err(ChannelError::Dead(reason)),
             None => Ok(msg),
@@ -104,7 +107,7 @@ impl Receiver {
     /// [`TryRecvError::Empty`], or [`TryRecvError::Channel`] for a dead message or closed receiver.
     pub fn try_recv(&self) -> Result<Message, TryRecvError> {
         match self.latch.try_get() {
-            Ok(m) => Self::map(m).map_err(TryRecvError::Channel),
+            Ok(m) => self.map(m).map_err(TryRecvError::Channel),
             Err(TryGetError::Empty) => Err(TryRecvError::Empty),
             Err(TryGetError::Closed) => Err(TryRecvError::Channel(ChannelError::Closed)),
         }
@@ -142,7 +145,7 @@ impl Receiver {
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<Message, RecvTimeoutError> {
         let started = Instant::now();
         match self.latch.get_until(deadline) {
-            Ok(m) => Self::map(m).map_err(RecvTimeoutError::Channel),
+            Ok(m) => self.map(m).map_err(RecvTimeoutError::Channel),
             Err(GetTimeoutError::Closed) => Err(RecvTimeoutError::Channel(ChannelError::Closed)),
             Err(GetTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout(TimeoutError {
                 waited: started.elapsed(),
@@ -186,6 +189,13 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.close();
+        // Messages nobody will read still owe their senders credit.
+        while let Ok(msg) = self.latch.try_get() {
+            if msg.flow {
+                self.router.consumed(&msg);
+            }
+        }
+        self.router.flush_credit(self.handle);
     }
 }
 

@@ -2,10 +2,13 @@
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
+use std::time::{Duration, Instant};
+
+use crate::broker::Wait;
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Result, SendTimeoutError, TrySendError};
 use crate::message::Message;
-use crate::router::Router;
+use crate::router::{Refused, Router};
 
 /// Sends values to a [`Receiver`](crate::Receiver) that may live in another
 /// context (Mitogen's `Sender`). Senders can be passed as call arguments.
@@ -46,13 +49,79 @@ impl Sender {
         self.dst_handle
     }
 
-    /// Send `value` (Mitogen's `put`).
+    /// Send `value` (Mitogen's `put`), waiting while the receiver's
+    /// flow-control window is full (see [`Router::flow_window`]): a fast
+    /// sender cannot outrun a slow reader by more than the window.
+    ///
+    /// On the broker thread (inside a handler) it never waits.
     ///
     /// # Errors
-    /// Encoding failures, or a message larger than the maximum message size.
+    /// Encoding failures, a message larger than the maximum message size,
+    /// or [`ChannelError::Dead`](crate::ChannelError::Dead) when the
+    /// receiver's context is lost while waiting.
     #[doc(alias = "put")]
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        self.context.send(Message::pickled(value, self.dst_handle)?)
+        let msg = self.message(value)?;
+        self.context
+            .router()
+            .route_wait(msg, Wait::Forever)
+            .map_err(Refused::into_error)
+    }
+
+    /// Send `value` only if the receiver's window (and the stream) has room
+    /// now; otherwise hand it back in [`TrySendError::Full`].
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] with the value, or [`TrySendError::Failed`]
+    /// as for [`Sender::send`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// rx.to_sender().try_send(5u8).unwrap();
+    /// assert_eq!(rx.recv().unwrap().unpickle::<u8>().unwrap(), 5);
+    /// # }).unwrap();
+    /// ```
+    pub fn try_send<T: Serialize>(&self, value: T) -> Result<(), TrySendError<T>> {
+        let msg = self.message(&value).map_err(TrySendError::Failed)?;
+        match self.context.router().route_wait(msg, Wait::Never) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => Err(TrySendError::Full(value)),
+            Err(Refused::Error(e)) => Err(TrySendError::Failed(e)),
+        }
+    }
+
+    /// Send `value`, waiting at most `timeout` for room; when time runs
+    /// out the value comes back in [`SendTimeoutError::Timeout`].
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] with the value, or
+    /// [`SendTimeoutError::Failed`] as for [`Sender::send`].
+    pub fn send_timeout<T: Serialize>(
+        &self,
+        value: T,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let started = Instant::now();
+        let msg = self.message(&value).map_err(SendTimeoutError::Failed)?;
+        let wait = Wait::deadline(super::deadline_after(timeout));
+        match self.context.router().route_wait(msg, wait) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => Err(SendTimeoutError::Timeout {
+                value,
+                waited: started.elapsed(),
+            }),
+            Err(Refused::Error(e)) => Err(SendTimeoutError::Failed(e)),
+        }
+    }
+
+    /// The flow-controlled message carrying `value`.
+    fn message<T: Serialize + ?Sized>(&self, value: &T) -> Result<Message> {
+        let mut msg = Message::pickled(value, self.dst_handle)?;
+        msg.dst_id = self.context.context_id();
+        msg.flow = true;
+        Ok(msg)
     }
 
     /// Tell the receiver nothing more will come: it sees a dead message.
