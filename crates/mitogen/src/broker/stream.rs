@@ -151,6 +151,8 @@ impl Fds {
 #[derive(Debug)]
 pub(crate) enum SendError {
     Closed,
+    /// The stream closed while the sender waited for room.
+    ClosedWhileWaiting,
     /// No room in the queue before the deadline.
     Full,
 }
@@ -239,9 +241,14 @@ impl Stream {
         mut out: MutexGuard<'a, Out>,
         wait: Wait,
     ) -> Result<MutexGuard<'a, Out>, SendError> {
+        let mut waited = false;
         loop {
             if out.fds.is_none() || out.closing {
-                return Err(SendError::Closed);
+                return Err(if waited {
+                    SendError::ClosedWhileWaiting
+                } else {
+                    SendError::Closed
+                });
             }
             if out.queued < QUEUE_HIGH {
                 return Ok(out);
@@ -264,6 +271,7 @@ impl Stream {
                 Wait::Forever => None,
             };
             out.waiters += 1;
+            waited = true;
             out = super::wait_on(&self.drained, out, deadline);
             out.waiters -= 1;
         }

@@ -80,9 +80,14 @@ impl Refused {
     }
 }
 
-/// A stream had no room before the deadline.
+/// Why a sender waiting for room in a stream gave up.
 #[derive(Debug)]
-struct Full;
+enum Full {
+    /// No room before the deadline.
+    NoRoom,
+    /// The stream closed meanwhile.
+    Closed,
+}
 
 /// Runs once when the stream to the parent is lost.
 type ParentLost = Box<dyn FnOnce(&str) + Send>;
@@ -432,13 +437,24 @@ impl Router {
                 }
             }
         }
-        if self.dispatch(msg, None, wait).is_err() {
-            if flow {
-                self.inner.flow.release(dst, handle, n);
+        match self.dispatch(msg, None, wait) {
+            Ok(()) => Ok(()),
+            Err(full) => {
+                if flow {
+                    self.inner.flow.release(dst, handle, n);
+                }
+                Err(match full {
+                    Full::NoRoom => Refused::Full,
+                    Full::Closed => Refused::Error(
+                        crate::ChannelError::Dead(format!(
+                            "the stream to {} closed while waiting to send",
+                            self.name_of(dst)
+                        ))
+                        .into(),
+                    ),
+                })
             }
-            return Err(Refused::Full);
         }
-        Ok(())
     }
 
     /// Send a control message (a refusal, credit) from this context: it
@@ -500,7 +516,7 @@ impl Router {
     }
 
     /// Deliver or forward a message; `from` is the stream it arrived on.
-    /// `Err(Full)` only when `wait` ran out before the stream had room.
+    /// `Err` only when a sender waiting for room in a stream gave up.
     fn dispatch(
         &self,
         mut msg: Message,
@@ -554,7 +570,8 @@ impl Router {
                 let header = msg.header().to_bytes();
                 match stream.send(header, msg.data, wait) {
                     Ok(()) => {}
-                    Err(SendError::Full) => return Err(Full),
+                    Err(SendError::Full) => return Err(Full::NoRoom),
+                    Err(SendError::ClosedWhileWaiting) => return Err(Full::Closed),
                     // Streams close under us while shutting down: nothing to wake.
                     Err(SendError::Closed) => {
                         tracing::debug!("stream {} closed; dropped message", stream.name)
