@@ -145,7 +145,9 @@ pub use error::{
 pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;
 pub use mitogen_macros::remote;
-pub use router::{has_parent_authority, is_immediate_child, Policy, Router, DEFAULT_FLOW_WINDOW};
+pub use router::{
+    has_parent_authority, is_immediate_child, Keepalive, Policy, Router, DEFAULT_FLOW_WINDOW,
+};
 pub use sync::{Channel, Latch, Member, Receiver, ReceiverOptions, Select, Sender};
 
 /// Protocol and message-size constants.

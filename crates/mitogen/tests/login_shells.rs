@@ -9,12 +9,11 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
 use mitogen::{Router, SshOptions};
 use mitogen_testkit::fixture::{self, USER_A};
-use mitogen_testkit::sshd::{Sshd, HOST};
+use mitogen_testkit::sshd::Sshd;
 
 /// The real uid of the process this runs in.
 #[mitogen::remote]
@@ -25,19 +24,7 @@ fn uid() -> u32 {
 }
 
 fn ssh(sshd: &Sshd, user: &str, cache: &Path) -> SshOptions {
-    let mut o = SshOptions::new(HOST);
-    o.username = Some(user.into());
-    o.port = Some(sshd.port());
-    o.identity_file = Some(sshd.client_key());
-    o.ssh_args = vec![
-        "-F".into(),
-        "/dev/null".into(),
-        "-o".into(),
-        format!("UserKnownHostsFile={}", sshd.known_hosts_file().display()),
-        "-o".into(),
-        "GlobalKnownHostsFile=/dev/null".into(),
-    ];
-    o.common.connect_timeout = Duration::from_secs(20);
+    let mut o = ssh_options(sshd, user);
     o.common.cache_dir = Some(cache.to_path_buf());
     o
 }

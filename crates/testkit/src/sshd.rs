@@ -61,6 +61,9 @@ pub struct SshdOptions {
     /// most keywords, so these only add settings the fixture leaves unset;
     /// use `Match` blocks to override per user).
     pub extra_config: Vec<String>,
+    /// Run sshd inside this network namespace (`ip netns exec`, as root),
+    /// listening on this address of it instead of [`HOST`].
+    pub netns: Option<(String, Ipv4Addr)>,
 }
 
 /// A running throwaway sshd; see the [module documentation](self).
@@ -155,7 +158,7 @@ impl Sshd {
         self.launch()
     }
 
-    /// The port sshd listens on (at [`HOST`]).
+    /// The port sshd listens on (at [`Sshd::host`]).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -188,7 +191,7 @@ impl Sshd {
         let text = std::fs::read_to_string(&public).expect("host public key");
         let mut fields = text.split_whitespace();
         let (kind, key) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-        format!("[{HOST}]:{} {kind} {key}", self.port)
+        format!("[{}]:{} {kind} {key}", self.host(), self.port)
     }
 
     /// A known_hosts file holding the line for the *first* host key,
@@ -199,7 +202,7 @@ impl Sshd {
 
     /// `user@127.0.0.1`.
     pub fn destination(&self, user: &str) -> String {
-        format!("{user}@{HOST}")
+        format!("{user}@{}", self.host())
     }
 
     /// Options every ssh invocation against this server wants: no user or
@@ -259,6 +262,15 @@ impl Sshd {
         std::fs::read_to_string(self.dir().join("sshd.log")).unwrap_or_default()
     }
 
+    /// The address sshd listens on: [`HOST`], or the one given with
+    /// [`SshdOptions::netns`].
+    pub fn host(&self) -> Ipv4Addr {
+        self.options
+            .netns
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |(_, addr)| *addr)
+    }
+
     /// Pid of the listening sshd, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -268,7 +280,7 @@ impl Sshd {
         let d = self.dir();
         let mut conf = format!(
             "# mitogen-testkit throwaway sshd\n\
-             ListenAddress {HOST}:{port}\n\
+             ListenAddress {host}:{port}\n\
              HostKey {host_key}\n\
              PidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys/%u\n\
@@ -287,6 +299,7 @@ impl Sshd {
              MaxSessions 100\n\
              LoginGraceTime 60\n\
              Subsystem sftp internal-sftp\n",
+            host = self.host(),
             port = self.port,
             host_key = self.host_key().display(),
             d = d.display(),
@@ -322,7 +335,15 @@ impl Sshd {
             )));
         }
         let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        let mut child = Command::new(SSHD)
+        let mut command = match &self.options.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, SSHD]);
+                c
+            }
+            None => Command::new(SSHD),
+        };
+        let mut child = command
             .arg("-D")
             .arg("-f")
             .arg(&config)
@@ -351,7 +372,7 @@ impl Sshd {
                     ),
                 ));
             }
-            if greets(self.port) {
+            if greets(self.host(), self.port) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -461,8 +482,8 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// `true` when something on `port` sends an SSH identification string.
-fn greets(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+fn greets(host: Ipv4Addr, port: u16) -> bool {
+    let addr = SocketAddr::from((host, port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
     };

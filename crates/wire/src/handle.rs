@@ -27,6 +27,8 @@ pub const CONNECT: u32 = 111;
 /// Flow control: credit returned by a receiving context, or a blocked
 /// sender asking for it (see `docs/protocol.md`).
 pub const FLOW_CONTROL: u32 = 112;
+/// A heartbeat between neighbours (`reply_to` set: answer it; 0: the answer).
+pub const KEEPALIVE: u32 = 113;
 /// First handle handed out dynamically.
 pub const FIRST_DYNAMIC: u32 = 1000;
 
@@ -45,6 +47,7 @@ pub fn name(handle: u32) -> Option<&'static str> {
         CALL_SERVICE => "CALL_SERVICE",
         CONNECT => "CONNECT",
         FLOW_CONTROL => "FLOW_CONTROL",
+        KEEPALIVE => "KEEPALIVE",
         _ => return None,
     })
 }

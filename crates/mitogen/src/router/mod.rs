@@ -5,6 +5,7 @@
 mod flow;
 mod grants;
 mod handlers;
+mod keepalive;
 mod policy;
 mod tree;
 
@@ -23,6 +24,7 @@ pub use policy::{has_parent_authority, is_immediate_child, Policy};
 pub(crate) use flow::Blocked;
 pub use flow::DEFAULT_FLOW_WINDOW;
 pub(crate) use handlers::DYNAMIC_END;
+pub use keepalive::Keepalive;
 pub(crate) use tree::check_name;
 
 use handlers::{Handler, Handlers, Lookup};
@@ -59,6 +61,7 @@ pub(crate) struct RouterInner {
     pub(crate) names: Mutex<HashMap<u32, String>>,
     parent_lost: Mutex<Option<ParentLost>>,
     pub(crate) flow: flow::Flow,
+    keepalive: Mutex<keepalive::State>,
 }
 
 /// Why [`Router::route_wait`] did not send.
@@ -132,11 +135,13 @@ impl Router {
                 names: Mutex::new(HashMap::new()),
                 parent_lost: Mutex::new(None),
                 flow: flow::Flow::new(),
+                keepalive: Mutex::new(keepalive::State::default()),
             }),
         };
         let _ = PROCESS_ROUTER.set(router.clone());
         router.install_tree_handlers();
         flow::install(&router);
+        keepalive::install(&router);
         router
     }
 

@@ -275,3 +275,22 @@ pub fn sigkill(pid: u32) {
         "kill -9 {pid} failed"
     );
 }
+
+/// Options to reach `user` on the test `sshd` with its client key, checking
+/// its host key, ignoring every ssh configuration file.
+pub fn ssh_options(sshd: &mitogen_testkit::sshd::Sshd, user: &str) -> mitogen::SshOptions {
+    let mut o = mitogen::SshOptions::new(sshd.host().to_string());
+    o.username = Some(user.into());
+    o.port = Some(sshd.port());
+    o.identity_file = Some(sshd.client_key());
+    o.ssh_args = vec![
+        "-F".into(),
+        "/dev/null".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", sshd.known_hosts_file().display()),
+        "-o".into(),
+        "GlobalKnownHostsFile=/dev/null".into(),
+    ];
+    o.common.connect_timeout = std::time::Duration::from_secs(20);
+    o
+}
