@@ -23,8 +23,8 @@
 //! sends credit it does not owe only hurts its own inbound flows.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use mitogen_wire::handle::FLOW_CONTROL;
@@ -52,28 +52,35 @@ pub(crate) enum Blocked {
     Lost(String),
 }
 
+/// A sender's view of one receiver's window. Shared (and cached by
+/// [`Sender`](crate::Sender)s) so the common case is one compare-and-swap.
 #[derive(Default)]
-struct Window {
-    in_flight: u64,
+pub(crate) struct Window {
+    in_flight: AtomicU64,
     /// An `ASK` is outstanding.
-    asked: bool,
-    waiters: u32,
-    lost: Option<String>,
+    asked: AtomicBool,
+    /// The destination is gone; `lost_reason` says why.
+    lost: AtomicBool,
+    lost_reason: Mutex<String>,
 }
 
+/// What a receiving context owes one sender for one handle. Shared (and
+/// cached by [`Receiver`](crate::Receiver)s) so consuming is one atomic add.
 #[derive(Default)]
-struct Pending {
-    bytes: u64,
+pub(crate) struct Owed {
+    bytes: AtomicU64,
     /// The sender asked: credit the next consumed bytes at once.
-    eager: bool,
+    eager: AtomicBool,
 }
 
 /// One router's flow-control state.
 pub(crate) struct Flow {
     window: AtomicU64,
-    out: Mutex<HashMap<(u32, u32), Window>>,
+    out: Mutex<HashMap<(u32, u32), Arc<Window>>>,
+    /// Blocked senders wait here for credit (or a loss).
+    gate: Mutex<()>,
     credited: Condvar,
-    pending: Mutex<HashMap<(u32, u32), Pending>>,
+    owed: Mutex<HashMap<(u32, u32), Arc<Owed>>>,
 }
 
 impl Flow {
@@ -81,134 +88,172 @@ impl Flow {
         Flow {
             window: AtomicU64::new(DEFAULT_FLOW_WINDOW),
             out: Mutex::new(HashMap::new()),
+            gate: Mutex::new(()),
             credited: Condvar::new(),
-            pending: Mutex::new(HashMap::new()),
+            owed: Mutex::new(HashMap::new()),
         }
     }
 
     pub(crate) fn window(&self) -> u64 {
-        self.window.load(Ordering::Relaxed)
+        self.window.load(SeqCst)
     }
 
     pub(crate) fn set_window(&self, bytes: u64) {
-        self.window.store(bytes.max(1), Ordering::Relaxed);
+        self.window.store(bytes.max(1), SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        let _gate = lock(&self.gate);
         self.credited.notify_all();
     }
 
-    /// Take room for `n` bytes to `(dst, handle)`.
+    /// The window of `(dst, handle)`, created if need be.
+    pub(crate) fn window_for(&self, dst: u32, handle: u32) -> Arc<Window> {
+        lock(&self.out).entry((dst, handle)).or_default().clone()
+    }
+
+    /// Take room for `n` bytes in `w`, the window of `(dst, handle)`.
     pub(crate) fn acquire(
         &self,
         router: &Router,
-        dst: u32,
-        handle: u32,
+        w: &Window,
+        (dst, handle): (u32, u32),
         n: u64,
         wait: Wait,
     ) -> Result<(), Blocked> {
-        let mut out = lock(&self.out);
-        let mut waiting = false;
-        let result = loop {
-            let window = self.window();
-            let w = out.entry((dst, handle)).or_default();
-            if let Some(reason) = w.lost.clone() {
-                if waiting {
-                    break Err(Blocked::Lost(reason));
-                }
-                // Lost before this send began: the route decides its fate.
-                *w = Window::default();
+        if w.lost.load(SeqCst) {
+            // Lost before this send began: the route decides its fate.
+            w.in_flight.store(0, SeqCst);
+            w.asked.store(false, SeqCst);
+            w.lost.store(false, SeqCst);
+        }
+        if self.try_take(w, n) {
+            return Ok(());
+        }
+        let mut gate = lock(&self.gate);
+        loop {
+            if w.lost.load(SeqCst) {
+                return Err(Blocked::Lost(lock(&w.lost_reason).clone()));
             }
-            if w.in_flight == 0 || w.in_flight + n <= window || matches!(wait, Wait::Force) {
-                w.in_flight += n;
-                break Ok(());
+            if self.try_take(w, n) {
+                return Ok(());
             }
             let deadline = match wait {
+                Wait::Force => {
+                    w.in_flight.fetch_add(n, SeqCst);
+                    return Ok(());
+                }
                 // The broker thread must not block: it goes over the window.
                 Wait::Forever | Wait::Until(_) if router.inner.broker.on_broker_thread() => {
-                    w.in_flight += n;
-                    break Ok(());
+                    w.in_flight.fetch_add(n, SeqCst);
+                    return Ok(());
                 }
-                Wait::Never => break Err(Blocked::Full),
-                Wait::Until(d) if Instant::now() >= d => break Err(Blocked::Full),
+                Wait::Never => return Err(Blocked::Full),
+                Wait::Until(d) if Instant::now() >= d => return Err(Blocked::Full),
                 Wait::Until(d) => Some(d),
-                _ => None,
+                Wait::Forever => None,
             };
-            if !w.asked {
-                w.asked = true;
-                drop(out);
+            if !w.asked.swap(true, SeqCst) {
+                drop(gate);
                 send(router, dst, ASK, handle, 0);
-                out = lock(&self.out);
+                gate = lock(&self.gate);
                 continue;
             }
-            if !waiting {
-                w.waiters += 1;
-                waiting = true;
-            }
-            out = wait_on(&self.credited, out, deadline);
-        };
-        if waiting {
-            if let Some(w) = out.get_mut(&(dst, handle)) {
-                w.waiters -= 1;
-            }
+            gate = wait_on(&self.credited, gate, deadline);
         }
-        forget_if_idle(&mut out, (dst, handle));
-        result
+    }
+
+    /// Room for `n` more bytes: always when nothing is in flight.
+    fn try_take(&self, w: &Window, n: u64) -> bool {
+        let window = self.window();
+        w.in_flight
+            .fetch_update(SeqCst, SeqCst, |cur| {
+                (cur == 0 || cur + n <= window).then_some(cur + n)
+            })
+            .is_ok()
     }
 
     /// Give back room taken for a message that was not sent after all.
-    pub(crate) fn release(&self, dst: u32, handle: u32, n: u64) {
-        let mut out = lock(&self.out);
-        if let Some(w) = out.get_mut(&(dst, handle)) {
-            w.in_flight = w.in_flight.saturating_sub(n);
-        }
-        forget_if_idle(&mut out, (dst, handle));
-        drop(out);
-        self.credited.notify_all();
+    pub(crate) fn release(&self, w: &Window, n: u64) {
+        let _ = w
+            .in_flight
+            .fetch_update(SeqCst, SeqCst, |cur| Some(cur.saturating_sub(n)));
+        self.wake();
     }
 
-    /// Bytes of a flow message from `src` to our `handle` were consumed.
-    pub(crate) fn consumed(&self, router: &Router, src: u32, handle: u32, n: u64) {
-        let threshold = (self.window() / 4).max(1);
-        let mut pending = lock(&self.pending);
-        let full = pending.len() >= MAX_PENDING && !pending.contains_key(&(src, handle));
-        let p = pending.entry((src, handle)).or_default();
-        p.bytes += n;
-        if full || p.eager || p.bytes >= threshold {
-            let bytes = p.bytes;
-            pending.remove(&(src, handle));
-            drop(pending);
-            send(router, src, CREDIT, handle, bytes);
+    /// What we owe `src` for `handle`; `None` when too many are owed
+    /// already (then credit goes at once).
+    pub(crate) fn owed_for(&self, src: u32, handle: u32) -> Option<Arc<Owed>> {
+        let mut owed = lock(&self.owed);
+        if owed.len() >= MAX_PENDING && !owed.contains_key(&(src, handle)) {
+            return None;
+        }
+        Some(owed.entry((src, handle)).or_default().clone())
+    }
+
+    /// `n` bytes of a flow message from `src` to our `handle` were consumed;
+    /// `owed` is its entry when the caller has it at hand.
+    pub(crate) fn consumed(
+        &self,
+        router: &Router,
+        (src, handle): (u32, u32),
+        n: u64,
+        owed: Option<&Owed>,
+    ) {
+        let looked_up;
+        let owed = match owed {
+            Some(o) => o,
+            None => match self.owed_for(src, handle) {
+                Some(o) => {
+                    looked_up = o;
+                    &looked_up
+                }
+                None => return send(router, src, CREDIT, handle, n),
+            },
+        };
+        let total = owed.bytes.fetch_add(n, SeqCst) + n;
+        if total >= (self.window() / 4).max(1) || owed.eager.load(SeqCst) {
+            owed.eager.store(false, SeqCst);
+            let bytes = owed.bytes.swap(0, SeqCst);
+            if bytes > 0 {
+                send(router, src, CREDIT, handle, bytes);
+            }
         }
     }
 
-    /// Credit every sender of `handle` now (its receiver is going away).
+    /// Credit every sender of `handle` now and forget them (its receiver
+    /// is going away).
     pub(crate) fn flush_handle(&self, router: &Router, handle: u32) {
-        let due: Vec<(u32, u64)> = {
-            let mut pending = lock(&self.pending);
-            let keys: Vec<(u32, u32)> = pending.keys().filter(|k| k.1 == handle).copied().collect();
+        let due: Vec<(u32, Arc<Owed>)> = {
+            let mut owed = lock(&self.owed);
+            let keys: Vec<(u32, u32)> = owed.keys().filter(|k| k.1 == handle).copied().collect();
             keys.into_iter()
-                .filter_map(|k| pending.remove(&k).map(|p| (k.0, p.bytes)))
-                .filter(|(_, b)| *b > 0)
+                .filter_map(|k| owed.remove(&k).map(|o| (k.0, o)))
                 .collect()
         };
-        for (src, bytes) in due {
-            send(router, src, CREDIT, handle, bytes);
+        for (src, o) in due {
+            let bytes = o.bytes.swap(0, SeqCst);
+            if bytes > 0 {
+                send(router, src, CREDIT, handle, bytes);
+            }
         }
     }
 
     /// `id` is gone: wake whoever waits for its credit, forget what it owed
-    /// us and what we owed it.
+    /// us and what we owed it. Windows still cached by senders stay, marked
+    /// lost.
     pub(crate) fn lost(&self, id: u32, reason: &str) {
-        {
-            let mut out = lock(&self.out);
-            out.retain(|&(dst, _), w| {
-                if dst != id {
-                    return true;
-                }
-                w.lost = Some(reason.to_string());
-                w.waiters > 0
-            });
-        }
-        self.credited.notify_all();
-        lock(&self.pending).retain(|&(src, _), _| src != id);
+        lock(&self.out).retain(|&(dst, _), w| {
+            if dst != id {
+                return true;
+            }
+            *lock(&w.lost_reason) = reason.to_string();
+            w.lost.store(true, SeqCst);
+            Arc::strong_count(w) > 1
+        });
+        self.wake();
+        lock(&self.owed).retain(|&(src, _), _| src != id);
     }
 
     /// A `FLOW_CONTROL` message arrived (its source is checked by the router).
@@ -221,55 +266,48 @@ impl Flow {
         match kind {
             CREDIT => {
                 let mut out = lock(&self.out);
-                if let Some(w) = out.get_mut(&(src, handle)) {
-                    w.in_flight = w.in_flight.saturating_sub(bytes);
-                    w.asked = false;
+                let Some(w) = out.get(&(src, handle)) else {
+                    return;
+                };
+                let _ = w
+                    .in_flight
+                    .fetch_update(SeqCst, SeqCst, |cur| Some(cur.saturating_sub(bytes)));
+                w.asked.store(false, SeqCst);
+                // Idle and cached by nobody: forget it.
+                if w.in_flight.load(SeqCst) == 0 && Arc::strong_count(w) == 1 {
+                    out.remove(&(src, handle));
                 }
-                forget_if_idle(&mut out, (src, handle));
                 drop(out);
-                self.credited.notify_all();
+                self.wake();
             }
             ASK => {
-                let mut pending = lock(&self.pending);
-                let room = pending.len() < MAX_PENDING;
-                match pending.get_mut(&(src, handle)) {
-                    Some(p) if p.bytes > 0 => {
-                        let bytes = p.bytes;
-                        pending.remove(&(src, handle));
-                        drop(pending);
-                        send(router, src, CREDIT, handle, bytes);
+                let Some(owed) = self.owed_for(src, handle) else {
+                    // Too many entries: every consumption credits at once.
+                    return;
+                };
+                // Credit what is owed; owing nothing, credit the next bytes
+                // consumed. The second look closes the race with a consumer
+                // that added bytes before it saw `eager`.
+                let mut bytes = owed.bytes.swap(0, SeqCst);
+                if bytes == 0 {
+                    owed.eager.store(true, SeqCst);
+                    bytes = owed.bytes.swap(0, SeqCst);
+                    if bytes > 0 {
+                        owed.eager.store(false, SeqCst);
                     }
-                    Some(p) => p.eager = true,
-                    None if room => {
-                        pending.insert(
-                            (src, handle),
-                            Pending {
-                                bytes: 0,
-                                eager: true,
-                            },
-                        );
-                    }
-                    // Too many entries: every consumption credits at once anyway.
-                    None => {}
+                }
+                if bytes > 0 {
+                    send(router, src, CREDIT, handle, bytes);
                 }
             }
             _ => tracing::debug!("ignored FLOW_CONTROL kind {kind} from {src}"),
         }
     }
 
-    /// Window entries (tests: bounded state).
+    /// Window and owed entries (tests: bounded state).
     #[cfg(test)]
     fn entries(&self) -> (usize, usize) {
-        (lock(&self.out).len(), lock(&self.pending).len())
-    }
-}
-
-fn forget_if_idle(out: &mut HashMap<(u32, u32), Window>, key: (u32, u32)) {
-    if out
-        .get(&key)
-        .is_some_and(|w| w.waiters == 0 && (w.lost.is_some() || (w.in_flight == 0 && !w.asked)))
-    {
-        out.remove(&key);
+        (lock(&self.out).len(), lock(&self.owed).len())
     }
 }
 
@@ -306,31 +344,27 @@ mod tests {
         m
     }
 
+    fn take(flow: &Flow, router: &Router, n: u64) -> Result<(), Blocked> {
+        let w = flow.window_for(7, 1000);
+        flow.acquire(router, &w, (7, 1000), n, Wait::Never)
+    }
+
     #[test]
     fn window_fills_then_credit_reopens_it_and_idle_entries_go() {
         crate::Router::with(|router| {
             let flow = Flow::new();
             flow.set_window(100);
             // Nothing in flight: even an oversized message goes.
-            flow.acquire(&router, 7, 1000, 250, Wait::Never).unwrap();
-            assert!(matches!(
-                flow.acquire(&router, 7, 1000, 1, Wait::Never),
-                Err(Blocked::Full)
-            ));
+            take(&flow, &router, 250).unwrap();
+            assert!(matches!(take(&flow, &router, 1), Err(Blocked::Full)));
             flow.on_message(&router, &credit(7, 1000, 200));
-            assert!(matches!(
-                flow.acquire(&router, 7, 1000, 60, Wait::Never),
-                Err(Blocked::Full)
-            ));
-            flow.acquire(&router, 7, 1000, 50, Wait::Never).unwrap();
+            assert!(matches!(take(&flow, &router, 60), Err(Blocked::Full)));
+            take(&flow, &router, 50).unwrap();
             // Credit beyond what is in flight does not bank.
             flow.on_message(&router, &credit(7, 1000, 10_000));
             assert_eq!(flow.entries().0, 0, "idle windows are forgotten");
-            flow.acquire(&router, 7, 1000, 100, Wait::Never).unwrap();
-            assert!(matches!(
-                flow.acquire(&router, 7, 1000, 1, Wait::Never),
-                Err(Blocked::Full)
-            ));
+            take(&flow, &router, 100).unwrap();
+            assert!(matches!(take(&flow, &router, 1), Err(Blocked::Full)));
         })
         .unwrap();
     }
@@ -338,21 +372,26 @@ mod tests {
     #[test]
     fn a_lost_destination_wakes_its_waiters() {
         crate::Router::with(|router| {
-            let flow = std::sync::Arc::new(Flow::new());
+            let flow = Arc::new(Flow::new());
             flow.set_window(10);
-            flow.acquire(&router, 9, 1000, 10, Wait::Never).unwrap();
-            let f2 = flow.clone();
-            let r2 = router.clone();
-            let t = std::thread::spawn(move || f2.acquire(&r2, 9, 1000, 5, Wait::Forever));
-            // Bounded wait for the waiter to register.
+            let w = flow.window_for(9, 1000);
+            flow.acquire(&router, &w, (9, 1000), 10, Wait::Never)
+                .unwrap();
+            let (f2, r2, w2) = (flow.clone(), router.clone(), w.clone());
+            let t = std::thread::spawn(move || f2.acquire(&r2, &w2, (9, 1000), 5, Wait::Forever));
+            // Bounded wait for the waiter to have asked (it then blocks).
             let deadline = Instant::now() + std::time::Duration::from_secs(10);
-            while lock(&flow.out).get(&(9, 1000)).map_or(0, |w| w.waiters) == 0 {
+            while !w.asked.load(SeqCst) {
                 assert!(Instant::now() < deadline, "waiter never blocked");
                 std::thread::yield_now();
             }
             flow.lost(9, "gone");
             assert!(matches!(t.join().unwrap(), Err(Blocked::Lost(r)) if r == "gone"));
-            assert_eq!(flow.entries(), (0, 0));
+            drop(w);
+            // A new send to a lost destination starts afresh.
+            let w = flow.window_for(9, 1000);
+            flow.acquire(&router, &w, (9, 1000), 10, Wait::Never)
+                .unwrap();
         })
         .unwrap();
     }
@@ -362,14 +401,38 @@ mod tests {
         crate::Router::with(|router| {
             let flow = Flow::new();
             flow.set_window(400);
-            flow.consumed(&router, 5, 1000, 99);
-            assert_eq!(flow.entries().1, 1);
-            flow.consumed(&router, 5, 1000, 1);
-            assert_eq!(flow.entries().1, 0, "a quarter window is credited at once");
+            flow.consumed(&router, (5, 1000), 99, None);
+            let o = flow.owed_for(5, 1000).unwrap();
+            assert_eq!(o.bytes.load(SeqCst), 99);
+            flow.consumed(&router, (5, 1000), 1, Some(&o));
+            assert_eq!(
+                o.bytes.load(SeqCst),
+                0,
+                "a quarter window is credited at once"
+            );
             for src in 0..(MAX_PENDING as u32 + 10) {
-                flow.consumed(&router, 100 + src, 1000, 1);
+                flow.consumed(&router, (100 + src, 1000), 1, None);
             }
             assert_eq!(flow.entries().1, MAX_PENDING);
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn an_ask_is_answered_now_or_with_the_next_bytes() {
+        crate::Router::with(|router| {
+            let flow = Flow::new();
+            let mut ask = Message::pickled(&(ASK, 1000u32, 0u64), FLOW_CONTROL).unwrap();
+            ask.src_id = 5;
+            flow.consumed(&router, (5, 1000), 10, None);
+            flow.on_message(&router, &ask);
+            let o = flow.owed_for(5, 1000).unwrap();
+            assert_eq!(o.bytes.load(SeqCst), 0, "owed bytes credited on ASK");
+            flow.on_message(&router, &ask);
+            assert!(o.eager.load(SeqCst));
+            flow.consumed(&router, (5, 1000), 3, Some(&o));
+            assert_eq!(o.bytes.load(SeqCst), 0, "eager: credited at once");
+            assert!(!o.eager.load(SeqCst));
         })
         .unwrap();
     }

@@ -21,7 +21,10 @@ use crate::message::Message;
 
 pub use policy::{has_parent_authority, is_immediate_child, Policy};
 
-pub(crate) use flow::Blocked;
+pub(crate) use flow::{Blocked, Window};
+
+/// A receiver's cached entry of what it owes its last sender.
+pub(crate) type OwedCache = (u32, Arc<flow::Owed>);
 pub use flow::DEFAULT_FLOW_WINDOW;
 pub(crate) use handlers::DYNAMIC_END;
 pub use keepalive::Keepalive;
@@ -384,13 +387,27 @@ impl Router {
     }
 
     /// A flow-controlled message from another context was consumed here:
-    /// its bytes are due back to the sender as credit.
-    pub(crate) fn consumed(&self, msg: &Message) {
-        if msg.flow {
-            self.inner
-                .flow
-                .consumed(self, msg.src_id, msg.handle, msg.data.len() as u64);
+    /// its bytes are due back to the sender as credit. `cache` keeps the
+    /// entry of the last sender seen (a [`Receiver`](crate::Receiver)'s).
+    pub(crate) fn consumed(&self, msg: &Message, cache: Option<&Mutex<Option<OwedCache>>>) {
+        if !msg.flow {
+            return;
         }
+        let key = (msg.src_id, msg.handle);
+        let n = msg.data.len() as u64;
+        let Some(cache) = cache else {
+            return self.inner.flow.consumed(self, key, n, None);
+        };
+        let mut cached = lock(cache);
+        if !matches!(cached.as_ref(), Some((src, _)) if *src == msg.src_id) {
+            *cached = self
+                .inner
+                .flow
+                .owed_for(msg.src_id, msg.handle)
+                .map(|o| (msg.src_id, o));
+        }
+        let owed = cached.as_ref().map(|(_, o)| &**o);
+        self.inner.flow.consumed(self, key, n, owed);
     }
 
     /// Credit every sender of `handle` what it is owed (its receiver closes).
@@ -410,14 +427,21 @@ impl Router {
     /// [`StreamError::MessageTooLarge`] when the body exceeds the maximum
     /// message size: nothing is sent and the link stays up.
     pub fn route(&self, msg: Message) -> Result<()> {
-        self.route_wait(msg, Wait::Forever)
+        self.route_wait(msg, Wait::Forever, None)
             .map_err(Refused::into_error)
     }
 
     /// [`Router::route`], waiting for room as `wait` allows: room in the
     /// receiver's flow-control window when `msg.flow` is set and the
     /// destination is another context, then room in the stream's queue.
-    pub(crate) fn route_wait(&self, mut msg: Message, wait: Wait) -> Result<(), Refused> {
+    /// `window` caches the destination's window for a sender that sends to
+    /// it again and again.
+    pub(crate) fn route_wait(
+        &self,
+        mut msg: Message,
+        wait: Wait,
+        window: Option<&OnceLock<Arc<flow::Window>>>,
+    ) -> Result<(), Refused> {
         let max = self.max_message_size();
         if msg.data.len() > max {
             return Err(Refused::Error(
@@ -433,8 +457,17 @@ impl Router {
         msg.auth_id = me;
         msg.flow &= !msg.dead && msg.dst_id != me;
         let (flow, dst, handle, n) = (msg.flow, msg.dst_id, msg.handle, msg.data.len() as u64);
-        if flow {
-            match self.inner.flow.acquire(self, dst, handle, n, wait) {
+        let looked_up;
+        let w: Option<&flow::Window> = if !flow {
+            None
+        } else if let Some(cache) = window {
+            Some(cache.get_or_init(|| self.inner.flow.window_for(dst, handle)))
+        } else {
+            looked_up = self.inner.flow.window_for(dst, handle);
+            Some(&looked_up)
+        };
+        if let Some(w) = w {
+            match self.inner.flow.acquire(self, w, (dst, handle), n, wait) {
                 Ok(()) => {}
                 Err(Blocked::Full) => return Err(Refused::Full),
                 Err(Blocked::Lost(reason)) => {
@@ -445,8 +478,8 @@ impl Router {
         match self.dispatch(msg, None, wait) {
             Ok(()) => Ok(()),
             Err(full) => {
-                if flow {
-                    self.inner.flow.release(dst, handle, n);
+                if let Some(w) = w {
+                    self.inner.flow.release(w, n);
                 }
                 Err(match full {
                     Full::NoRoom => Refused::Full,
@@ -639,7 +672,7 @@ impl Router {
             Lookup::Found(h) => Some(h),
             Lookup::Missing => None,
             Lookup::WrongSender { expected } => {
-                self.consumed(&msg);
+                self.consumed(&msg, None);
                 let reason = format!(
                     "handle {} waits for a reply from {} (id {expected}), not from {} (id {})",
                     msg.handle,
@@ -653,7 +686,7 @@ impl Router {
             }
         };
         let Some(handler) = handler else {
-            self.consumed(&msg);
+            self.consumed(&msg, None);
             let reason = format!(
                 "no handler for handle {}{} in context {}",
                 msg.handle,
@@ -670,14 +703,14 @@ impl Router {
         };
         if let Some(policy) = &handler.policy {
             if !policy(&msg, self) {
-                self.consumed(&msg);
+                self.consumed(&msg, None);
                 tracing::error!("policy refused {msg:?}");
                 self.refuse(&msg, "refused by policy");
                 return;
             }
         }
         if !handler.queues {
-            self.consumed(&msg);
+            self.consumed(&msg, None);
             msg.flow = false;
         }
         (handler.f)(msg);

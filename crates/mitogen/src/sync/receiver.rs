@@ -1,7 +1,7 @@
 //! [`Receiver`]: messages arriving on one handle.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Latch, Member, Sender};
@@ -10,7 +10,7 @@ use crate::error::{
     ChannelError, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError,
 };
 use crate::message::Message;
-use crate::router::{Policy, Router};
+use crate::router::{OwedCache, Policy, Router};
 
 /// Options of [`Receiver::with_options`], Mitogen's `Receiver` arguments.
 #[derive(Clone, Default)]
@@ -44,6 +44,8 @@ pub struct Receiver {
     handle: u32,
     latch: Latch<Message>,
     closed: Arc<AtomicBool>,
+    /// What we owe the last sender seen (flow-control credit).
+    owed: Mutex<Option<OwedCache>>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -75,6 +77,7 @@ impl Receiver {
             handle,
             latch,
             closed,
+            owed: Mutex::new(None),
         }
     }
 
@@ -92,7 +95,7 @@ impl Receiver {
     /// dead message into its error.
     fn map(&self, mut msg: Message) -> Result<Message, ChannelError> {
         if msg.flow {
-            self.router.consumed(&msg);
+            self.router.consumed(&msg, Some(&self.owed));
             msg.flow = false;
         }
         match msg.dead_reason() {
@@ -191,9 +194,7 @@ impl Drop for Receiver {
         self.close();
         // Messages nobody will read still owe their senders credit.
         while let Ok(msg) = self.latch.try_get() {
-            if msg.flow {
-                self.router.consumed(&msg);
-            }
+            self.router.consumed(&msg, Some(&self.owed));
         }
         self.router.flush_credit(self.handle);
     }

@@ -2,13 +2,14 @@
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::broker::Wait;
 use crate::context::Context;
 use crate::error::{Result, SendTimeoutError, TrySendError};
 use crate::message::Message;
-use crate::router::{Refused, Router};
+use crate::router::{Refused, Router, Window};
 
 /// Sends values to a [`Receiver`](crate::Receiver) that may live in another
 /// context (Mitogen's `Sender`). Senders can be passed as call arguments.
@@ -24,10 +25,21 @@ use crate::router::{Refused, Router};
 /// assert!(rx.recv().is_err(), "closed sender reads as dead");
 /// # }).unwrap();
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Sender {
     context: Context,
     dst_handle: u32,
+    /// The receiver's flow-control window, once first sent to.
+    window: OnceLock<Arc<Window>>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("context", &self.context)
+            .field("dst_handle", &self.dst_handle)
+            .finish()
+    }
 }
 
 impl Sender {
@@ -36,6 +48,7 @@ impl Sender {
         Sender {
             context,
             dst_handle,
+            window: OnceLock::new(),
         }
     }
 
@@ -64,7 +77,7 @@ impl Sender {
         let msg = self.message(value)?;
         self.context
             .router()
-            .route_wait(msg, Wait::Forever)
+            .route_wait(msg, Wait::Forever, Some(&self.window))
             .map_err(Refused::into_error)
     }
 
@@ -85,7 +98,11 @@ impl Sender {
     /// ```
     pub fn try_send<T: Serialize>(&self, value: T) -> Result<(), TrySendError<T>> {
         let msg = self.message(&value).map_err(TrySendError::Failed)?;
-        match self.context.router().route_wait(msg, Wait::Never) {
+        match self
+            .context
+            .router()
+            .route_wait(msg, Wait::Never, Some(&self.window))
+        {
             Ok(()) => Ok(()),
             Err(Refused::Full) => Err(TrySendError::Full(value)),
             Err(Refused::Error(e)) => Err(TrySendError::Failed(e)),
@@ -106,7 +123,11 @@ impl Sender {
         let started = Instant::now();
         let msg = self.message(&value).map_err(SendTimeoutError::Failed)?;
         let wait = Wait::deadline(super::deadline_after(timeout));
-        match self.context.router().route_wait(msg, wait) {
+        match self
+            .context
+            .router()
+            .route_wait(msg, wait, Some(&self.window))
+        {
             Ok(()) => Ok(()),
             Err(Refused::Full) => Err(SendTimeoutError::Timeout {
                 value,
