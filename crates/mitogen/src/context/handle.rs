@@ -1,6 +1,6 @@
 //! [`Context`]: a handle on one process in the tree.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -10,9 +10,10 @@ use mitogen_wire::handle;
 
 use super::call::{AsyncCall, Remote};
 use super::chain::CallChain;
+use crate::broker::Wait;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::router::Router;
+use crate::router::{Refused, Router, Window};
 use crate::sync::{Receiver, ReceiverOptions};
 
 /// A handle on a context: a process in the tree that can run registered
@@ -37,6 +38,8 @@ pub struct Context {
     router: Router,
     id: u32,
     name: Arc<str>,
+    /// Its `CALL_FUNCTION` flow-control window, once first called.
+    call_window: OnceLock<Arc<Window>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -65,6 +68,7 @@ impl Context {
             router: router.clone(),
             id,
             name: name.into(),
+            call_window: OnceLock::new(),
         }
     }
 
@@ -86,6 +90,7 @@ impl Context {
             router: router.clone(),
             id,
             name: name.into(),
+            call_window: OnceLock::new(),
         }
     }
 
@@ -115,7 +120,10 @@ impl Context {
     /// A message larger than the maximum message size.
     pub fn send(&self, mut msg: Message) -> Result<()> {
         msg.dst_id = self.id;
-        self.router.route(msg)
+        let window = (msg.handle == handle::CALL_FUNCTION).then_some(&self.call_window);
+        self.router
+            .route_wait(msg, Wait::Forever, window)
+            .map_err(Refused::into_error)
     }
 
     /// Send a message and return a receiver for its reply; the receiver

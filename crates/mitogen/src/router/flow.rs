@@ -192,6 +192,12 @@ impl Flow {
         Some(owed.entry((src, handle)).or_default().clone())
     }
 
+    /// Credit `n` bytes to `src` for `handle` at once (a refused message:
+    /// no flow to batch for).
+    pub(crate) fn credit_now(&self, router: &Router, (src, handle): (u32, u32), n: u64) {
+        send(router, src, CREDIT, handle, n);
+    }
+
     /// `n` bytes of a flow message from `src` to our `handle` were consumed;
     /// `owed` is its entry when the caller has it at hand.
     pub(crate) fn consumed(

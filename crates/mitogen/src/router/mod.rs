@@ -410,6 +410,16 @@ impl Router {
         self.inner.flow.consumed(self, key, n, owed);
     }
 
+    /// A flow-controlled message was refused: credit its bytes at once.
+    fn refused_flow(&self, msg: &Message) {
+        if msg.flow {
+            let n = msg.data.len() as u64;
+            self.inner
+                .flow
+                .credit_now(self, (msg.src_id, msg.handle), n);
+        }
+    }
+
     /// Credit every sender of `handle` what it is owed (its receiver closes).
     pub(crate) fn flush_credit(&self, handle: u32) {
         self.inner.flow.flush_handle(self, handle);
@@ -672,7 +682,7 @@ impl Router {
             Lookup::Found(h) => Some(h),
             Lookup::Missing => None,
             Lookup::WrongSender { expected } => {
-                self.consumed(&msg, None);
+                self.refused_flow(&msg);
                 let reason = format!(
                     "handle {} waits for a reply from {} (id {expected}), not from {} (id {})",
                     msg.handle,
@@ -686,7 +696,7 @@ impl Router {
             }
         };
         let Some(handler) = handler else {
-            self.consumed(&msg, None);
+            self.refused_flow(&msg);
             let reason = format!(
                 "no handler for handle {}{} in context {}",
                 msg.handle,
@@ -703,7 +713,7 @@ impl Router {
         };
         if let Some(policy) = &handler.policy {
             if !policy(&msg, self) {
-                self.consumed(&msg, None);
+                self.refused_flow(&msg);
                 tracing::error!("policy refused {msg:?}");
                 self.refuse(&msg, "refused by policy");
                 return;

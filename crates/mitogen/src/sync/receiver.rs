@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Latch, Member, Sender};
+use crate::broker::lock;
 use crate::context::Context;
 use crate::error::{
     ChannelError, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError,
@@ -196,7 +197,10 @@ impl Drop for Receiver {
         while let Ok(msg) = self.latch.try_get() {
             self.router.consumed(&msg, Some(&self.owed));
         }
-        self.router.flush_credit(self.handle);
+        // Owed entries exist only for handles that consumed flow messages.
+        if lock(&self.owed).is_some() {
+            self.router.flush_credit(self.handle);
+        }
     }
 }
 
