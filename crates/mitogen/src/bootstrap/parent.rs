@@ -266,7 +266,6 @@ impl Conversation<'_> {
             if st.fresh > 0 {
                 if let Some(p) = prompts.as_mut() {
                     let probe = self.probe(&st);
-                    st.fresh = 0;
                     if let Some(answer) = p.on_output(&probe)? {
                         let fd = self.tty_fd.unwrap_or(self.write_fd);
                         if self

@@ -241,8 +241,10 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     // the master reads EIO at once instead of at the timeout. In `Hybrid`
     // mode the terminal is only the controlling terminal, which the
     // program (sudo, ssh) opens as `/dev/tty` when it prompts: until then
-    // our copy is its only open descriptor, and closing it would hang the
-    // terminal up under the program, so it stays open until the hello.
+    // our copy is the slave's only open descriptor. Without it the master
+    // reads as hung up (EIO) and stops being watched, so a password prompt
+    // printed later is never seen (sudo with a password then timed out):
+    // it stays open until the hello.
     let _slave = match launch.stdio {
         StdioMode::Tty => {
             drop(slave);

@@ -63,8 +63,7 @@ pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
 /// Returns `Ok(false)` on timeout.
 pub fn poll_readable(fd: RawFd, deadline: Instant) -> io::Result<bool> {
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        let ms = ms_until(deadline);
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -102,17 +101,13 @@ fn write_all(fd: RawFd, mut buf: &[u8], deadline: Option<Instant>) -> io::Result
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let ms = match deadline {
                     None => -1,
-                    Some(d) => {
-                        let left = d.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            return Err(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                format!("{} bytes were still unwritten", buf.len()),
-                            ));
-                        }
-                        // Round up: a 0 ms poll would spin.
-                        left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+                    Some(d) if Instant::now() >= d => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("{} bytes were still unwritten", buf.len()),
+                        ));
                     }
+                    Some(d) => ms_until(d),
                 };
                 let mut pfd = libc::pollfd {
                     fd,
@@ -128,6 +123,13 @@ fn write_all(fd: RawFd, mut buf: &[u8], deadline: Option<Instant>) -> io::Result
         }
     }
     Ok(())
+}
+
+/// poll(2)'s timeout for `deadline`: the milliseconds left, rounded up
+/// (rounding down would spin through the last millisecond).
+fn ms_until(deadline: Instant) -> libc::c_int {
+    let left = deadline.saturating_duration_since(Instant::now());
+    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
 }
 
 /// Point fd 0 at `/dev/null`.
@@ -165,8 +167,7 @@ pub fn poll_many(fds: &[RawFd], deadline: Instant) -> io::Result<Vec<bool>> {
         })
         .collect();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        let ms = ms_until(deadline);
         match syscall!(poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms)) {
             Ok(0) if Instant::now() >= deadline => return Ok(vec![false; fds.len()]),
             Ok(0) => continue,
