@@ -348,6 +348,156 @@ pub enum StreamError {
     InvalidOptions(String),
 }
 
+/// Why a connection could not be made, for programs that act on the cause
+/// (retry later, try another host, ask for credentials): see
+/// [`StreamError::kind`]. The error's text still names the context and
+/// quotes what the connection program printed.
+///
+/// # Examples
+/// ```no_run
+/// use mitogen::{ConnectFailure, Error, SshOptions};
+/// # mitogen::Router::with(|router| {
+/// match router.ssh(SshOptions::new("web1")) {
+///     Err(Error::Stream(e)) if e.kind() == Some(ConnectFailure::Refused) => {
+///         eprintln!("nothing listens on web1's ssh port: {e}")
+///     }
+///     Err(e) => eprintln!("{e}"),
+///     Ok(web1) => { /* … */ }
+/// }
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// The far host refused the connection (ssh: "Connection refused").
+    Refused,
+    /// The host name did not resolve (ssh: "Could not resolve hostname").
+    UnknownHost,
+    /// The connection took longer than `connect_timeout` (or ssh's own
+    /// connect timeout): [`Error::connect_failure`] of an [`Error::Timeout`].
+    TimedOut,
+    /// Authentication or authorisation was refused: ssh's "Permission
+    /// denied", sudo's "not in the sudoers file", doas's "Operation not
+    /// permitted"; and every [`Error::Password`] (see
+    /// [`Error::connect_failure`]).
+    PermissionDenied,
+    /// The ssh host key is unknown (under `enforce`) or changed: only from
+    /// [`Error::connect_failure`], for an [`Error::HostKey`].
+    HostKey,
+    /// The connection program does not exist or is not executable.
+    ProgramNotFound,
+    /// The connection program exited with this status before the child
+    /// said hello, for no reason recognised above.
+    Exited {
+        /// Its exit status.
+        status: i32,
+    },
+    /// The connection program was killed by this signal before the child
+    /// said hello.
+    Killed {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The target runs another build of this program.
+    VersionSkew,
+    /// The options were refused before anything ran.
+    InvalidOptions,
+    /// Anything else: the first stage failed (no usable directory, another
+    /// architecture, a broken upload), the program closed the connection
+    /// without exiting, an I/O error.
+    BootstrapFailed,
+}
+
+impl ConnectFailure {
+    /// The kinds a `StreamError::Bootstrap` reason can start with.
+    const WORDED: [ConnectFailure; 5] = [
+        ConnectFailure::Refused,
+        ConnectFailure::UnknownHost,
+        ConnectFailure::TimedOut,
+        ConnectFailure::PermissionDenied,
+        ConnectFailure::ProgramNotFound,
+    ];
+
+    /// The kind a bootstrap `reason` starts with (as written by its
+    /// `Display`), or `BootstrapFailed`.
+    fn of_reason(reason: &str) -> ConnectFailure {
+        let number = |prefix: &str| {
+            let rest = reason.strip_prefix(prefix)?;
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            rest[..end].parse::<i32>().ok()
+        };
+        if let Some(status) = number("exited with status ") {
+            return ConnectFailure::Exited { status };
+        }
+        if let Some(signal) = number("killed by signal ") {
+            return ConnectFailure::Killed { signal };
+        }
+        ConnectFailure::WORDED
+            .into_iter()
+            .find(|k| {
+                reason
+                    .strip_prefix(&k.to_string())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', ' ', ';']))
+            })
+            .unwrap_or(ConnectFailure::BootstrapFailed)
+    }
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectFailure::Refused => f.write_str("connection refused"),
+            ConnectFailure::UnknownHost => f.write_str("unknown host"),
+            ConnectFailure::TimedOut => f.write_str("connection timed out"),
+            ConnectFailure::PermissionDenied => f.write_str("permission denied"),
+            ConnectFailure::HostKey => f.write_str("host key rejected"),
+            ConnectFailure::ProgramNotFound => f.write_str("program not found"),
+            ConnectFailure::Exited { status } => write!(f, "exited with status {status}"),
+            ConnectFailure::Killed { signal } => write!(f, "killed by signal {signal}"),
+            ConnectFailure::VersionSkew => f.write_str("version skew"),
+            ConnectFailure::InvalidOptions => f.write_str("invalid options"),
+            ConnectFailure::BootstrapFailed => f.write_str("bootstrap failed"),
+        }
+    }
+}
+
+impl StreamError {
+    /// Why the connection failed, or `None` for the errors of a stream
+    /// that was working ([`MessageTooLarge`](StreamError::MessageTooLarge),
+    /// [`NoRoute`](StreamError::NoRoute)).
+    ///
+    /// # Examples
+    /// ```
+    /// use mitogen::{ConnectFailure, Error, SshOptions, StreamError};
+    /// mitogen::Router::with(|router| {
+    ///     let mut opts = SshOptions::new("web1");
+    ///     opts.ssh_path = "/nonexistent/ssh".into();
+    ///     match router.ssh(opts) {
+    ///         Err(Error::Stream(e)) => assert_eq!(e.kind(), Some(ConnectFailure::ProgramNotFound)),
+    ///         other => panic!("{other:?}"),
+    ///     }
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn kind(&self) -> Option<ConnectFailure> {
+        Some(match self {
+            StreamError::Spawn { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    ConnectFailure::ProgramNotFound
+                }
+                _ => ConnectFailure::BootstrapFailed,
+            },
+            StreamError::Io { .. } => ConnectFailure::BootstrapFailed,
+            StreamError::Bootstrap { reason, .. } => ConnectFailure::of_reason(reason),
+            StreamError::VersionSkew { .. } => ConnectFailure::VersionSkew,
+            StreamError::InvalidOptions(_) => ConnectFailure::InvalidOptions,
+            StreamError::MessageTooLarge { .. } | StreamError::NoRoute(_) => return None,
+        })
+    }
+}
+
 fn fmt_output(output: &str) -> String {
     let trimmed = output.trim();
     if trimmed.is_empty() {

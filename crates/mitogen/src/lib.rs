@@ -15,6 +15,8 @@
 //! - [`Receiver`], [`Sender`], [`Channel`], [`Select`] and [`Latch`] are the blocking primitives.
 //! - Errors: [`Error`] wraps [`CallError`], [`ChannelError`], [`StreamError`],
 //!   [`PasswordError`], [`HostKeyError`], [`TimeoutError`] and [`LatchError`].
+//!   A failed connection's cause is a [`ConnectFailure`]
+//!   ([`StreamError::kind`], [`Error::connect_failure`]).
 //!
 //! # Hello world
 //! ```no_run
@@ -138,9 +140,9 @@ pub use connect::{
 };
 pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
 pub use error::{
-    CallError, CallErrorKind, ChannelError, CodecError, Error, GetTimeoutError, HostKeyError,
-    LatchError, PasswordError, RecvTimeoutError, Result, SendTimeoutError, StreamError,
-    TimeoutError, TryGetError, TryRecvError, TrySendError,
+    CallError, CallErrorKind, ChannelError, CodecError, ConnectFailure, Error, GetTimeoutError,
+    HostKeyError, LatchError, PasswordError, RecvTimeoutError, Result, SendTimeoutError,
+    StreamError, TimeoutError, TryGetError, TryRecvError, TrySendError,
 };
 pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;

@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use mitogen_wire::Header;
@@ -16,7 +18,7 @@ use mitogen_wire::Header;
 use super::{ChildConfig, EXEC, FAIL, HELLO, NEED, PROTOCOL};
 use crate::connect::prompt::Prompts;
 use crate::context::registry::table_hash;
-use crate::error::{Error, Result, StreamError, TimeoutError};
+use crate::error::{ConnectFailure, Error, Result, StreamError, TimeoutError};
 use crate::sys;
 
 const KEEP_LINES: usize = 20;
@@ -25,6 +27,12 @@ const KEEP_BYTES: usize = 4096;
 /// A stdout line longer than this before the hello is cut to its last
 /// [`KEEP_BYTES`] (markers are short).
 const MAX_LINE: usize = 64 * 1024;
+/// Text already scanned that a prompt scan sees again with the new bytes:
+/// enough for a prompt line or a refusal cut in two by a read.
+const OVERLAP: usize = 1024;
+/// How long a program that closed its output is given to exit, so that
+/// its exit status can be reported.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// The far side's output, kept for error messages: the last
 /// [`KEEP_LINES`] lines and at most [`KEEP_BYTES`] of an unfinished one.
@@ -46,12 +54,24 @@ impl Output {
         self.lines.push_back(s);
     }
 
+    /// Add `bytes` of a stream printed in pieces; linear in `bytes`.
     fn push_stderr(&mut self, bytes: &[u8]) {
-        self.partial_err.extend_from_slice(bytes);
-        while let Some(pos) = self.partial_err.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial_err.drain(..=pos).collect();
-            self.push_line(&line);
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            if self.partial_err.is_empty() {
+                self.push_line(&rest[..pos]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial_err);
+                line.extend_from_slice(&rest[..pos]);
+                self.push_line(&line);
+            }
+            rest = &rest[pos + 1..];
         }
+        if rest.len() >= KEEP_BYTES {
+            self.partial_err.clear();
+            rest = &rest[rest.len() - KEEP_BYTES..];
+        }
+        self.partial_err.extend_from_slice(rest);
         keep_tail(&mut self.partial_err, KEEP_BYTES);
     }
 
@@ -79,6 +99,8 @@ fn keep_tail(v: &mut Vec<u8>, keep: usize) {
 pub(crate) struct Conversation<'a> {
     pub router: &'a crate::router::Router,
     pub name: &'a str,
+    /// The connection program's name, for error texts (`ssh`).
+    pub program: &'a str,
     pub nonce: &'a str,
     pub read_fd: RawFd,
     pub write_fd: RawFd,
@@ -95,8 +117,13 @@ pub(crate) struct Conversation<'a> {
     /// The first stage's second half, sent before the binary
     /// ([`FirstStage::install_script`](super::first_stage::FirstStage::install_script)).
     pub install: Option<String>,
+    /// Nothing waits past this: not a read, not a write.
     pub deadline: Instant,
     pub timeout: Duration,
+    /// Waits at most until the given instant for the connection program to
+    /// exit and says how it ended (`None`: still running). Asked once the
+    /// program closed the connection.
+    pub exit_status: &'a dyn Fn(Instant) -> Option<ExitStatus>,
 }
 
 /// What the bootstrap produced.
@@ -117,11 +144,17 @@ struct State {
     /// Terminal text since the last answer (at most [`KEEP_BYTES`]), for
     /// `Prompts::on_output`.
     pending: Vec<u8>,
+    /// Terminal bytes that arrived since the last prompt scan.
+    fresh: usize,
     /// Unfinished stdout line.
     buf: Vec<u8>,
+    /// Leading bytes of `buf` already known to hold no newline.
+    scanned: usize,
     /// A first-stage marker has been seen: stdout is no longer a terminal
     /// we answer prompts on.
     marker_seen: bool,
+    /// The binary was asked for (once is all a first stage needs).
+    need_seen: bool,
     config_sent: bool,
     binary_bytes: u64,
 }
@@ -131,7 +164,16 @@ impl State {
         self.term.push_stderr(bytes);
         self.pending.extend_from_slice(bytes);
         keep_tail(&mut self.pending, KEEP_BYTES);
+        self.fresh += bytes.len();
     }
+}
+
+/// What acting on the program's stdout lines led to.
+enum Step {
+    /// The child said hello.
+    Hello(Handshake),
+    /// The program stopped reading: it closed the connection.
+    Closed,
 }
 
 impl Conversation<'_> {
@@ -148,20 +190,36 @@ impl Conversation<'_> {
     /// stage's `MITOGEN-EXEC`), upload the binary if asked, and return once
     /// the child's hello checks out. `prompts` sees what is printed on the
     /// terminal and may type answers (passwords) or end the attempt with a
-    /// precise error.
+    /// precise error. Nothing here waits past `deadline`: a program that
+    /// prints forever or stops reading ends in a `TimeoutError`.
     pub(crate) fn run(
         &self,
         config: &ChildConfig,
         prompts: &mut Option<Box<dyn Prompts>>,
     ) -> Result<Handshake> {
         let mut st = State::default();
+        let mut chunk = vec![0u8; 16 * 1024];
+        // Non-blocking, so no read or write can wait past the deadline.
+        let fds = [
+            Some(self.read_fd),
+            Some(self.write_fd),
+            self.tty_fd,
+            self.stderr_fd,
+        ];
+        for fd in fds.into_iter().flatten() {
+            sys::set_nonblocking(fd, true).map_err(|e| self.io("preparing the stream", e))?;
+        }
         if self.config_first {
-            self.send_config(config)?;
+            if self.send_config(config, &st.out)?.is_some() {
+                return Err(self.ended(&mut st, prompts, &mut chunk));
+            }
             st.config_sent = true;
         }
-        let mut chunk = vec![0u8; 16 * 1024];
         let mut side = [self.stderr_fd, self.tty_fd];
         loop {
+            if Instant::now() >= self.deadline {
+                return Err(self.timeout(&st.out));
+            }
             let fds = [self.read_fd, side[0].unwrap_or(-1), side[1].unwrap_or(-1)];
             let ready = sys::poll_many(&fds, self.deadline)
                 .map_err(|e| self.io("waiting for the child", e))?;
@@ -182,112 +240,217 @@ impl Conversation<'_> {
                 }
             }
             if ready[0] {
-                let n = match sys::read(self.read_fd, &mut chunk) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                match sys::read(self.read_fd, &mut chunk) {
+                    Ok(0) => return Err(self.ended(&mut st, prompts, &mut chunk)),
+                    Ok(n) => {
+                        if self.stdio_is_tty && !st.marker_seen {
+                            st.fresh += n;
+                        }
+                        st.buf.extend_from_slice(&chunk[..n]);
+                        match self.lines(&mut st, config)? {
+                            Some(Step::Hello(done)) => return Ok(done),
+                            Some(Step::Closed) => {
+                                return Err(self.ended(&mut st, prompts, &mut chunk))
+                            }
+                            None => {}
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     // A pty master reads EIO once the other side is gone.
-                    Err(e) if e.raw_os_error() == Some(libc::EIO) => 0,
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                        return Err(self.ended(&mut st, prompts, &mut chunk))
+                    }
                     Err(e) => return Err(self.io("reading from the child", e)),
-                };
-                if n == 0 {
-                    self.drain_stderr(&mut st, &mut chunk);
-                    st.out.push_line(&st.buf);
-                    if self.stdio_is_tty && !st.marker_seen {
-                        st.term.push_line(&st.buf);
-                    }
-                    if let Some(e) = prompts.as_ref().and_then(|p| p.on_exit(&st.term.text())) {
-                        return Err(e);
-                    }
-                    return Err(self.fail(
-                        "the connection closed before the child started".into(),
-                        &st.out,
-                    ));
-                }
-                st.buf.extend_from_slice(&chunk[..n]);
-                if let Some(done) = self.lines(&mut st, config, &mut chunk)? {
-                    return Ok(done);
                 }
             }
-            if let Some(p) = prompts.as_mut() {
-                // A prompt has no newline: include the unfinished line.
-                let mut probe = String::from_utf8_lossy(&st.pending).into_owned();
-                if self.stdio_is_tty && !st.marker_seen {
-                    probe.push_str(&String::from_utf8_lossy(&st.buf));
-                }
-                if let Some(answer) = p.on_output(&probe)? {
-                    let fd = self.tty_fd.unwrap_or(self.write_fd);
-                    sys::write_all_blocking(fd, answer.expose().as_bytes())
-                        .map_err(|e| self.io("typing at a prompt", e))?;
-                    st.pending.clear();
-                    if self.stdio_is_tty && !st.marker_seen {
-                        st.buf.clear();
+            if st.fresh > 0 {
+                if let Some(p) = prompts.as_mut() {
+                    let probe = self.probe(&st);
+                    if let Some(answer) = p.on_output(&probe)? {
+                        let fd = self.tty_fd.unwrap_or(self.write_fd);
+                        if self
+                            .write(
+                                fd,
+                                answer.expose().as_bytes(),
+                                "typing at a prompt",
+                                &st.out,
+                            )?
+                            .is_some()
+                        {
+                            return Err(self.ended(&mut st, prompts, &mut chunk));
+                        }
+                        st.pending.clear();
+                        if self.stdio_is_tty && !st.marker_seen {
+                            st.buf.clear();
+                            st.scanned = 0;
+                        }
                     }
                 }
+                st.fresh = 0;
             }
         }
     }
 
-    /// Act on the complete stdout lines in `st.buf`; `Some` once the hello
-    /// checked out.
-    fn lines(
-        &self,
-        st: &mut State,
-        config: &ChildConfig,
-        chunk: &mut [u8],
-    ) -> Result<Option<Handshake>> {
-        while let Some(pos) = st.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = st.buf.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(&line);
+    /// The last new terminal text plus [`OVERLAP`] bytes before it: what a
+    /// prompt scan needs, so scanning stays linear in what is printed. In
+    /// `Tty` mode before the first marker, stdout's unfinished line is
+    /// terminal text too (a prompt has no newline).
+    fn probe(&self, st: &State) -> String {
+        let want = st.fresh + OVERLAP;
+        let line: &[u8] = if self.stdio_is_tty && !st.marker_seen {
+            &st.buf
+        } else {
+            &[]
+        };
+        let from_line = line.len().min(want);
+        let from_pending = st.pending.len().min(want - from_line);
+        let mut bytes = st.pending[st.pending.len() - from_pending..].to_vec();
+        bytes.extend_from_slice(&line[line.len() - from_line..]);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Act on the complete stdout lines in `st.buf`.
+    fn lines(&self, st: &mut State, config: &ChildConfig) -> Result<Option<Step>> {
+        let mut buf = std::mem::take(&mut st.buf);
+        let mut start = 0;
+        let mut from = st.scanned;
+        while let Some(pos) = buf[from..].iter().position(|&b| b == b'\n') {
+            let end = from + pos + 1;
+            let line = &buf[start..end];
+            start = end;
+            from = end;
+            let text = String::from_utf8_lossy(line);
             let text = text.trim_end_matches(['\r', '\n']);
-            match self.marker(text) {
+            let step = match self.marker(text) {
                 Some((NEED, rest)) => {
                     st.marker_seen = true;
-                    st.binary_bytes += self.upload(rest, &st.out)?;
+                    if st.need_seen {
+                        return Err(self.fail(
+                            format!("the first stage asked for the binary a second time ({text})"),
+                            &st.out,
+                        ));
+                    }
+                    st.need_seen = true;
+                    match self.upload(rest, &st.out)? {
+                        Some(n) => {
+                            st.binary_bytes += n;
+                            None
+                        }
+                        None => Some(Step::Closed),
+                    }
                 }
                 Some((EXEC, _)) => {
                     st.marker_seen = true;
-                    if !st.config_sent {
-                        self.send_config(config)?;
+                    if st.config_sent {
+                        None
+                    } else {
                         st.config_sent = true;
+                        self.send_config(config, &st.out)?.map(|()| Step::Closed)
                     }
                 }
                 Some((FAIL, rest)) => {
-                    self.drain_stderr(st, chunk);
+                    self.drain_stderr(st, &mut vec![0; 16 * 1024]);
                     return Err(self.fail(rest.to_string(), &st.out));
                 }
                 Some((HELLO, rest)) => {
                     self.check_hello(rest, &st.out)?;
-                    if !st.config_sent {
-                        self.send_config(config)?;
+                    if !st.config_sent && self.send_config(config, &st.out)?.is_some() {
+                        Some(Step::Closed)
+                    } else {
+                        return Ok(Some(Step::Hello(Handshake {
+                            leftover: buf[start..].to_vec(),
+                            binary_bytes: st.binary_bytes,
+                        })));
                     }
-                    return Ok(Some(Handshake {
-                        leftover: std::mem::take(&mut st.buf),
-                        binary_bytes: st.binary_bytes,
-                    }));
                 }
                 _ => {
-                    st.out.push_line(&line);
+                    st.out.push_line(line);
                     if self.stdio_is_tty && !st.marker_seen {
-                        st.term.push_line(&line);
-                        st.pending.extend_from_slice(&line);
+                        st.term.push_line(line);
+                        st.pending.extend_from_slice(line);
                         keep_tail(&mut st.pending, KEEP_BYTES);
                     }
+                    None
                 }
+            };
+            if step.is_some() {
+                return Ok(step);
             }
         }
+        buf.drain(..start);
+        st.scanned = buf.len();
         // Noise without a newline: markers are short, keep only the end.
-        if st.buf.len() > MAX_LINE {
-            keep_tail(&mut st.buf, KEEP_BYTES);
+        if buf.len() > MAX_LINE {
+            keep_tail(&mut buf, KEEP_BYTES);
+            st.scanned = buf.len();
         }
+        st.buf = buf;
         Ok(None)
     }
 
+    /// The program closed the connection before the hello: the most
+    /// precise error its output and its exit allow.
+    fn ended(&self, st: &mut State, prompts: &Option<Box<dyn Prompts>>, chunk: &mut [u8]) -> Error {
+        self.drain_stderr(st, chunk);
+        st.out.push_line(&st.buf);
+        if self.stdio_is_tty && !st.marker_seen {
+            st.term.push_line(&st.buf);
+        }
+        let said = st.term.text();
+        if let Some(e) = prompts.as_ref().and_then(|p| p.on_exit(&said)) {
+            return e;
+        }
+        let until = self.deadline.min(Instant::now() + EXIT_GRACE);
+        let exit = (self.exit_status)(until).and_then(|s| match (s.code(), s.signal()) {
+            (Some(status), _) => Some(ConnectFailure::Exited { status }),
+            (None, Some(signal)) => Some(ConnectFailure::Killed { signal }),
+            _ => None,
+        });
+        let words = prompts.as_ref().and_then(|p| p.failure(&said));
+        let reason = match (words, exit) {
+            (Some(kind), Some(exit)) => format!("{kind} ({} {exit})", self.program),
+            (Some(kind), None) => kind.to_string(),
+            (None, Some(exit)) => {
+                format!("{exit}: {} ended before the child started", self.program)
+            }
+            (None, None) => "the connection closed before the child started".into(),
+        };
+        self.fail(reason, &st.out)
+    }
+
+    /// Write `bytes` to `fd` by the deadline. `Ok(Some(()))`: the program
+    /// no longer reads (it closed the connection).
+    fn write(&self, fd: RawFd, bytes: &[u8], what: &str, out: &Output) -> Result<Option<()>> {
+        match sys::write_all_deadline(fd, bytes, self.deadline) {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(self.timeout_while(out, &format!("{what}: the program stopped reading ({e})")))
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::BrokenPipe
+                    || e.kind() == std::io::ErrorKind::ConnectionReset
+                    || e.raw_os_error() == Some(libc::EIO) =>
+            {
+                Ok(Some(()))
+            }
+            Err(e) => Err(self.io(what, e)),
+        }
+    }
+
     fn timeout(&self, out: &Output) -> Error {
+        self.timeout_while(out, "")
+    }
+
+    fn timeout_while(&self, out: &Output, doing: &str) -> Error {
         TimeoutError {
             waited: self.timeout,
             what: format!(
-                "connecting to {}{}",
+                "connecting to {}{}{}",
                 self.name,
+                match doing {
+                    "" => String::new(),
+                    d => format!(" ({d})"),
+                },
                 match out.text() {
                     t if t.is_empty() => String::new(),
                     t => format!("; it printed: {t}"),
@@ -297,12 +460,19 @@ impl Conversation<'_> {
         .into()
     }
 
+    /// Read what stderr and the terminal still hold, without waiting and
+    /// at most [`MAX_LINE`] bytes of each (a program may print forever).
     fn drain_stderr(&self, st: &mut State, chunk: &mut [u8]) {
         for fd in [self.stderr_fd, self.tty_fd].into_iter().flatten() {
-            let _ = sys::set_nonblocking(fd, true);
-            while let Ok(n @ 1..) = sys::read(fd, chunk) {
+            let mut left = MAX_LINE;
+            let size = chunk.len();
+            while let Ok(n @ 1..) = sys::read(fd, &mut chunk[..left.min(size)]) {
                 st.out.push_stderr(&chunk[..n]);
                 st.term.push_stderr(&chunk[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
             }
         }
     }
@@ -333,8 +503,9 @@ impl Conversation<'_> {
         None
     }
 
-    /// Answer `MITOGEN-NEED:<nonce>:<uname -sm>:<gz|raw>`.
-    fn upload(&self, rest: &str, out: &Output) -> Result<u64> {
+    /// Answer `MITOGEN-NEED:<nonce>:<uname -sm>:<gz|raw>`: the bytes sent,
+    /// or `None` when the program stopped reading.
+    fn upload(&self, rest: &str, out: &Output) -> Result<Option<u64>> {
         let (uname, format) = rest.rsplit_once(':').unwrap_or((rest, "raw"));
         let kernel = uname.split_whitespace().next().unwrap_or("");
         let machine = uname.split_whitespace().last().unwrap_or("");
@@ -366,10 +537,15 @@ impl Conversation<'_> {
             binary.bytes.len(),
             binary.sha256
         );
-        sys::write_all_blocking(self.write_fd, header.as_bytes())
-            .and_then(|()| sys::write_all_blocking(self.write_fd, payload))
-            .map_err(|e| self.io("uploading the binary", e))?;
-        Ok(payload.len() as u64)
+        let what = "uploading the binary";
+        if self
+            .write(self.write_fd, header.as_bytes(), what, out)?
+            .is_some()
+            || self.write(self.write_fd, payload, what, out)?.is_some()
+        {
+            return Ok(None);
+        }
+        Ok(Some(payload.len() as u64))
     }
 
     /// `MITOGEN-HELLO:<nonce>:<protocol>:<function table hash>`.
@@ -392,7 +568,8 @@ impl Conversation<'_> {
         Ok(())
     }
 
-    fn send_config(&self, config: &ChildConfig) -> Result<()> {
+    /// `Ok(Some(()))` when the program stopped reading.
+    fn send_config(&self, config: &ChildConfig, out: &Output) -> Result<Option<()>> {
         let body = mitogen_wire::encode(config)?;
         let header = Header {
             dst_id: config.context_id,
@@ -401,8 +578,12 @@ impl Conversation<'_> {
         };
         let mut frame = header.to_bytes().to_vec();
         frame.extend_from_slice(&body);
-        sys::write_all_blocking(self.write_fd, &frame)
-            .map_err(|e| self.io("sending the child its configuration", e))
+        self.write(
+            self.write_fd,
+            &frame,
+            "sending the child its configuration",
+            out,
+        )
     }
 }
 
@@ -422,5 +603,19 @@ mod tests {
         }
         assert_eq!(out.lines.len(), KEEP_LINES);
         assert!(out.text().ends_with("line 99"));
+    }
+
+    #[test]
+    fn output_joins_lines_split_across_reads() {
+        let mut out = Output::default();
+        for piece in ["ab", "c\nde", "f\n\nlast", " words"] {
+            out.push_stderr(piece.as_bytes());
+        }
+        assert_eq!(out.text(), "abc\ndef\nlast words");
+        // A line longer than what is kept keeps (about) its last KEEP_BYTES.
+        out.push_stderr(&[b'y'; 3 * KEEP_BYTES]);
+        out.push_stderr(b"z\n");
+        assert_eq!(out.lines.back().unwrap().len(), KEEP_BYTES + 1);
+        assert!(out.lines.back().unwrap().ends_with("yz"));
     }
 }

@@ -7,8 +7,9 @@
 //! Prompts: `password_prompt` (default `password:`) or any password-like
 //! prompt; typed once. Errors: `PasswordError` when no password is given
 //! or one of `incorrect_prompts` appears (default `doas: authentication
-//! failed`), `StreamError` with doas's output otherwise (e.g. "Operation
-//! not permitted" when no rule allows it).
+//! failed`), `StreamError` with doas's output otherwise, as soon as doas
+//! exits ("Operation not permitted" when no rule allows it: kind
+//! `PermissionDenied`; else `Exited` with its status).
 
 use serde::{Deserialize, Serialize};
 

@@ -5,8 +5,8 @@
 //! '<first stage>'` exactly as every remote method does: the binary is
 //! copied into the content-addressed cache and run from there. No prompts
 //! are answered. Errors: `StreamError::Spawn` when the program cannot
-//! start, `StreamError::Bootstrap` with its output when it dies early,
-//! `TimeoutError` after `connect_timeout`.
+//! start, `StreamError::Bootstrap` with its output when it dies early (kind
+//! `Exited` or `Killed`), `TimeoutError` after `connect_timeout`.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -20,7 +20,9 @@ pub use su::SuOptions;
 pub use sudo::SudoOptions;
 
 use crate::context::Context;
-use crate::error::{Error, HostKeyError, PasswordError, Result, StreamError, TimeoutError};
+use crate::error::{
+    ConnectFailure, Error, HostKeyError, PasswordError, Result, StreamError, TimeoutError,
+};
 use crate::router::Router;
 
 /// A connection request that can travel to a `via` context.
@@ -65,12 +67,69 @@ pub(crate) fn connect_via(router: &Router, via: &Context, method: Method) -> Res
         Connected::Password(e) => Err(e.into()),
         Connected::HostKey(e) => Err(e.into()),
         Connected::Timeout(e) => Err(e.into()),
-        Connected::Failed(text) => Err(StreamError::Bootstrap {
+        Connected::Bootstrap {
+            name,
+            reason,
+            output,
+        } => Err(StreamError::Bootstrap {
+            name: format!("{name} (via {})", via.name()),
+            reason,
+            output,
+        }
+        .into()),
+        Connected::Failed(Some(ConnectFailure::VersionSkew), detail) => {
+            Err(StreamError::VersionSkew {
+                name: via.name().to_string(),
+                detail,
+            }
+            .into())
+        }
+        Connected::Failed(kind, text) => Err(StreamError::Bootstrap {
             name: via.name().to_string(),
-            reason: text,
+            // The kind leads the reason, where `StreamError::kind` reads it.
+            reason: match kind {
+                Some(k)
+                    if !matches!(
+                        k,
+                        ConnectFailure::BootstrapFailed | ConnectFailure::InvalidOptions
+                    ) =>
+                {
+                    format!("{k}: {text}")
+                }
+                _ => text,
+            },
             output: String::new(),
         }
         .into()),
+    }
+}
+
+impl Error {
+    /// Why a connection failed, whatever the error's type: the
+    /// [`StreamError::kind`] of a stream error, [`ConnectFailure::TimedOut`]
+    /// for a timeout, [`ConnectFailure::PermissionDenied`] for a password
+    /// error, [`ConnectFailure::HostKey`] for a host key error; `None` for
+    /// errors a connection does not return.
+    ///
+    /// # Examples
+    /// ```
+    /// use mitogen::{ConnectFailure, SshOptions};
+    /// mitogen::Router::with(|router| {
+    ///     let mut opts = SshOptions::new("web1");
+    ///     opts.ssh_path = "/nonexistent/ssh".into();
+    ///     let e = router.ssh(opts).unwrap_err();
+    ///     assert_eq!(e.connect_failure(), Some(ConnectFailure::ProgramNotFound));
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn connect_failure(&self) -> Option<ConnectFailure> {
+        match self {
+            Error::Stream(e) => e.kind(),
+            Error::Timeout(_) => Some(ConnectFailure::TimedOut),
+            Error::Password(_) => Some(ConnectFailure::PermissionDenied),
+            Error::HostKey(_) => Some(ConnectFailure::HostKey),
+            _ => None,
+        }
     }
 }
 
@@ -82,7 +141,14 @@ enum Connected {
     Password(PasswordError),
     HostKey(HostKeyError),
     Timeout(TimeoutError),
-    Failed(String),
+    /// A bootstrap failure, in parts so that its kind survives the hop.
+    Bootstrap {
+        name: String,
+        reason: String,
+        output: String,
+    },
+    /// Anything else: its kind and text.
+    Failed(Option<ConnectFailure>, String),
 }
 
 /// Runs in the `via` context: make the connection from there.
@@ -100,6 +166,63 @@ fn connect_here(router: &Router, method: Method) -> Connected {
         Err(Error::Password(e)) => Connected::Password(e),
         Err(Error::HostKey(e)) => Connected::HostKey(e),
         Err(Error::Timeout(e)) => Connected::Timeout(e),
-        Err(e) => Connected::Failed(e.to_string()),
+        Err(Error::Stream(StreamError::Bootstrap {
+            name,
+            reason,
+            output,
+        })) => Connected::Bootstrap {
+            name,
+            reason,
+            output,
+        },
+        Err(Error::Stream(e)) => Connected::Failed(e.kind(), e.to_string()),
+        Err(e) => Connected::Failed(None, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind_of(reason: &str) -> Option<ConnectFailure> {
+        StreamError::Bootstrap {
+            name: "n".into(),
+            reason: reason.into(),
+            output: "connection refused".into(),
+        }
+        .kind()
+    }
+
+    #[test]
+    fn a_kind_written_at_the_start_of_a_reason_reads_back() {
+        let kinds = [
+            ConnectFailure::Refused,
+            ConnectFailure::UnknownHost,
+            ConnectFailure::TimedOut,
+            ConnectFailure::PermissionDenied,
+            ConnectFailure::ProgramNotFound,
+            ConnectFailure::Exited { status: 255 },
+            ConnectFailure::Killed { signal: 9 },
+        ];
+        for k in kinds {
+            assert_eq!(kind_of(&k.to_string()), Some(k), "{k}");
+            assert_eq!(kind_of(&format!("{k} (the program exited)")), Some(k));
+            assert_eq!(kind_of(&format!("{k}: via a relay")), Some(k));
+        }
+        // Only at the start, as a whole phrase; never from the output.
+        for other in [
+            "no candidate directory",
+            "the connection closed before the child started",
+            "connection refusedx",
+            "exited with status x",
+            "the target said: connection refused",
+        ] {
+            assert_eq!(
+                kind_of(other),
+                Some(ConnectFailure::BootstrapFailed),
+                "{other}"
+            );
+        }
+        assert_eq!(StreamError::NoRoute(3).kind(), None);
     }
 }

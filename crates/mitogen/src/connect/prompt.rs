@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, PasswordError};
+use crate::error::{ConnectFailure, Error, PasswordError};
 
 /// A password for a connection method, typed at the program's prompt and
 /// never shown: its `Debug` prints `Password(<redacted>)`, it has no
@@ -118,6 +118,14 @@ pub(crate) trait Prompts: Send {
     /// error its `output` allows, or `None` for the generic one.
     fn on_exit(&self, output: &str) -> Option<Error>;
 
+    /// The program ended before the child said hello and `on_exit` found
+    /// nothing precise: the cause its `output` names, in its own words
+    /// (ssh's "Connection refused"), if any.
+    fn failure(&self, output: &str) -> Option<ConnectFailure> {
+        let _ = output;
+        None
+    }
+
     /// `text` (program output quoted in an error) with any secret this
     /// dialogue knows redacted.
     fn scrub(&self, text: &str) -> String {
@@ -225,7 +233,11 @@ impl Prompts for PasswordDialogue {
         if let Some(r) = self.refused.iter().find(|r| lower.contains(r.as_str())) {
             return Err(crate::error::StreamError::Bootstrap {
                 name: self.username.clone(),
-                reason: format!("{} refused ({r})", self.method),
+                reason: format!(
+                    "{}: {} refused ({r})",
+                    ConnectFailure::PermissionDenied,
+                    self.method
+                ),
                 output: scrub(self.password.as_ref(), text),
             }
             .into());

@@ -1,10 +1,11 @@
 //! Start a connection command and turn it into a registered context.
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,9 +189,9 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             .env(CHILD_ENV, format!("{nonce}:{child_timeout_ms}"));
     }
     // `ours` carries the protocol; `tty` (hybrid) is watched for prompts;
-    // `err_r` collects stderr.
-    // The terminal's slave side stays open here until the child is spawned.
-    let (ours, tty, err_r, _slave) = match launch.stdio {
+    // `err_r` collects stderr. `slave` is the terminal's other side, open
+    // here at least until the child is spawned (see below).
+    let (ours, tty, err_r, slave) = match launch.stdio {
         StdioMode::Socket | StdioMode::Hybrid => {
             let (ours, theirs) =
                 sys::socketpair_cloexec().map_err(|e| io("creating a socketpair", e))?;
@@ -228,12 +229,29 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             (master, None, None, Some(slave))
         }
     };
-    let mut child = cmd.spawn().map_err(|e| StreamError::Spawn {
+    let child = cmd.spawn().map_err(|e| StreamError::Spawn {
         program: argv[0].to_string_lossy().into_owned(),
         source: e,
     })?;
     drop(cmd);
     let pid = child.id();
+    let child = RefCell::new(child);
+    // In `Tty` mode the program has the terminal as its stdio, so our copy
+    // of the slave goes now: when the program exits (a failed su or doas),
+    // the master reads EIO at once instead of at the timeout. In `Hybrid`
+    // mode the terminal is only the controlling terminal, which the
+    // program (sudo, ssh) opens as `/dev/tty` when it prompts: until then
+    // our copy is the slave's only open descriptor. Without it the master
+    // reads as hung up (EIO) and stops being watched, so a password prompt
+    // printed later is never seen (sudo with a password then timed out):
+    // it stays open until the hello.
+    let _slave = match launch.stdio {
+        StdioMode::Tty => {
+            drop(slave);
+            None
+        }
+        _ => slave,
+    };
 
     let config = ChildConfig {
         nonce: nonce.clone(),
@@ -247,9 +265,14 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         unidirectional: router.inner.unidirectional.load(Ordering::Relaxed),
         shutdown_timeout_ms: router.broker().shutdown_timeout().as_millis() as u64,
     };
+    let program = Path::new(&argv[0])
+        .file_name()
+        .unwrap_or(argv[0].as_os_str())
+        .to_string_lossy();
     let conversation = Conversation {
         router,
         name: &name,
+        program: &program,
         nonce: &nonce,
         read_fd: ours.as_raw_fd(),
         write_fd: ours.as_raw_fd(),
@@ -260,11 +283,13 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         install,
         deadline: Instant::now() + common.connect_timeout,
         timeout: common.connect_timeout,
+        exit_status: &|until| exit_status(&child, until),
     };
     let mut prompts = launch.prompts;
     let handshake = match conversation.run(&config, &mut prompts) {
         Ok(h) => h,
         Err(e) => {
+            let mut child = child.into_inner();
             let _ = child.kill();
             let _ = child.wait();
             return Err(match &prompts {
@@ -299,6 +324,21 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     // reply of ours, so a `via=` caller learns the route first.
     router.propagate(mitogen_wire::handle::ADD_ROUTE, &(id, name));
     Ok(context)
+}
+
+/// Wait at most until `until` for `child` to exit; how it ended, or `None`
+/// while it runs. The child is reaped through `child` only, so its pid is
+/// never signalled after another process may have taken it.
+fn exit_status(child: &RefCell<Child>, until: Instant) -> Option<ExitStatus> {
+    let mut child = child.borrow_mut();
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    let pidfd = sys::pidfd_open(child.id()).ok()?;
+    match sys::poll_readable(pidfd.as_raw_fd(), until) {
+        Ok(true) => child.try_wait().ok().flatten(),
+        _ => None,
+    }
 }
 
 /// Hand the new stream, its stderr and its process to the broker.

@@ -18,8 +18,10 @@
 //! Errors: `StreamError::InvalidOptions` (empty host name, host or user
 //! name starting with `-`), `PasswordError` (needed but not given; refused), `HostKeyError`
 //! (unknown under `enforce`; changed), `TimeoutError` (`connect_timeout`),
-//! `StreamError::Bootstrap` with the last lines ssh printed otherwise
-//! (connection refused, unknown host, public key denied).
+//! `StreamError::Bootstrap` with the last lines ssh printed otherwise, its
+//! [`kind`](crate::StreamError::kind) read from ssh's words (`Refused`,
+//! `UnknownHost`, `PermissionDenied` for a public key denied) or from its
+//! exit (`Exited`).
 
 use std::path::PathBuf;
 
@@ -29,7 +31,7 @@ use super::prompt::{is_password_prompt, scrub, Password, Prompts};
 use super::spawn::{self, FirstStageArg, Launch, StdioMode};
 use super::{connect_via, LocalOptions, Method};
 use crate::context::Context;
-use crate::error::{Error, HostKeyError, PasswordError, Result, StreamError};
+use crate::error::{ConnectFailure, Error, HostKeyError, PasswordError, Result, StreamError};
 use crate::router::Router;
 
 /// Host key checking (Mitogen's `check_host_keys`).
@@ -283,9 +285,35 @@ impl Prompts for SshPrompts {
         }
     }
 
-    /// ssh's last words, in its own terms: see `ssh(1)` and sshd's messages.
     fn scrub(&self, text: &str) -> String {
         scrub(self.password.as_ref(), text)
+    }
+
+    /// ssh's last words, in its own terms (`ssh(1)`, OpenSSH's
+    /// `ssh_connect`/`ssh_exchange_identification` messages):
+    /// "ssh: connect to host h port 22: Connection refused", "ssh: Could
+    /// not resolve hostname h: Name or service not known", "… Connection
+    /// timed out", "u@h: Permission denied (publickey).". The first of
+    /// them wins: later lines may be the remote shell's.
+    fn failure(&self, output: &str) -> Option<ConnectFailure> {
+        const WORDS: [(&str, ConnectFailure); 6] = [
+            ("connection refused", ConnectFailure::Refused),
+            ("could not resolve hostname", ConnectFailure::UnknownHost),
+            ("name or service not known", ConnectFailure::UnknownHost),
+            (
+                "no address associated with hostname",
+                ConnectFailure::UnknownHost,
+            ),
+            ("connection timed out", ConnectFailure::TimedOut),
+            ("permission denied", ConnectFailure::PermissionDenied),
+        ];
+        output.lines().find_map(|line| {
+            let lower = line.to_lowercase();
+            WORDS
+                .iter()
+                .find(|(w, _)| lower.contains(w))
+                .map(|(_, kind)| *kind)
+        })
     }
 
     fn on_exit(&self, output: &str) -> Option<Error> {
@@ -392,5 +420,36 @@ mod tests {
             .on_exit("@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.")
             .unwrap();
         assert!(e.to_string().contains("has changed"), "{e}");
+    }
+
+    #[test]
+    fn ssh_words_become_kinds() {
+        let p = SshPrompts {
+            host: "h".into(),
+            password: None,
+            typed: false,
+            connect_timeout: std::time::Duration::from_secs(1),
+        };
+        let cases = [
+            (
+                "ssh: connect to host h port 22: Connection refused",
+                Some(ConnectFailure::Refused),
+            ),
+            (
+                "ssh: Could not resolve hostname h: Name or service not known",
+                Some(ConnectFailure::UnknownHost),
+            ),
+            (
+                "u@h: Permission denied (publickey).",
+                Some(ConnectFailure::PermissionDenied),
+            ),
+            ("kex_exchange_identification: read: Connection reset", None),
+        ];
+        for (said, kind) in cases {
+            assert_eq!(p.failure(said), kind, "{said}");
+        }
+        // The first line that names a cause wins over later noise.
+        let said = "ssh: connect to host h port 22: Connection refused\nPermission denied";
+        assert_eq!(p.failure(said), Some(ConnectFailure::Refused));
     }
 }

@@ -7,7 +7,8 @@
 //! Prompts: `password_prompt` (default `password:`) or any password-like
 //! prompt; typed once. Errors: `PasswordError` when no password is given
 //! or one of `incorrect_prompts` appears (default `su: sorry`,
-//! `su: authentication failure`), `StreamError` with su's output otherwise.
+//! `su: authentication failure`), `StreamError` with su's output otherwise
+//! (as soon as su exits: its kind is `Exited` with su's status).
 
 use serde::{Deserialize, Serialize};
 

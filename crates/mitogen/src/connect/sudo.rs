@@ -11,7 +11,7 @@
 //!
 //! Errors: `PasswordError` (needed but none given; incorrect),
 //! `StreamError::Bootstrap` carrying sudo's words when it refuses ("not in
-//! the sudoers file", "not allowed to execute"), `StreamError::InvalidOptions`
+//! the sudoers file", "not allowed to execute"; kind `PermissionDenied`), `StreamError::InvalidOptions`
 //! for `sudo_args` we do not support, `TimeoutError`.
 
 use serde::{Deserialize, Serialize};

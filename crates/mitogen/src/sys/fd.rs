@@ -63,8 +63,7 @@ pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
 /// Returns `Ok(false)` on timeout.
 pub fn poll_readable(fd: RawFd, deadline: Instant) -> io::Result<bool> {
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        let ms = ms_until(deadline);
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -82,23 +81,55 @@ pub fn poll_readable(fd: RawFd, deadline: Instant) -> io::Result<bool> {
 
 /// Write all of `buf` to a possibly non-blocking `fd`, waiting with poll(2)
 /// when it would block.
-pub fn write_all_blocking(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
+pub fn write_all_blocking(fd: RawFd, buf: &[u8]) -> io::Result<()> {
+    write_all(fd, buf, None)
+}
+
+/// Write all of `buf` to a non-blocking `fd`, waiting with poll(2) when it
+/// would block, but not past `deadline`: then fails with
+/// [`io::ErrorKind::TimedOut`] (the reader stopped reading). A blocking
+/// `fd` can block in write(2) whatever the deadline.
+pub fn write_all_deadline(fd: RawFd, buf: &[u8], deadline: Instant) -> io::Result<()> {
+    write_all(fd, buf, Some(deadline))
+}
+
+fn write_all(fd: RawFd, mut buf: &[u8], deadline: Option<Instant>) -> io::Result<()> {
     while !buf.is_empty() {
         match syscall!(write(fd, buf.as_ptr().cast(), buf.len())) {
             Ok(n) => buf = &buf[n as usize..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let ms = match deadline {
+                    None => -1,
+                    Some(d) if Instant::now() >= d => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("{} bytes were still unwritten", buf.len()),
+                        ));
+                    }
+                    Some(d) => ms_until(d),
+                };
                 let mut pfd = libc::pollfd {
                     fd,
                     events: libc::POLLOUT,
                     revents: 0,
                 };
-                syscall!(poll(&mut pfd, 1, -1))?;
+                match syscall!(poll(&mut pfd, 1, ms)) {
+                    Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+                    _ => {}
+                }
             }
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// poll(2)'s timeout for `deadline`: the milliseconds left, rounded up
+/// (rounding down would spin through the last millisecond).
+fn ms_until(deadline: Instant) -> libc::c_int {
+    let left = deadline.saturating_duration_since(Instant::now());
+    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
 }
 
 /// Point fd 0 at `/dev/null`.
@@ -136,8 +167,7 @@ pub fn poll_many(fds: &[RawFd], deadline: Instant) -> io::Result<Vec<bool>> {
         })
         .collect();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        let ms = ms_until(deadline);
         match syscall!(poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms)) {
             Ok(0) if Instant::now() >= deadline => return Ok(vec![false; fds.len()]),
             Ok(0) => continue,
