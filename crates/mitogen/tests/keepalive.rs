@@ -150,3 +150,34 @@ fn a_partitioned_host_is_declared_dead_by_keepalive() {
     })
     .unwrap();
 }
+
+/// The keepalive and flow window this context runs with.
+#[mitogen::remote]
+fn settings(router: &Router) -> (Option<(u64, u32)>, u64) {
+    let k = router
+        .keepalive()
+        .map(|k| (k.interval.as_millis() as u64, k.misses));
+    (k, router.flow_window())
+}
+
+#[test]
+fn children_inherit_keepalive_and_flow_window() {
+    Router::with(|router| {
+        router.set_keepalive(Some(Keepalive::new(Duration::from_millis(700), 4)));
+        router.set_flow_window(3 << 20);
+        let child = named(&router, "inherits");
+        let grandchild = via(&router, &child, "inherits-too").unwrap();
+        for ctx in [&child, &grandchild] {
+            assert_eq!(
+                ctx.call(settings::remote, ()).unwrap(),
+                (Some((700, 4)), 3 << 20),
+                "{} runs with its parent's settings",
+                ctx.name()
+            );
+        }
+        router.set_keepalive(None);
+        let plain = named(&router, "no-keepalive");
+        assert_eq!(plain.call(settings::remote, ()).unwrap().0, None);
+    })
+    .unwrap();
+}

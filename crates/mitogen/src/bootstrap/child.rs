@@ -287,6 +287,12 @@ fn configure(router: &Router, config: &ChildConfig) {
         .debug
         .store(config.debug, std::sync::atomic::Ordering::Relaxed);
     *router.inner.name.write().unwrap_or_else(|p| p.into_inner()) = config.name.clone();
+    router.set_flow_window(config.flow_window);
+    router.set_keepalive(
+        config
+            .keepalive_ms
+            .map(|(ms, misses)| crate::Keepalive::new(Duration::from_millis(ms), misses)),
+    );
 }
 
 fn forward_output(

@@ -43,7 +43,7 @@ pub(crate) const EXEC: &str = "MITOGEN-EXEC";
 /// Prefix of the line the first stage prints when it cannot continue.
 pub(crate) const FAIL: &str = "MITOGEN-FAIL";
 /// Bumped whenever the bootstrap or message protocol changes incompatibly.
-pub(crate) const PROTOCOL: u32 = 2;
+pub(crate) const PROTOCOL: u32 = 3;
 
 /// What the parent tells a new child, as the first frame.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,4 +59,8 @@ pub(crate) struct ChildConfig {
     pub debug: bool,
     pub unidirectional: bool,
     pub shutdown_timeout_ms: u64,
+    /// The parent's flow-control window (`Router::flow_window`).
+    pub flow_window: u64,
+    /// The parent's keepalive: heartbeat interval (ms) and misses.
+    pub keepalive_ms: Option<(u64, u32)>,
 }

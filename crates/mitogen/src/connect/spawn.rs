@@ -264,6 +264,10 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         debug: common.debug || router.inner.debug.load(Ordering::Relaxed),
         unidirectional: router.inner.unidirectional.load(Ordering::Relaxed),
         shutdown_timeout_ms: router.broker().shutdown_timeout().as_millis() as u64,
+        flow_window: router.flow_window(),
+        keepalive_ms: router
+            .keepalive()
+            .map(|k| (k.interval.as_millis() as u64, k.misses)),
     };
     let program = Path::new(&argv[0])
         .file_name()
