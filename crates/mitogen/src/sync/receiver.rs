@@ -31,6 +31,12 @@ pub struct ReceiverOptions {
 /// Dead messages come out as [`ChannelError::Dead`] with their reason.
 /// Dropping or [closing](Receiver::close) the receiver removes its handler.
 ///
+/// Taking a message out returns its bytes to the sender's flow-control
+/// window ([`Router::flow_window`]): a receiver nobody reads makes its
+/// senders in other contexts wait once that window is full, instead of
+/// growing without bound. Messages still queued when it is dropped are
+/// credited then.
+///
 /// # Examples
 /// ```
 /// # mitogen::Router::with(|router| {
