@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use mitogen_wire::Deframer;
 
-use super::{lock, Broker, Deferred, Stream, StreamEvents, Timer, STOPPED, WAKER};
+use super::{lock, Broker, Deferred, FastMap, Stream, StreamEvents, Timer, STOPPED, WAKER};
 use crate::message::Message;
 use crate::sys;
 
@@ -85,7 +85,7 @@ enum Entry {
 pub(crate) struct Core {
     poll: Poll,
     broker: Broker,
-    entries: HashMap<usize, Entry>,
+    entries: FastMap<usize, Entry>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     timer_fns: HashMap<u64, (Timer, Deferred)>,
     next_timer: u64,
@@ -136,7 +136,7 @@ impl Core {
         Core {
             poll,
             broker,
-            entries: HashMap::new(),
+            entries: FastMap::default(),
             timers: BinaryHeap::new(),
             timer_fns: HashMap::new(),
             next_timer: 0,

@@ -232,6 +232,12 @@ impl<T> Drop for CloseOnDrop<T> {
     }
 }
 
+/// The hash map of tables consulted per message (handlers, routes, broker
+/// entries, flow windows): foldhash, seeded per process, is several times
+/// cheaper than SipHash on these small integer keys. Keys there are ours
+/// (handles, ids, tokens) or only looked up, never inserted by a peer at will.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

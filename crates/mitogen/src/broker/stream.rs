@@ -236,6 +236,7 @@ impl Stream {
     }
 
     /// Wait (as `wait` allows) until the queue has room.
+    #[inline(never)]
     fn room<'a>(
         &'a self,
         mut out: MutexGuard<'a, Out>,
@@ -282,7 +283,12 @@ impl Stream {
         frames: Vec<([u8; HEADER_LEN], B)>,
         wait: Wait,
     ) -> Result<(), SendError> {
-        let mut out = self.room(self.lock(), wait)?;
+        let out = self.lock();
+        let mut out = if out.queued < QUEUE_HIGH && out.fds.is_some() && !out.closing {
+            out
+        } else {
+            self.room(out, wait)?
+        };
         let Some(fds) = out.fds.as_ref() else {
             return Err(SendError::Closed);
         };

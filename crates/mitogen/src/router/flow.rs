@@ -22,7 +22,6 @@
 //! once). Credit never raises a window above its size, so a peer that
 //! sends credit it does not owe only hurts its own inbound flows.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -30,7 +29,7 @@ use std::time::Instant;
 use mitogen_wire::handle::FLOW_CONTROL;
 
 use super::Router;
-use crate::broker::{lock, wait_on, Wait};
+use crate::broker::{lock, wait_on, FastMap, Wait};
 use crate::message::Message;
 
 /// Default window: large enough that one stream over a fast link never
@@ -76,21 +75,21 @@ pub(crate) struct Owed {
 /// One router's flow-control state.
 pub(crate) struct Flow {
     window: AtomicU64,
-    out: Mutex<HashMap<(u32, u32), Arc<Window>>>,
+    out: Mutex<FastMap<(u32, u32), Arc<Window>>>,
     /// Blocked senders wait here for credit (or a loss).
     gate: Mutex<()>,
     credited: Condvar,
-    owed: Mutex<HashMap<(u32, u32), Arc<Owed>>>,
+    owed: Mutex<FastMap<(u32, u32), Arc<Owed>>>,
 }
 
 impl Flow {
     pub(crate) fn new() -> Flow {
         Flow {
             window: AtomicU64::new(DEFAULT_FLOW_WINDOW),
-            out: Mutex::new(HashMap::new()),
+            out: Mutex::new(FastMap::default()),
             gate: Mutex::new(()),
             credited: Condvar::new(),
-            owed: Mutex::new(HashMap::new()),
+            owed: Mutex::new(FastMap::default()),
         }
     }
 
@@ -114,7 +113,23 @@ impl Flow {
     }
 
     /// Take room for `n` bytes in `w`, the window of `(dst, handle)`.
+    #[inline]
     pub(crate) fn acquire(
+        &self,
+        router: &Router,
+        w: &Window,
+        key: (u32, u32),
+        n: u64,
+        wait: Wait,
+    ) -> Result<(), Blocked> {
+        if !w.lost.load(SeqCst) && self.try_take(w, n) {
+            return Ok(());
+        }
+        self.acquire_slow(router, w, key, n, wait)
+    }
+
+    #[inline(never)]
+    fn acquire_slow(
         &self,
         router: &Router,
         w: &Window,
@@ -165,6 +180,7 @@ impl Flow {
     }
 
     /// Room for `n` more bytes: always when nothing is in flight.
+    #[inline]
     fn try_take(&self, w: &Window, n: u64) -> bool {
         let window = self.window();
         w.in_flight

@@ -6,7 +6,6 @@
 //! long-running process never wraps onto a well-known or live handle.
 //! Keys of [`Select`](crate::Select)s live above `DYNAMIC_END`.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use mitogen_wire::handle::FIRST_DYNAMIC;
 
 use super::Policy;
-use crate::broker::lock;
+use crate::broker::{lock, FastMap};
 use crate::message::Message;
 
 /// End (exclusive) of the dynamic handle range; `Select` keys use the rest.
@@ -53,7 +52,7 @@ pub(super) enum Lookup {
 }
 
 pub(super) struct Handlers {
-    table: Mutex<HashMap<u32, Handler>>,
+    table: Mutex<FastMap<u32, Handler>>,
     /// Keyed hash of a counter: unpredictable, cheap, never repeats a
     /// sequence between processes.
     keys: std::collections::hash_map::RandomState,
@@ -69,7 +68,7 @@ impl Handlers {
 
     fn with_span(span: u32) -> Handlers {
         Handlers {
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(FastMap::default()),
             keys: std::collections::hash_map::RandomState::new(),
             counter: AtomicU64::new(0),
             span,
@@ -88,7 +87,7 @@ impl Handlers {
     }
 
     /// A dynamic handle not in `t`.
-    fn fresh(&self, t: &HashMap<u32, Handler>) -> u32 {
+    fn fresh(&self, t: &FastMap<u32, Handler>) -> u32 {
         for _ in 0..64 {
             let n = self.counter.fetch_add(1, Ordering::Relaxed);
             let h = FIRST_DYNAMIC + (self.keys.hash_one(n) % u64::from(self.span)) as u32;

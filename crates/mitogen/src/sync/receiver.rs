@@ -1,11 +1,10 @@
 //! [`Receiver`]: messages arriving on one handle.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::{Latch, Member, Sender};
-use crate::broker::lock;
 use crate::context::Context;
 use crate::error::{
     ChannelError, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError,
@@ -52,7 +51,7 @@ pub struct Receiver {
     latch: Latch<Message>,
     closed: Arc<AtomicBool>,
     /// What we owe the last sender seen (flow-control credit).
-    owed: Mutex<Option<OwedCache>>,
+    owed: OnceLock<OwedCache>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -84,7 +83,7 @@ impl Receiver {
             handle,
             latch,
             closed,
-            owed: Mutex::new(None),
+            owed: OnceLock::new(),
         }
     }
 
@@ -204,7 +203,7 @@ impl Drop for Receiver {
             self.router.consumed(&msg, Some(&self.owed));
         }
         // Owed entries exist only for handles that consumed flow messages.
-        if lock(&self.owed).is_some() {
+        if self.owed.get().is_some() {
             self.router.flush_credit(self.handle);
         }
     }
