@@ -139,8 +139,8 @@ pub use connect::{
 pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
 pub use error::{
     CallError, CallErrorKind, ChannelError, CodecError, Error, GetTimeoutError, HostKeyError,
-    LatchError, PasswordError, RecvTimeoutError, Result, StreamError, TimeoutError, TryGetError,
-    TryRecvError,
+    LatchError, Loss, LossKind, PasswordError, RecvTimeoutError, Result, StreamError, TimeoutError,
+    TryGetError, TryRecvError,
 };
 pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;

@@ -4,7 +4,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use mitogen_wire::{Header, FLAG_DEAD};
 
-use crate::error::{ChannelError, Error, Result};
+use crate::error::{ChannelError, Error, Loss, LossKind, Result};
 use crate::router::Router;
 
 /// A message: addressing fields and an encoded body.
@@ -38,6 +38,9 @@ pub struct Message {
     pub(crate) receiver: u32,
     /// Context id of the stream the message arrived on; 0 when local.
     pub(crate) from_stream: u32,
+    /// For a dead message made here for a lost context: the loss, with its
+    /// kind (dead messages from other contexts carry only their text).
+    pub(crate) loss: Option<Box<Loss>>,
 }
 
 impl std::fmt::Debug for Message {
@@ -82,6 +85,30 @@ impl Message {
         }
     }
 
+    /// A dead message for `handle` carrying `loss` (its text is the body).
+    pub(crate) fn dead_with(loss: Loss, handle: u32) -> Message {
+        Message {
+            loss: Some(Box::new(loss.clone())),
+            ..Message::dead(&loss.text, handle)
+        }
+    }
+
+    /// Why a dead message is dead, with a kind: the loss it was made for,
+    /// or, from another context, a refusal by the context that sent it.
+    pub(crate) fn dead_loss(&self) -> Option<Loss> {
+        let text = self.dead_reason()?;
+        Some(match &self.loss {
+            Some(loss) => (**loss).clone(),
+            None => {
+                let context = match &self.router {
+                    Some(r) => r.name_of(self.src_id),
+                    None => format!("context {}", self.src_id),
+                };
+                Loss::new(LossKind::Refused, context, text)
+            }
+        })
+    }
+
     /// `true` for a dead message: the sender is gone or refused the message.
     pub fn is_dead(&self) -> bool {
         self.dead
@@ -105,8 +132,8 @@ impl Message {
     /// [`Error::Channel`] for a dead message, [`Error::Codec`] when the body
     /// is not a `T`.
     pub fn unpickle<T: DeserializeOwned>(&self) -> Result<T> {
-        if let Some(reason) = self.dead_reason() {
-            return Err(ChannelError::Dead(reason).into());
+        if let Some(loss) = self.dead_loss() {
+            return Err(ChannelError::Dead(loss).into());
         }
         Ok(mitogen_wire::decode(&self.data)?)
     }
@@ -158,6 +185,7 @@ impl Message {
             router: None,
             receiver: 0,
             from_stream: 0,
+            loss: None,
         }
     }
 }

@@ -27,8 +27,8 @@ const BURST_WINDOW: Duration = Duration::from_micros(20);
 pub(crate) trait StreamEvents: Send + Sync {
     /// A whole message arrived.
     fn on_message(&self, stream: &Arc<Stream>, msg: Message);
-    /// The stream is gone; `reason` says why.
-    fn on_disconnect(&self, stream: &Arc<Stream>, reason: &str);
+    /// The stream is gone; `loss` says why.
+    fn on_disconnect(&self, stream: &Arc<Stream>, loss: &crate::error::Loss);
 }
 
 /// One connection to a neighbouring context.

@@ -92,8 +92,8 @@ impl Receiver {
     }
 
     fn map(msg: Message) -> Result<Message, ChannelError> {
-        match msg.dead_reason() {
-            Some(reason) => Err(ChannelError::Dead(reason)),
+        match msg.dead_loss() {
+            Some(loss) => Err(ChannelError::Dead(loss)),
             None => Ok(msg),
         }
     }
