@@ -156,15 +156,161 @@ impl CallError {
 }
 
 /// A channel can deliver nothing more (Mitogen's `ChannelError`).
+///
+/// # Examples
+/// ```
+/// use mitogen::{ChannelError, Loss, LossKind};
+/// let e = ChannelError::Dead(Loss::new(
+///     LossKind::Signaled(9),
+///     "web1",
+///     "context web1 (id 3) disconnected: killed by signal 9",
+/// ));
+/// assert_eq!(e.kind(), Some(&LossKind::Signaled(9)));
+/// assert_eq!(e.context(), Some("web1"));
+/// assert!(e.to_string().ends_with("killed by signal 9"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, ThisError)]
 #[non_exhaustive]
 pub enum ChannelError {
     /// A dead message arrived: the far side is gone or refused the message.
+    /// The [`Loss`] says why, by kind and in words.
     #[error("channel is dead: {0}")]
-    Dead(String),
+    Dead(Loss),
     /// The receiver was closed locally.
     #[error("channel is closed")]
     Closed,
+}
+
+impl ChannelError {
+    /// Why the channel died, for programs: `None` when it was closed locally.
+    pub fn kind(&self) -> Option<&LossKind> {
+        match self {
+            ChannelError::Dead(loss) => Some(&loss.kind),
+            ChannelError::Closed => None,
+        }
+    }
+
+    /// Name of the context that was lost or refused; `None` when closed locally.
+    pub fn context(&self) -> Option<&str> {
+        match self {
+            ChannelError::Dead(loss) => Some(&loss.context),
+            ChannelError::Closed => None,
+        }
+    }
+}
+
+/// Why a context was lost, or why a message came back dead: a kind for
+/// programs, the context's name and a sentence for people.
+///
+/// It dereferences to its text, so `loss.contains("signal")` works as it
+/// did when the reason was a plain string.
+///
+/// # Examples
+/// ```
+/// use mitogen::{Loss, LossKind};
+/// let loss = Loss::new(LossKind::Behind("relay".into()), "leaf", "context leaf lost behind hop relay");
+/// assert!(matches!(&loss.kind, LossKind::Behind(hop) if hop == "relay"));
+/// assert!(loss.contains("behind hop relay"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// What happened, for programs.
+    pub kind: LossKind,
+    /// Name of the context lost or refusing (never a bare id when a name is known).
+    pub context: String,
+    /// The whole reason, for people and logs.
+    pub text: String,
+}
+
+impl Loss {
+    /// A loss of `context` of `kind`, explained by `text`.
+    pub fn new(kind: LossKind, context: impl Into<String>, text: impl Into<String>) -> Loss {
+        Loss {
+            kind,
+            context: context.into(),
+            text: text.into(),
+        }
+    }
+}
+
+impl fmt::Display for Loss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::ops::Deref for Loss {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+/// The kind of a [`Loss`]. Travels between contexts in `DEL_ROUTE`
+/// (`docs/protocol.md`), so a loss deep in the tree keeps its kind.
+///
+/// # Examples
+/// ```
+/// use mitogen::LossKind;
+/// assert_eq!(LossKind::Exited(3).to_string(), "exited with status 3");
+/// assert_eq!(LossKind::Behind("db".into()).to_string(), "lost behind hop db");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum LossKind {
+    /// The process we started for the context exited with this status.
+    Exited(i32),
+    /// The process we started for the context was killed by this signal.
+    Signaled(i32),
+    /// The connection was closed by the far side (its process, if ours,
+    /// was still running or its status was not known in time).
+    Closed,
+    /// A stream carried bytes that are not frames; the text quotes the
+    /// decoder (e.g. `bad frame magic …`). Also reported by a child that
+    /// closed its parent stream for that reason.
+    Corrupt,
+    /// A hop on the way to the context, named here, was lost: the context
+    /// went with it.
+    Behind(String),
+    /// The far side refused the message or could not deliver it: refused
+    /// by policy, no route, no handler, or a sender that closed.
+    Refused,
+    /// Shut down on request (ours or the context's own), or by our broker
+    /// shutting down.
+    Shutdown,
+    /// The link was silent for too many keepalive intervals.
+    KeepaliveTimeout,
+    /// Anything else (a descriptor that could not be watched, a panic on
+    /// the broker thread); the text says what.
+    Other,
+}
+
+impl fmt::Display for LossKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LossKind::Exited(n) => write!(f, "exited with status {n}"),
+            LossKind::Signaled(n) => write!(f, "killed by signal {n}"),
+            LossKind::Closed => f.write_str("connection closed by the far side"),
+            LossKind::Corrupt => f.write_str("corrupt stream"),
+            LossKind::Behind(hop) => write!(f, "lost behind hop {hop}"),
+            LossKind::Refused => f.write_str("refused"),
+            LossKind::Shutdown => f.write_str("shut down"),
+            LossKind::KeepaliveTimeout => f.write_str("keepalive timeout"),
+            LossKind::Other => f.write_str("lost"),
+        }
+    }
+}
+
+impl LossKind {
+    /// The kind for a `waitpid` status: exited or killed by a signal.
+    pub(crate) fn of_wait_status(status: i32) -> LossKind {
+        if libc::WIFSIGNALED(status) {
+            LossKind::Signaled(libc::WTERMSIG(status))
+        } else {
+            LossKind::Exited(libc::WEXITSTATUS(status))
+        }
+    }
 }
 
 /// A latch was closed (Mitogen's `LatchError`).

@@ -141,8 +141,8 @@ pub use connect::{
 pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
 pub use error::{
     CallError, CallErrorKind, ChannelError, CodecError, ConnectFailure, Error, GetTimeoutError,
-    HostKeyError, LatchError, PasswordError, RecvTimeoutError, Result, SendTimeoutError,
-    StreamError, TimeoutError, TryGetError, TryRecvError, TrySendError,
+    HostKeyError, LatchError, Loss, LossKind, PasswordError, RecvTimeoutError, Result,
+    SendTimeoutError, StreamError, TimeoutError, TryGetError, TryRecvError, TrySendError,
 };
 pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;

@@ -4,7 +4,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use mitogen_wire::{Header, FLAG_DEAD, FLAG_FLOW};
 
-use crate::error::{ChannelError, Error, Result};
+use crate::error::{ChannelError, Error, Loss, LossKind, Result};
 use crate::router::Router;
 
 /// A message: addressing fields and an encoded body.
@@ -40,6 +40,9 @@ pub struct Message {
     pub(crate) from_stream: u32,
     /// Counts against the receiver's flow-control window (`FLAG_FLOW`).
     pub(crate) flow: bool,
+    /// For a dead message made here for a lost context: the loss, with its
+    /// kind (dead messages from other contexts carry only their text).
+    pub(crate) loss: Option<Box<Loss>>,
 }
 
 impl std::fmt::Debug for Message {
@@ -84,6 +87,30 @@ impl Message {
         }
     }
 
+    /// A dead message for `handle` carrying `loss` (its text is the body).
+    pub(crate) fn dead_with(loss: Loss, handle: u32) -> Message {
+        Message {
+            loss: Some(Box::new(loss.clone())),
+            ..Message::dead(&loss.text, handle)
+        }
+    }
+
+    /// Why a dead message is dead, with a kind: the loss it was made for,
+    /// or, from another context, a refusal by the context that sent it.
+    pub(crate) fn dead_loss(&self) -> Option<Loss> {
+        let text = self.dead_reason()?;
+        Some(match &self.loss {
+            Some(loss) => (**loss).clone(),
+            None => {
+                let context = match &self.router {
+                    Some(r) => r.name_of(self.src_id),
+                    None => format!("context {}", self.src_id),
+                };
+                Loss::new(LossKind::Refused, context, text)
+            }
+        })
+    }
+
     /// `true` for a dead message: the sender is gone or refused the message.
     pub fn is_dead(&self) -> bool {
         self.dead
@@ -107,8 +134,8 @@ impl Message {
     /// [`Error::Channel`] for a dead message, [`Error::Codec`] when the body
     /// is not a `T`.
     pub fn unpickle<T: DeserializeOwned>(&self) -> Result<T> {
-        if let Some(reason) = self.dead_reason() {
-            return Err(ChannelError::Dead(reason).into());
+        if let Some(loss) = self.dead_loss() {
+            return Err(ChannelError::Dead(loss).into());
         }
         Ok(mitogen_wire::decode(&self.data)?)
     }
@@ -161,6 +188,7 @@ impl Message {
             receiver: 0,
             from_stream: 0,
             flow: h.is_flow() && !h.is_dead(),
+            loss: None,
         }
     }
 }

@@ -142,6 +142,17 @@ fn a_partitioned_host_is_declared_dead_by_keepalive() {
             "reason names the keepalive: {text}"
         );
         assert!(text.contains(host.name()), "reason names the host: {text}");
+        match &err {
+            mitogen::Error::Channel(e) => {
+                assert_eq!(
+                    e.kind(),
+                    Some(&mitogen::LossKind::KeepaliveTimeout),
+                    "{text}"
+                );
+                assert_eq!(e.context(), Some(host.name()), "{text}");
+            }
+            other => panic!("expected a lost-context error, got {other:?}"),
+        }
         assert!(
             took <= keepalive.silence() + Duration::from_secs(1),
             "declared dead after {took:?}, allowed {:?} + 1 s",

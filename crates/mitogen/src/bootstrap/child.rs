@@ -13,6 +13,7 @@ use super::{ChildConfig, CHILD_ENV, CWD_ENV, HELLO, PROTOCOL};
 use crate::broker::{Broker, Fds, Stream};
 use crate::context::dispatcher;
 use crate::context::registry::table_hash;
+use crate::error::LossKind;
 use crate::log::{self, ForwardLayer, Record};
 use crate::router::{has_parent_authority, Router};
 use crate::sync::{Latch, Receiver, ReceiverOptions};
@@ -222,15 +223,15 @@ fn run(
         let broker2 = broker.clone();
         let name = config.name.clone();
         let orphaned = orphaned.clone();
-        router.set_parent(stream.clone(), move |reason| {
+        router.set_parent(stream.clone(), move |loss| {
             // Lost, not closed at our request: a running call has no audience.
             if !broker2.is_shutting_down() {
                 orphaned.store(true, Ordering::Release);
             }
-            tracing::debug!("parent lost: {reason}");
-            if reason != "end of file" {
+            tracing::debug!("parent lost: {loss}");
+            if !matches!(loss.kind, LossKind::Closed | LossKind::Shutdown) {
                 if let Some(mut f) = fatal {
-                    let _ = writeln!(f, "mitogen child {name}: lost the parent stream: {reason}");
+                    let _ = writeln!(f, "mitogen child {name}: lost the parent stream: {loss}");
                 }
             }
             calls.close();
@@ -240,9 +241,17 @@ fn run(
     {
         let calls = calls.clone();
         let broker2 = broker.clone();
+        let r2 = router.clone();
         router.add_handler(
             move |msg| {
                 tracing::debug!("shutdown requested by context {}", msg.src_id);
+                // The last frame up (sent before the main thread can start
+                // the shutdown itself): the parent closes its end on it, so
+                // both ends see the close at once (a program in between,
+                // such as ssh or su, would hold a half-close back).
+                if !broker2.is_shutting_down() {
+                    r2.farewell(LossKind::Shutdown, "shut down on request");
+                }
                 calls.close();
                 broker2.shutdown();
             },

@@ -16,12 +16,17 @@ use mio::{Events, Interest, Poll, Token};
 use mitogen_wire::Deframer;
 
 use super::{lock, Broker, Deferred, FastMap, Stream, StreamEvents, Timer, STOPPED, WAKER};
+use crate::error::{Loss, LossKind};
 use crate::message::Message;
 use crate::sys;
 
 /// Grace between SIGTERM and SIGKILL, and after SIGKILL before a child is
 /// left to the background reaper.
 const KILL_GRACE: Duration = Duration::from_secs(1);
+/// How long the loss of a stream to a child process waits for that
+/// process's exit status when the stream ended first (a killed process's
+/// descriptors close just before its exit is reported).
+const EXIT_WAIT: Duration = Duration::from_millis(250);
 const READ_CHUNK: usize = 64 * 1024;
 /// Most bytes read from one descriptor per wake-up. What is left is read on
 /// the next turn of the loop, after every other ready descriptor, timer and
@@ -96,6 +101,21 @@ pub(crate) struct Core {
     /// edge-triggered polling reports them no more, so they are read again
     /// on the next turn.
     read_again: Vec<usize>,
+    /// Streams to child processes that ended before their process: their
+    /// owner hears of the loss once the exit status is known (bounded).
+    held: Vec<Held>,
+    /// Exit statuses of children reaped while their stream was still open.
+    statuses: HashMap<u32, i32>,
+}
+
+/// A closed stream whose loss waits for its process to exit.
+struct Held {
+    token: usize,
+    pid: u32,
+    stream: Arc<Stream>,
+    events: Arc<dyn StreamEvents>,
+    cause: Loss,
+    timer: Timer,
 }
 
 /// Steps of a shutdown that ran out of time.
@@ -143,6 +163,8 @@ impl Core {
             shutdown_deadline: None,
             escalation: Escalation::Grace,
             read_again: Vec::new(),
+            held: Vec::new(),
+            statuses: HashMap::new(),
         }
     }
 
@@ -164,7 +186,10 @@ impl Core {
         events: Arc<dyn StreamEvents>,
     ) {
         let Some(fd) = stream.read_fd() else {
-            events.on_disconnect(&stream, "closed before registration");
+            events.on_disconnect(
+                &stream,
+                &cause_of(stream.name.clone(), "closed before registration"),
+            );
             return;
         };
         let token = stream.token;
@@ -173,7 +198,8 @@ impl Core {
                 .registry()
                 .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
         {
-            events.on_disconnect(&stream, &format!("cannot watch descriptor: {e}"));
+            let why = format!("cannot watch descriptor: {e}");
+            events.on_disconnect(&stream, &cause_of(stream.name.clone(), &why));
             return;
         }
         let mut write_token = None;
@@ -435,8 +461,25 @@ impl Core {
         }
     }
 
-    /// Close a stream now and tell its owner why.
+    /// Close a stream now and tell its owner why; `reason` is one of this
+    /// module's phrases, given a kind by [`cause_of`].
     pub(crate) fn disconnect(&mut self, token: usize, reason: &str) {
+        let cause = cause_of(token_name(&self.entries, token), reason);
+        self.disconnect_with(token, cause);
+    }
+
+    /// Close a stream now and tell its owner of `cause`.
+    ///
+    /// A stream with no process of ours behind it (the parent stream) is
+    /// reported before its descriptors close, so the owner can still send
+    /// its last words down it. A stream to a child process is reported
+    /// once the process has exited, so the loss carries its exit status
+    /// and a requested shutdown ends when the process is gone: at most
+    /// [`EXIT_WAIT`] after an unexpected end, and after a shutdown until
+    /// the escalation of [`Core::expect_exit`] has run its course. A stream
+    /// already closed and waiting for its process takes a better cause (a
+    /// child's own farewell) in place of a bare end of file.
+    pub(crate) fn disconnect_with(&mut self, token: usize, cause: Loss) {
         let Some(Entry::Stream {
             stream,
             fd,
@@ -445,6 +488,26 @@ impl Core {
             ..
         }) = self.entries.remove(&token)
         else {
+            let long_wait = self.exit_wait(true);
+            let Some(h) = self.held.iter_mut().find(|h| h.token == token) else {
+                return;
+            };
+            if h.cause.kind != LossKind::Closed {
+                return;
+            }
+            let shutdown = cause.kind == LossKind::Shutdown;
+            h.cause = cause;
+            if shutdown {
+                // Wait for the exit as long as a shutdown may take.
+                h.timer.cancel();
+                h.timer = Timer::new();
+                let timer = h.timer.clone();
+                self.add_timer(
+                    long_wait,
+                    timer,
+                    Box::new(move |core| core.release(token, None)),
+                );
+            }
             return;
         };
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -454,14 +517,70 @@ impl Core {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&wfd));
             }
         }
+        tracing::debug!("stream {} disconnected: {}", stream.name, cause.text);
         let mut resumed = Vec::new();
+        let Some(pid) = stream.pid else {
+            events.on_disconnect(&stream, &cause);
+            drop(stream.take_fds(&mut resumed));
+            self.resume(resumed);
+            self.update_alive();
+            return;
+        };
         drop(stream.take_fds(&mut resumed));
         self.resume(resumed);
         self.update_alive();
-        tracing::debug!("stream {} disconnected: {reason}", stream.name);
-        events.on_disconnect(&stream, reason);
-        if let Some(pid) = stream.pid {
-            self.expect_exit(pid);
+        self.expect_exit(pid);
+        if let Some(status) = self.statuses.remove(&pid) {
+            events.on_disconnect(&stream, &with_status(cause, Some(status)));
+            return;
+        }
+        if !self.child_alive(pid) {
+            events.on_disconnect(&stream, &cause);
+            return;
+        }
+        let wait = self.exit_wait(cause.kind == LossKind::Shutdown);
+        let timer = Timer::new();
+        self.add_timer(
+            wait,
+            timer.clone(),
+            Box::new(move |core| core.release(token, None)),
+        );
+        self.held.push(Held {
+            token,
+            pid,
+            stream,
+            events,
+            cause,
+            timer,
+        });
+    }
+
+    /// How long a lost stream waits for its process: after a shutdown,
+    /// as long as [`Core::expect_exit`] may take to end it.
+    fn exit_wait(&self, shutdown: bool) -> Duration {
+        if shutdown {
+            self.broker.shutdown_timeout() + 2 * KILL_GRACE
+        } else {
+            EXIT_WAIT
+        }
+    }
+
+    /// Tell the owner of held stream `token` of its loss, with the exit
+    /// `status` of its process when known.
+    fn release(&mut self, token: usize, status: Option<i32>) {
+        let Some(i) = self.held.iter().position(|h| h.token == token) else {
+            return;
+        };
+        let h = self.held.swap_remove(i);
+        h.timer.cancel();
+        h.events
+            .on_disconnect(&h.stream, &with_status(h.cause, status));
+    }
+
+    /// Report every held loss as it stands (the broker is stopping).
+    fn release_all(&mut self) {
+        while let Some(token) = self.held.first().map(|h| h.token) {
+            self.release(token, None);
         }
     }
 
@@ -569,22 +688,40 @@ impl Core {
         }
     }
 
+    /// Reap the child behind pidfd `token`; its stream's loss, held or
+    /// still to come, learns the exit status.
     fn reap(&mut self, token: usize) {
         let Some(Entry::Child { pid, .. }) = self.entries.get(&token) else {
             return;
         };
-        if let Ok(Some(status)) = sys::reap(*pid) {
-            if let Some(Entry::Child { pidfd, on_exit, .. }) = self.entries.remove(&token) {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&pidfd.as_raw_fd()));
-                self.update_alive();
-                if let Some(f) = on_exit {
-                    f(status);
-                }
+        let pid = *pid;
+        let Ok(Some(status)) = sys::reap(pid) else {
+            return;
+        };
+        if let Some(Entry::Child { pidfd, on_exit, .. }) = self.entries.remove(&token) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&pidfd.as_raw_fd()));
+            self.update_alive();
+            if let Some(f) = on_exit {
+                f(status);
             }
         }
+        match self.held.iter().find(|h| h.pid == pid).map(|h| h.token) {
+            Some(t) => self.release(t, Some(status)),
+            None if self.stream_of(pid) => {
+                self.statuses.insert(pid, status);
+            }
+            None => {}
+        }
+    }
+
+    /// `true` while a registered stream leads to child process `pid`.
+    fn stream_of(&self, pid: u32) -> bool {
+        self.entries
+            .values()
+            .any(|e| matches!(e, Entry::Stream { stream, .. } if stream.pid == Some(pid)))
     }
 
     fn child_alive(&self, pid: u32) -> bool {
@@ -724,6 +861,9 @@ impl Core {
                             f(libc::SIGKILL);
                         }
                     }
+                    if let Some(h) = self.held.iter().find(|h| h.pid == pid).map(|h| h.token) {
+                        self.release(h, None);
+                    }
                 }
                 self.update_alive();
             }
@@ -856,6 +996,9 @@ impl Core {
                 tracing::error!("panic while closing a stream: {}", panic_text(p.as_ref()));
             }
         }
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.release_all())) {
+            tracing::error!("panic while closing a stream: {}", panic_text(p.as_ref()));
+        }
         self.entries.clear();
         self.update_alive();
         self.broker.shared.state.store(STOPPED, Ordering::Release);
@@ -885,6 +1028,57 @@ fn forward_lines(buf: &mut Vec<u8>, on_line: &mut LineFn) {
         }
     }
     buf.drain(..start);
+}
+
+/// Name of the stream registered as `token`, for a loss's context.
+fn token_name(entries: &FastMap<usize, Entry>, token: usize) -> String {
+    match entries.get(&token) {
+        Some(Entry::Stream { stream, .. }) => stream.name.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The kind of a disconnect `reason`, one of the phrases of this module:
+/// end of file and failed reads and writes are the far side closing, a
+/// decoder's complaint is a corrupt stream, the broker's own shutdown is a
+/// shutdown. The text is kept as it is.
+fn cause_of(context: String, reason: &str) -> Loss {
+    let kind = if reason == "end of file"
+        || reason.starts_with("read failed")
+        || reason.starts_with("write failed")
+        || reason == "peer closed its input"
+        || reason == "closed before registration"
+    {
+        LossKind::Closed
+    } else if reason.starts_with("corrupt stream") {
+        LossKind::Corrupt
+    } else if reason.starts_with("broker shutdown") || reason == "broker stopped" {
+        LossKind::Shutdown
+    } else {
+        LossKind::Other
+    };
+    let text = match kind {
+        LossKind::Closed if reason == "end of file" => {
+            "connection closed by the far side (end of file)".to_string()
+        }
+        _ => reason.to_string(),
+    };
+    Loss::new(kind, context, text)
+}
+
+/// `cause` once the exit `status` of the process behind the stream is
+/// known: an end of file (or unexplained loss) becomes "exited with status
+/// N" or "killed by signal N"; a shutdown, a corrupt stream or a child's
+/// own explanation stay as they are.
+fn with_status(cause: Loss, status: Option<i32>) -> Loss {
+    match (status, &cause.kind) {
+        (Some(st), LossKind::Closed) => {
+            let kind = LossKind::of_wait_status(st);
+            let text = kind.to_string();
+            Loss::new(kind, cause.context, text)
+        }
+        _ => cause,
+    }
 }
 
 /// Reap `pid` from a background thread whenever it finally exits: it

@@ -57,8 +57,8 @@ impl Wait {
 pub(crate) trait StreamEvents: Send + Sync {
     /// A whole message arrived.
     fn on_message(&self, stream: &Arc<Stream>, msg: Message);
-    /// The stream is gone; `reason` says why.
-    fn on_disconnect(&self, stream: &Arc<Stream>, reason: &str);
+    /// The stream is gone; `loss` says why.
+    fn on_disconnect(&self, stream: &Arc<Stream>, loss: &crate::error::Loss);
 }
 
 /// One connection to a neighbouring context.

@@ -82,8 +82,8 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
     function: &str,
     context: &str,
 ) -> Result<R> {
-    if let Some(reason) = msg.dead_reason() {
-        return Err(ChannelError::Dead(reason).into());
+    if let Some(loss) = msg.dead_loss() {
+        return Err(ChannelError::Dead(loss).into());
     }
     // Decode from the frame itself: a `Blob` result borrows it.
     let frame = std::sync::Arc::new(std::mem::take(&mut msg.data));
@@ -207,8 +207,8 @@ impl<R: Send> Member for AsyncCall<R> {
     fn try_recv(&self) -> Result<Message, TryRecvError> {
         // Dead replies are handed out as messages so `decode` can report them.
         match self.receiver.try_recv() {
-            Err(TryRecvError::Channel(ChannelError::Dead(reason))) => {
-                let mut m = Message::dead(&reason, self.receiver.handle());
+            Err(TryRecvError::Channel(ChannelError::Dead(loss))) => {
+                let mut m = Message::dead_with(loss, self.receiver.handle());
                 m.receiver = self.receiver.handle();
                 Ok(m)
             }

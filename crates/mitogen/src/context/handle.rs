@@ -207,16 +207,33 @@ impl Context {
         CallChain::new(self.clone(), true)
     }
 
-    /// Ask the context to shut down; with `wait`, block until it has disconnected.
+    /// Ask the context to shut down; with `wait`, block until it is gone.
+    ///
+    /// The context answers with a last message and its parent closes the
+    /// stream on it, so neither end waits for an end of file that a program
+    /// in between (ssh, su) may hold back. With `wait`, this returns once
+    /// the parent has reaped the process it started for the context (ssh,
+    /// sudo, su or the context itself): within milliseconds when the
+    /// context is idle, and at most after the broker's shutdown timeout and
+    /// its SIGTERM/SIGKILL escalation when a call is stuck there.
     ///
     /// # Errors
     /// As [`Context::send`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # mitogen::Router::with(|router| {
+    /// let child = router.local(Default::default()).unwrap();
+    /// child.shutdown(true).unwrap(); // the child process is gone now
+    /// # }).unwrap();
+    /// ```
     pub fn shutdown(&self, wait: bool) -> Result<()> {
         let msg = Message::new(handle::SHUTDOWN, Vec::new());
         if !wait {
             return self.send(msg);
         }
-        // A dead message arrives when the context has disconnected.
+        // A dead message arrives once the context's process has exited
+        // (the broker holds the loss until then).
         let _ = self.send_async(msg)?.recv();
         Ok(())
     }

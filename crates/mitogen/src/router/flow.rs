@@ -30,6 +30,7 @@ use mitogen_wire::handle::FLOW_CONTROL;
 
 use super::Router;
 use crate::broker::{lock, wait_on, FastMap, Wait};
+use crate::error::{Loss, LossKind};
 use crate::message::Message;
 
 /// Default window: large enough that one stream over a fast link never
@@ -48,7 +49,7 @@ pub(crate) enum Blocked {
     /// No room before the deadline.
     Full,
     /// The destination was lost while waiting.
-    Lost(String),
+    Lost(Loss),
 }
 
 /// A sender's view of one receiver's window. Shared (and cached by
@@ -60,7 +61,7 @@ pub(crate) struct Window {
     asked: AtomicBool,
     /// The destination is gone; `lost_reason` says why.
     lost: AtomicBool,
-    lost_reason: Mutex<String>,
+    lost_reason: Mutex<Option<Loss>>,
 }
 
 /// What a receiving context owes one sender for one handle. Shared (and
@@ -149,7 +150,10 @@ impl Flow {
         let mut gate = lock(&self.gate);
         loop {
             if w.lost.load(SeqCst) {
-                return Err(Blocked::Lost(lock(&w.lost_reason).clone()));
+                let loss = lock(&w.lost_reason).clone();
+                return Err(Blocked::Lost(loss.unwrap_or_else(|| {
+                    Loss::new(LossKind::Other, "", "the destination was lost")
+                })));
             }
             if self.try_take(w, n) {
                 return Ok(());
@@ -265,12 +269,12 @@ impl Flow {
     /// `id` is gone: wake whoever waits for its credit, forget what it owed
     /// us and what we owed it. Windows still cached by senders stay, marked
     /// lost.
-    pub(crate) fn lost(&self, id: u32, reason: &str) {
+    pub(crate) fn lost(&self, id: u32, loss: &Loss) {
         lock(&self.out).retain(|&(dst, _), w| {
             if dst != id {
                 return true;
             }
-            *lock(&w.lost_reason) = reason.to_string();
+            *lock(&w.lost_reason) = Some(loss.clone());
             w.lost.store(true, SeqCst);
             Arc::strong_count(w) > 1
         });
@@ -407,8 +411,8 @@ mod tests {
                 assert!(Instant::now() < deadline, "waiter never blocked");
                 std::thread::yield_now();
             }
-            flow.lost(9, "gone");
-            assert!(matches!(t.join().unwrap(), Err(Blocked::Lost(r)) if r == "gone"));
+            flow.lost(9, &Loss::new(LossKind::Closed, "nine", "gone"));
+            assert!(matches!(t.join().unwrap(), Err(Blocked::Lost(l)) if l.text == "gone"));
             drop(w);
             // A new send to a lost destination starts afresh.
             let w = flow.window_for(9, 1000);

@@ -16,6 +16,7 @@ use mitogen_wire::handle::KEEPALIVE;
 
 use super::Router;
 use crate::broker::{lock, Stream, Timer, Wait};
+use crate::error::{Loss, LossKind};
 use crate::message::Message;
 
 /// Heartbeat settings (see [`Router::set_keepalive`]).
@@ -153,9 +154,10 @@ impl Router {
             );
             tracing::warn!("{reason}: closing the stream");
             let token = s.token;
+            let loss = Loss::new(LossKind::KeepaliveTimeout, s.name.clone(), reason);
             self.inner
                 .broker
-                .defer_core(move |core| core.disconnect(token, &reason));
+                .defer_core(move |core| core.disconnect_with(token, loss));
         }
     }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use mitogen_wire::handle;
 
 use crate::broker::{lock, Broker, FastMap, SendError, Stream, StreamEvents, Wait};
-use crate::error::{Result, StreamError};
+use crate::error::{Loss, LossKind, Result, StreamError};
 use crate::message::Message;
 
 pub use policy::{has_parent_authority, is_immediate_child, Policy};
@@ -80,7 +80,9 @@ impl Refused {
     /// The error of a send that had no deadline (`Full` cannot happen then).
     pub(crate) fn into_error(self) -> crate::Error {
         match self {
-            Refused::Full => crate::ChannelError::Dead("no room to send".into()).into(),
+            Refused::Full => {
+                crate::ChannelError::Dead(Loss::new(LossKind::Other, "", "no room to send")).into()
+            }
             Refused::Error(e) => e,
         }
     }
@@ -96,7 +98,7 @@ enum Full {
 }
 
 /// Runs once when the stream to the parent is lost.
-type ParentLost = Box<dyn FnOnce(&str) + Send>;
+type ParentLost = Box<dyn FnOnce(&Loss) + Send>;
 
 /// Contexts one child stream is remembered to have talked to (to tell it
 /// of their loss); past this, a child with that many peers polls instead.
@@ -478,8 +480,8 @@ impl Router {
             match self.inner.flow.acquire(self, w, (dst, handle), n, wait) {
                 Ok(()) => {}
                 Err(Blocked::Full) => return Err(Refused::Full),
-                Err(Blocked::Lost(reason)) => {
-                    return Err(Refused::Error(crate::ChannelError::Dead(reason).into()))
+                Err(Blocked::Lost(loss)) => {
+                    return Err(Refused::Error(crate::ChannelError::Dead(loss).into()))
                 }
             }
         }
@@ -492,9 +494,13 @@ impl Router {
                 Err(match full {
                     Full::NoRoom => Refused::Full,
                     Full::Closed => Refused::Error(
-                        crate::ChannelError::Dead(format!(
-                            "the stream to {} closed while waiting to send",
-                            self.name_of(dst)
+                        crate::ChannelError::Dead(Loss::new(
+                            LossKind::Closed,
+                            self.name_of(dst),
+                            format!(
+                                "the stream to {} closed while waiting to send",
+                                self.name_of(dst)
+                            ),
                         ))
                         .into(),
                     ),
@@ -778,35 +784,58 @@ impl Router {
     pub(crate) fn set_parent(
         &self,
         stream: Arc<Stream>,
-        on_lost: impl FnOnce(&str) + Send + 'static,
+        on_lost: impl FnOnce(&Loss) + Send + 'static,
     ) {
         *self.inner.parent.write().unwrap_or_else(|p| p.into_inner()) = Some(stream);
         *lock(&self.inner.parent_lost) = Some(Box::new(on_lost));
     }
 
-    /// Wake every handler waiting on a lost context with a dead message.
-    pub(crate) fn lost(&self, ids: &[u32], reason: &str) {
+    /// Wake every handler waiting on a lost context with a dead message
+    /// carrying its [`Loss`]: the kind, the context's name and a sentence
+    /// ending in `reason`. `direct` is the context whose own link broke:
+    /// it gets `kind`, and every other id in `ids` was behind it and is
+    /// lost behind that hop. Without `direct`, every id gets `kind`.
+    pub(crate) fn lost(&self, ids: &[u32], kind: &LossKind, reason: &str, direct: Option<u32>) {
         for &id in ids {
-            let label = match lock(&self.inner.names).get(&id) {
-                Some(name) => format!("{name} (id {id})"),
-                None => format!("id {id}"),
-            };
-            let why = format!("context {label} disconnected: {reason}");
-            self.inner.flow.lost(id, &why);
+            let kind = self.kind_for(id, kind, direct);
+            let loss = self.loss_of(id, kind.clone(), reason);
+            self.inner.flow.lost(id, &loss);
             for (handle, handler) in self.inner.handlers.take_respondent(id) {
-                let mut dead = Message::dead(&why, handle);
+                let mut dead = Message::dead_with(loss.clone(), handle);
                 dead.dst_id = self.context_id();
                 dead.src_id = id;
                 dead.router = Some(self.clone());
                 (handler.f)(dead);
             }
-            self.tell_talkers(id, reason);
+            self.tell_talkers(id, &kind, reason);
         }
     }
 
+    /// The kind of the loss of `id` when `direct`'s link broke with `kind`.
+    pub(crate) fn kind_for(&self, id: u32, kind: &LossKind, direct: Option<u32>) -> LossKind {
+        match direct {
+            Some(hop) if hop != id => LossKind::Behind(self.name_of(hop)),
+            _ => kind.clone(),
+        }
+    }
+
+    /// The [`Loss`] of context `id`, of `kind`, explained by `reason`.
+    pub(crate) fn loss_of(&self, id: u32, kind: LossKind, reason: &str) -> Loss {
+        let name = self.name_of(id);
+        let label = match lock(&self.inner.names).get(&id) {
+            Some(known) => format!("{known} (id {id})"),
+            None => format!("id {id}"),
+        };
+        let text = match &kind {
+            LossKind::Behind(hop) => format!("context {label} lost behind hop {hop}: {reason}"),
+            _ => format!("context {label} disconnected: {reason}"),
+        };
+        Loss::new(kind, name, text)
+    }
+
     /// Send DEL_ROUTE for `id` down to every child that sent messages to it
-    /// through us, so their waiters wake too.
-    fn tell_talkers(&self, id: u32, reason: &str) {
+    /// through us, so their waiters wake too, with the loss's kind.
+    fn tell_talkers(&self, id: u32, kind: &LossKind, reason: &str) {
         let children: Vec<Arc<Stream>> = {
             let routes = self.inner.routes.read().unwrap_or_else(|p| p.into_inner());
             let mut seen: Vec<Arc<Stream>> = Vec::new();
@@ -819,7 +848,7 @@ impl Router {
         };
         for child in children {
             if lock(&child.talked_to).remove(&id) {
-                let body = (id, self.known_name(id), reason.to_string());
+                let body = (id, self.known_name(id), reason.to_string(), kind.clone());
                 if let Ok(mut msg) = Message::pickled(&body, mitogen_wire::handle::DEL_ROUTE) {
                     msg.dst_id = child.remote_id();
                     let _ = self.route(msg);
@@ -854,7 +883,7 @@ impl StreamEvents for RouterEvents {
         let _ = self.0.dispatch(msg, Some(stream), Wait::Force);
     }
 
-    fn on_disconnect(&self, stream: &Arc<Stream>, reason: &str) {
+    fn on_disconnect(&self, stream: &Arc<Stream>, cause: &Loss) {
         let router = &self.0;
         let lost: Vec<u32> = {
             let mut routes = router
@@ -873,25 +902,35 @@ impl StreamEvents for RouterEvents {
             ids
         };
         lock(&router.inner.grants).forget(stream.remote_id());
+        let (kind, reason) = (&cause.kind, cause.text.as_str());
+        let direct = Some(stream.remote_id());
         let was_parent = router.is_parent_stream(Some(stream));
         if was_parent {
+            if *kind == LossKind::Corrupt {
+                router.farewell_on(
+                    stream,
+                    kind,
+                    &format!("it refused its parent's stream: {reason}"),
+                );
+            }
             let parents = router.parent_ids();
-            router.lost(&parents, reason);
+            router.lost(&parents, kind, reason, direct);
             *router
                 .inner
                 .parent
                 .write()
                 .unwrap_or_else(|p| p.into_inner()) = None;
             if let Some(f) = lock(&router.inner.parent_lost).take() {
-                f(reason);
+                f(cause);
             }
         }
-        router.lost(&lost, reason);
+        router.lost(&lost, kind, reason, direct);
         if !was_parent {
             for id in lost {
+                let kind = router.kind_for(id, kind, direct);
                 router.propagate(
                     mitogen_wire::handle::DEL_ROUTE,
-                    &(id, router.known_name(id), reason.to_string()),
+                    &(id, router.known_name(id), reason.to_string(), kind),
                 );
             }
         }

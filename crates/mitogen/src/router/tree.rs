@@ -13,6 +13,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mitogen_wire::handle::{ADD_ROUTE, ALLOCATE_ID, DEL_ROUTE, FORWARD_LOG};
 
@@ -20,7 +21,7 @@ use super::grants::{MAX_BLOCKS_PER_CHILD, MAX_BLOCKS_PER_STREAM};
 use super::{is_immediate_child, Router};
 use crate::broker::{lock, Stream};
 use crate::context::Context;
-use crate::error::{ChannelError, Result};
+use crate::error::{ChannelError, Loss, LossKind, Result};
 use crate::message::Message;
 
 /// Ids granted per `ALLOCATE_ID` request.
@@ -32,6 +33,9 @@ const ID_LIMIT: u32 = u32::MAX - ID_BLOCK;
 pub(crate) const MAX_NAME_LEN: usize = 256;
 /// Longest `DEL_ROUTE` reason passed on; the rest is cut with a marker.
 const MAX_REASON_LEN: usize = 1024;
+/// Longest a context closing its parent stream for bad input waits for
+/// its explanation to be written.
+const FAREWELL_WAIT: Duration = Duration::from_millis(100);
 
 impl Router {
     /// Allocate a context id for a new child (Mitogen's `allocate_id`). The
@@ -44,15 +48,20 @@ impl Router {
     /// for that subtree, ids exhausted): [`ChannelError::Dead`] with the reason.
     pub fn allocate_id(&self) -> Result<u32> {
         if self.context_id() == 0 {
-            return Ok(self.take_ids(1).map_err(ChannelError::Dead)?.0);
+            return Ok(self
+                .take_ids(1)
+                .map_err(|why| ChannelError::Dead(Loss::new(LossKind::Refused, "master", why)))?
+                .0);
         }
         let mut block = lock(&self.inner.id_block);
         if block.0 >= block.1 {
             let parent = self.parent_context();
             let reply = parent.send_await(Message::new(ALLOCATE_ID, Vec::new()), None)?;
             let (start, end): (u32, u32) = reply.unpickle()?;
-            *block = valid_block(start, end)
-                .map_err(|why| ChannelError::Dead(format!("context {}: {why}", parent.name())))?;
+            *block = valid_block(start, end).map_err(|why| {
+                let text = format!("context {}: {why}", parent.name());
+                ChannelError::Dead(Loss::new(LossKind::Other, parent.name(), text))
+            })?;
         }
         let id = block.0;
         block.0 += 1;
@@ -261,10 +270,12 @@ impl Router {
     }
 
     /// A context is gone. From a child: drop its route if it really ran
-    /// through that child, wake its waiters and tell our parent. From our
-    /// parent: a context we talked to is gone.
+    /// through that child, wake its waiters and tell our parent; if it is
+    /// the child itself saying goodbye (shutting down, or refusing what we
+    /// sent it), close its stream now with that reason. From our parent: a
+    /// context we talked to is gone.
     fn on_del_route(&self, msg: &Message) {
-        let Ok((id, name, reason)) = msg.unpickle::<(u32, String, String)>() else {
+        let Ok((id, name, reason, kind)) = msg.unpickle::<(u32, String, String, LossKind)>() else {
             tracing::error!(
                 "refused a malformed DEL_ROUTE from {}",
                 self.stream_label(msg.from_stream)
@@ -273,12 +284,28 @@ impl Router {
         };
         // The reason ends up in error texts and logs: bounded, printable.
         let reason = crate::log::clean(&reason, MAX_REASON_LEN).into_owned();
+        let kind = match kind {
+            LossKind::Behind(hop) => {
+                LossKind::Behind(crate::log::clean(&hop, MAX_NAME_LEN).into_owned())
+            }
+            other => other,
+        };
         let from_parent = self.parent_ids().first() == Some(&msg.from_stream);
         if from_parent {
             if !name.is_empty() && check_name(&name).is_ok() {
                 self.set_name_of(id, &name);
             }
-            self.lost(&[id], &reason);
+            self.lost(&[id], &kind, &reason, None);
+            return;
+        }
+        if id == msg.from_stream {
+            if let Some(stream) = self.routes_get(id).filter(|s| s.remote_id() == id) {
+                let token = stream.token;
+                let cause = Loss::new(kind, self.name_of(id), reason);
+                self.inner
+                    .broker
+                    .defer_core(move |core| core.disconnect_with(token, cause));
+            }
             return;
         }
         let from = self.stream_to(msg.from_stream);
@@ -294,14 +321,56 @@ impl Router {
         };
         match removed {
             Ok(true) => {
-                self.lost(&[id], &reason);
-                self.propagate(DEL_ROUTE, &(id, self.known_name(id), reason));
+                self.lost(&[id], &kind, &reason, None);
+                self.propagate(DEL_ROUTE, &(id, self.known_name(id), reason, kind));
             }
             Ok(false) => {}
             Err(elsewhere) => tracing::error!(
                 "refused DEL_ROUTE for context {id} from {}: it is routed through {elsewhere}",
                 self.stream_label(msg.from_stream)
             ),
+        }
+    }
+
+    /// Tell the parent this context is going, as the last message on the
+    /// parent stream: a `DEL_ROUTE` for our own id, of `kind`. The parent
+    /// closes the stream at once instead of waiting for an end of file
+    /// that a program in between (ssh, su) may hold back.
+    pub(crate) fn farewell(&self, kind: LossKind, reason: &str) {
+        let me = self.context_id();
+        self.propagate(DEL_ROUTE, &(me, self.name_of(me), reason.to_string(), kind));
+    }
+
+    /// [`Router::farewell`] written straight onto the parent `stream` we
+    /// are about to close (for bad input): waits at most
+    /// [`FAREWELL_WAIT`] for it to be written, since the stream's
+    /// descriptors close right after.
+    pub(crate) fn farewell_on(&self, stream: &Arc<Stream>, kind: &LossKind, reason: &str) {
+        let me = self.context_id();
+        let body = (me, self.name_of(me), reason.to_string(), kind.clone());
+        let Ok(mut msg) = Message::pickled(&body, DEL_ROUTE) else {
+            return;
+        };
+        msg.dst_id = stream.remote_id();
+        msg.src_id = me;
+        msg.auth_id = me;
+        if stream
+            .send(
+                msg.header().to_bytes(),
+                msg.data,
+                crate::broker::Wait::Force,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let deadline = Instant::now() + FAREWELL_WAIT;
+        while let Ok(false) = stream.flush(&mut Vec::new()) {
+            if Instant::now() >= deadline {
+                tracing::debug!("could not tell the parent why its stream was closed");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

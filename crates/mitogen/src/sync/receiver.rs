@@ -104,8 +104,8 @@ impl Receiver {
             self.router.consumed(&msg, Some(&self.owed));
             msg.flow = false;
         }
-        match msg.dead_reason() {
-            Some(reason) => Err(ChannelError::Dead(reason)),
+        match msg.dead_loss() {
+            Some(loss) => Err(ChannelError::Dead(loss)),
             None => Ok(msg),
         }
     }

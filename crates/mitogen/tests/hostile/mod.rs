@@ -46,7 +46,7 @@ pub fn evil_allocate_flood(router: &Router, n: u32) -> (Vec<(u32, u32)>, Vec<Str
     for _ in 0..n {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(m) => granted.push(m.unpickle().unwrap()),
-            Err(RecvTimeoutError::Channel(ChannelError::Dead(why))) => refused.push(why),
+            Err(RecvTimeoutError::Channel(ChannelError::Dead(why))) => refused.push(why.text),
             Err(e) => panic!("{e}"),
         }
     }
