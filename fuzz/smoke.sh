@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Fuzz smoke for mitogen-wire.
+# Fuzz smoke of every decoder: the wire's (deframer, header, codec) and
+# mitogen's (call_body, reply_body, marker). CI runs this; the long run
+# (every target to 10 M executions) is fuzz/long.sh.
 #
 # 1. Always: the stable smoke test, every fuzz target over a fixed
 #    pseudo-random corpus of 20k inputs (fuzz/tests/smoke.rs).
 # 2. When cargo-fuzz is installed: each target under libFuzzer for
-#    $FUZZ_SECONDS seconds (default 20), from a seed corpus written by the
+#    $FUZZ_SECONDS seconds (default 10), from a seed corpus written by the
 #    smoke test. With a nightly toolchain it runs `cargo +nightly fuzz`;
 #    otherwise it runs cargo fuzz on stable with RUSTC_BOOTSTRAP=1, which
 #    unlocks the -Z flags cargo fuzz passes (-Zsanitizer=address etc.): the
@@ -22,8 +24,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
-seconds="${FUZZ_SECONDS:-20}"
-targets=(deframer header codec)
+seconds="${FUZZ_SECONDS:-10}"
+targets=(deframer header codec call_body reply_body marker)
 
 cd "$root"
 echo "== stable smoke test"

@@ -26,3 +26,22 @@ def send_many(sender, n):
         send(i)
     sender.close()
     return n
+
+
+def stream_chunks(sender, n, size):
+    """Send n messages of size bytes: message i is i as 8 little-endian
+    bytes then size - 8 bytes of i % 256; then close; return n."""
+    send = sender.send
+    for i in range(n):
+        send(i.to_bytes(8, 'little') + bytes((i & 255,)) * (size - 8))
+    sender.close()
+    return n
+
+
+def peak_rss_kb():
+    """VmHWM (kB) of this process, 0 if unreadable."""
+    with open('/proc/self/status') as fp:
+        for line in fp:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1])
+    return 0

@@ -32,7 +32,8 @@ import mitogen.core
 import mitogen.master
 import mitogen.select
 
-from benchfuncs import length, make_bytes, noop, send_many
+from benchfuncs import (length, make_bytes, noop, peak_rss_kb, send_many,
+                        stream_chunks)
 
 MIB = 1024 * 1024
 MB = 1e6
@@ -41,10 +42,10 @@ MB = 1e6
 # --- Helpers ----------------------------------------------------------------
 
 
-def vmrss_kb(pid):
+def vmrss_kb(pid, field='VmRSS:'):
     with open('/proc/%d/status' % (pid,)) as fp:
         for line in fp:
-            if line.startswith('VmRSS:'):
+            if line.startswith(field):
                 return float(line.split()[1])
     return None
 
@@ -273,6 +274,46 @@ def w_master_rss_50_children_kb(p):
         return vmrss_kb(os.getpid())
 
 
+STREAM_MSGS = 16384
+STREAM_CHUNK = 64 * 1024
+
+
+def stream_1gib_slow_reader(child):
+    """A child streams 1 GiB (16384 x 64 KiB, each numbered) through a
+    Sender; the master's Receiver sleeps 1 ms per message during the first
+    second, checks every message, then asks the child for its VmHWM.
+    Returns the master's VmHWM (kB), or the child's when `child`."""
+    def w(p):
+        with Session() as router:
+            ctx = router.local()
+            ctx.call(noop)
+            recv = mitogen.core.Receiver(router)
+            t0 = time.perf_counter()
+            call = ctx.call_async(stream_chunks, recv.to_sender(),
+                                  STREAM_MSGS, STREAM_CHUNK)
+            seq = 0
+            for msg in recv:  # stops at the dead message close() sends
+                data = msg.unpickle()
+                fill = bytes((seq & 255,))
+                ok = (len(data) == STREAM_CHUNK and
+                      data[:8] == seq.to_bytes(8, 'little') and
+                      data.count(fill, 8) == STREAM_CHUNK - 8)
+                assert ok, 'stream message %d is not what was sent' % (seq,)
+                seq += 1
+                del data, msg
+                if time.perf_counter() - t0 < 1.0:
+                    time.sleep(0.001)
+            secs = time.perf_counter() - t0
+            assert call.get().unpickle() == STREAM_MSGS
+            assert seq == STREAM_MSGS, (seq, STREAM_MSGS)
+            child_kb = float(ctx.call(peak_rss_kb))
+            master_kb = vmrss_kb(os.getpid(), 'VmHWM:')
+            log('stream_1gib_slow_reader: %.2f s, peak RSS master %s kB, '
+                'child %s kB', secs, master_kb, child_kb)
+            return child_kb if child else master_kb
+    return w
+
+
 # --- ssh workloads -------------------------------------------------------------
 #
 # Each takes the profile and the ssh target (dict from --ssh). The options
@@ -391,7 +432,9 @@ SSH_WORKLOADS = [
 ]
 
 # Memory workloads run in a fresh interpreter each.
-ISOLATED = ['idle_child_rss_kb', 'master_rss_50_children_kb']
+ISOLATED = ['idle_child_rss_kb', 'master_rss_50_children_kb',
+            'stream_1gib_slow_reader_peak_rss_kb',
+            'stream_1gib_slow_reader_child_peak_rss_kb']
 
 WORKLOADS = [
     ('local_connect_first_call_ms', w_local_connect_first_call_ms),
@@ -406,6 +449,9 @@ WORKLOADS = [
     ('chain_10_roundtrip_us', w_chain_10_roundtrip_us),
     ('idle_child_rss_kb', w_idle_child_rss_kb),
     ('master_rss_50_children_kb', w_master_rss_50_children_kb),
+    ('stream_1gib_slow_reader_peak_rss_kb', stream_1gib_slow_reader(False)),
+    ('stream_1gib_slow_reader_child_peak_rss_kb',
+     stream_1gib_slow_reader(True)),
     ('ssh_connect_overhead_warm_ms', w_ssh_connect_overhead_warm_ms),
     ('ssh_connect_overhead_cold_ms', w_ssh_connect_overhead_cold_ms),
     ('ssh_roundtrip_us', w_ssh_roundtrip_us),

@@ -37,7 +37,9 @@ use mitogen::{
 };
 use serde_bytes::Bytes;
 
-use crate::remote_fns::{length_borrowed, make_bytes, noop, pid, send_many};
+use crate::remote_fns::{
+    length_borrowed, make_bytes, noop, peak_rss_kb, pid, send_many, stream_chunks,
+};
 use crate::ssh::{self, Target};
 use crate::stats::median;
 use crate::workloads::Profile;
@@ -573,6 +575,61 @@ pub fn tree_500_rss_kb(p: &Profile, leaf: bool) -> Option<f64> {
     .flatten()
 }
 
+/// Messages and message size of the 1 GiB stream: 16384 x 64 KiB.
+const STREAM_MSGS: u64 = 16384;
+const STREAM_CHUNK: usize = 64 << 10;
+
+/// `stream_1gib_slow_reader_peak_rss_kb` (`child` false) and
+/// `stream_1gib_slow_reader_child_peak_rss_kb` (`child` true); isolated.
+///
+/// One local child, one untimed noop call. Open a receiver in the master,
+/// start the clock and issue an asynchronous call of a remote function
+/// taking its sender that sends [`STREAM_MSGS`] messages of
+/// [`STREAM_CHUNK`] bytes (1 GiB; message `i` is `i` as 8 little-endian
+/// bytes then `i % 256` repeated), then closes. The master receives until
+/// the close, sleeping 1 ms after each message while less than 1 s has
+/// passed (a slow reader; the workload, not synchronisation), and checks
+/// every message's sequence number and bytes. It collects the call's
+/// result, then calls a function returning the child's `VmHWM`. Report the
+/// master's own `VmHWM` or the child's, in kB; the wall time and both
+/// peaks go to stderr. Python: the same with `mitogen.core.Sender`/`Receiver`.
+pub fn stream_1gib_slow_reader_peak_rss_kb(p: &Profile, child: bool) -> Option<f64> {
+    let _ = p;
+    session(|router| {
+        let ctx = local(router)?;
+        ctx.call(noop::remote, ())?;
+        let rx = Receiver::new(router);
+        let t0 = Instant::now();
+        let call = ctx.call_async(
+            stream_chunks::remote,
+            (rx.to_sender(), STREAM_MSGS, STREAM_CHUNK as u64),
+        )?;
+        let mut seq = 0u64;
+        for msg in rx.iter() {
+            let data: serde_bytes::ByteBuf = msg.unpickle()?;
+            let ok = data.len() == STREAM_CHUNK
+                && data[..8] == seq.to_le_bytes()
+                && data[8..].iter().all(|&b| b == seq as u8);
+            assert!(ok, "stream message {seq} is not what was sent");
+            seq += 1;
+            if t0.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        assert_eq!(call.get()?, STREAM_MSGS);
+        assert_eq!(seq, STREAM_MSGS, "messages received");
+        let child_kb = ctx.call(peak_rss_kb::remote, ())? as f64;
+        let master_kb = vmhwm_kb("/proc/self/status");
+        eprintln!(
+            "[ours] stream_1gib_slow_reader: {secs:.2} s, peak RSS master {} kB, child {child_kb} kB",
+            master_kb.unwrap_or(f64::NAN)
+        );
+        Ok(if child { Some(child_kb) } else { master_kb })
+    })
+    .flatten()
+}
+
 /// Creates `n` local children one after the other, then calls noop once on
 /// each, one after the other: (elapsed ms, the children).
 fn create_and_call(router: &Router, n: usize) -> mitogen::Result<(f64, Vec<Context>)> {
@@ -627,10 +684,20 @@ fn us(t0: Instant) -> f64 {
 
 /// `VmRSS` in kB from a `/proc/<pid>/status` file.
 fn vmrss_kb(status: &str) -> Option<f64> {
+    status_kb(status, "VmRSS:")
+}
+
+/// `VmHWM` (peak RSS) in kB from a `/proc/<pid>/status` file.
+fn vmhwm_kb(status: &str) -> Option<f64> {
+    status_kb(status, "VmHWM:")
+}
+
+/// The kB figure of the `field` line of a `/proc/<pid>/status` file.
+fn status_kb(status: &str, field: &str) -> Option<f64> {
     std::fs::read_to_string(status)
         .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()
@@ -674,6 +741,8 @@ pub fn run(name: &str, p: &Profile, target: Option<&Target>) -> Option<f64> {
         "master_rss_50_children_kb" => master_rss_50_children_kb(p),
         "tree_500_master_rss_kb" => tree_500_rss_kb(p, false),
         "tree_500_leaf_rss_kb" => tree_500_rss_kb(p, true),
+        "stream_1gib_slow_reader_peak_rss_kb" => stream_1gib_slow_reader_peak_rss_kb(p, false),
+        "stream_1gib_slow_reader_child_peak_rss_kb" => stream_1gib_slow_reader_peak_rss_kb(p, true),
         other => match Profile::scale_n(other) {
             Some(n) if p.runs(other) => create_and_call_ms(p, n),
             _ => None,

@@ -51,3 +51,30 @@ pub fn send_many(to: Sender, n: u64) -> Result<u64, mitogen::Error> {
     to.close()?;
     Ok(n)
 }
+
+/// Python: `stream_chunks(sender, n, size)`: `n` messages of `size` bytes,
+/// message `i` being `i` as 8 little-endian bytes then `size - 8` bytes of
+/// `i % 256`; then close; returns `n`.
+#[mitogen::remote]
+pub fn stream_chunks(to: Sender, n: u64, size: u64) -> Result<u64, mitogen::Error> {
+    let mut chunk = vec![0u8; size as usize];
+    for i in 0..n {
+        chunk[..8].copy_from_slice(&i.to_le_bytes());
+        chunk[8..].fill(i as u8);
+        to.send(serde_bytes::Bytes::new(&chunk))?;
+    }
+    to.close()?;
+    Ok(n)
+}
+
+/// Python: `peak_rss_kb()`: this process's `VmHWM` (kB), 0 if unreadable.
+#[mitogen::remote]
+pub fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+            line.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or(0)
+}

@@ -124,6 +124,11 @@ const fn note(mut wl: Workload, note: &'static str) -> Workload {
     wl
 }
 
+/// A memory row (kB, lower is better) measured in a fresh process, with a note.
+const fn memory(name: &'static str, text: &'static str) -> Workload {
+    isolated(note(w(name, "kB", Lower), text))
+}
+
 /// The note of every ssh row when the fixture is missing.
 pub const SSH_NOTE: &str = "needs scripts/fixture/setup.sh as root";
 pub const FULL_ONLY_NOTE: &str = "--full only";
@@ -173,14 +178,19 @@ pub const WORKLOADS: &[Workload] = &[
     w("scale_10_create_call_ms", "ms", Lower),
     w("scale_100_create_call_ms", "ms", Lower),
     w("scale_500_create_call_ms", "ms", Lower),
-    isolated(note(
-        w("tree_500_master_rss_kb", "kB", Lower),
+    memory(
+        "stream_1gib_slow_reader_peak_rss_kb",
+        "master VmHWM: child streams 1 GiB, master reads 1 ms/msg for 1 s",
+    ),
+    memory(
+        "stream_1gib_slow_reader_child_peak_rss_kb",
+        "child VmHWM of that stream",
+    ),
+    memory(
+        "tree_500_master_rss_kb",
         "ours only: 5 relays x 99 leaves via=",
-    )),
-    isolated(note(
-        w("tree_500_leaf_rss_kb", "kB", Lower),
-        "ours only: one leaf of that tree",
-    )),
+    ),
+    memory("tree_500_leaf_rss_kb", "ours only: one leaf of that tree"),
 ];
 
 /// Iteration counts. The fields from `connect_n` to `ssh_connect_n` mirror

@@ -1,4 +1,6 @@
-//! The bodies of the mitogen-wire fuzz targets.
+//! The bodies of the fuzz targets: the wire decoders of `mitogen-wire`
+//! (`deframer`, `header`, `codec`, here) and the decoders inside `mitogen`
+//! (`call_body` and `reply_body` in [`calls`], `marker` in [`marker`]).
 //!
 //! Each `fuzz_targets/*.rs` binary is a one-line wrapper over a function here,
 //! so the same checks run under `cargo fuzz` (nightly, libFuzzer) and on
@@ -7,6 +9,12 @@
 //! that the smoke test uses to check its corpus reaches the interesting paths.
 
 use std::collections::BTreeMap;
+
+pub mod calls;
+pub mod marker;
+
+pub use calls::{call_body, reply_body};
+pub use marker::marker;
 
 use mitogen_wire::{
     decode, decode_prefix, encode, Deframer, FrameError, Header, FLAG_DEAD, HEADER_LEN, MAGIC,

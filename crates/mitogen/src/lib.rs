@@ -188,6 +188,10 @@ fn enter_child_before_main() {
 }
 
 #[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
+
+#[doc(hidden)]
 pub mod __private {
     pub use crate::context::registry::{
         decode_args, encode_result, encode_return, linkme, Failure, InvokeFn, RemoteEntry,

@@ -21,6 +21,7 @@ pub(crate) mod binary;
 pub(crate) mod child;
 pub(crate) mod first_stage;
 pub(crate) mod forward;
+pub(crate) mod marker;
 pub(crate) mod parent;
 
 use serde::{Deserialize, Serialize};

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mitogen_wire::Header;
 
-use super::{ChildConfig, EXEC, FAIL, HELLO, NEED, PROTOCOL};
+use super::{marker, ChildConfig, EXEC, FAIL, HELLO, NEED, PROTOCOL};
 use crate::connect::prompt::Prompts;
 use crate::context::registry::table_hash;
 use crate::error::{ConnectFailure, Error, Result, StreamError, TimeoutError};
@@ -485,30 +485,20 @@ impl Conversation<'_> {
         .into()
     }
 
-    /// `Some((kind, rest))` when `line` is a marker carrying our nonce
-    /// (`<kind>:<nonce>` or `<kind>:<nonce>:<rest>`).
+    /// `Some((kind, rest))` when `line` is a marker carrying our nonce.
     fn marker<'l>(&self, line: &'l str) -> Option<(&'static str, &'l str)> {
-        for kind in [NEED, EXEC, FAIL, HELLO] {
-            if let Some(pos) = line.find(kind) {
-                let rest = &line[pos + kind.len()..];
-                if let Some(rest) = rest
-                    .strip_prefix(':')
-                    .and_then(|r| r.strip_prefix(self.nonce))
-                    .and_then(|r| r.strip_prefix(':').or(r.is_empty().then_some(r)))
-                {
-                    return Some((kind, rest));
-                }
-            }
-        }
-        None
+        marker::find(line, self.nonce)
     }
 
     /// Answer `MITOGEN-NEED:<nonce>:<uname -sm>:<gz|raw>`: the bytes sent,
     /// or `None` when the program stopped reading.
     fn upload(&self, rest: &str, out: &Output) -> Result<Option<u64>> {
-        let (uname, format) = rest.rsplit_once(':').unwrap_or((rest, "raw"));
-        let kernel = uname.split_whitespace().next().unwrap_or("");
-        let machine = uname.split_whitespace().last().unwrap_or("");
+        let marker::Need {
+            uname,
+            kernel,
+            machine,
+            gzip,
+        } = marker::need(rest);
         let mismatch = |why: String| {
             self.fail(
                 format!(
@@ -523,7 +513,7 @@ impl Conversation<'_> {
             return Err(mismatch("another operating system".into()));
         }
         let binary = self.router.binary_for(machine).map_err(mismatch)?;
-        let (fmt, payload) = if format == "gz" {
+        let (fmt, payload) = if gzip {
             ("gz", binary.gzip())
         } else {
             ("raw", &binary.bytes[..])
@@ -550,7 +540,10 @@ impl Conversation<'_> {
 
     /// `MITOGEN-HELLO:<nonce>:<protocol>:<function table hash>`.
     fn check_hello(&self, rest: &str, out: &Output) -> Result<()> {
-        let (proto, hash) = rest.split_once(':').unwrap_or((rest, ""));
+        let marker::Hello {
+            protocol: proto,
+            table: hash,
+        } = marker::hello(rest);
         let ours = table_hash();
         if proto != PROTOCOL.to_string() || hash != ours {
             return Err(StreamError::VersionSkew {

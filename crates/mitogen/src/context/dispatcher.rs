@@ -177,7 +177,7 @@ pub(crate) fn serve(router: &Router, calls: &Receiver) {
 }
 
 /// Run one call; return its reply, addressed, if it wants one.
-fn run_one(ec: &ExternalContext, mut msg: Message) -> Option<Message> {
+pub(crate) fn run_one(ec: &ExternalContext, mut msg: Message) -> Option<Message> {
     // Arguments decode from the frame itself: a `Blob` argument borrows it.
     let frame = std::sync::Arc::new(std::mem::take(&mut msg.data));
     let caller = (msg.auth_id, msg.src_id);
