@@ -265,6 +265,8 @@ fn print_config_frame() {
         debug: bool,
         unidirectional: bool,
         shutdown_timeout_ms: u64,
+        flow_window: u64,
+        keepalive_ms: Option<(u64, u32)>,
     }
     let body = postcard::to_allocvec(&Config {
         nonce: RAW_NONCE.into(),
@@ -275,6 +277,8 @@ fn print_config_frame() {
         debug: false,
         unidirectional: false,
         shutdown_timeout_ms: 1000,
+        flow_window: 1 << 20,
+        keepalive_ms: None,
     })
     .unwrap();
     let header = mitogen_wire::Header {
