@@ -26,7 +26,8 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Tell our parent that context `id` is gone, under a new name.
 #[mitogen::remote]
 fn evil_del_route(router: &Router, id: u32, name: String) {
-    let mut m = Message::pickled(&(id, name, "forged".to_string()), DEL_ROUTE).unwrap();
+    let body = (id, name, "forged".to_string(), mitogen::LossKind::Closed);
+    let mut m = Message::pickled(&body, DEL_ROUTE).unwrap();
     m.dst_id = router.parent_ids()[0];
     router.route(m).unwrap();
 }

@@ -313,7 +313,7 @@ impl Core {
                 }
             }
             Ok(false) => {}
-            Err(e) => self.disconnect(token, &format!("write failed: {e}")),
+            Err(e) => self.closed(token, LossKind::Closed, format!("write failed: {e}")),
         }
     }
 
@@ -365,7 +365,7 @@ impl Core {
                             *paused = false;
                         }
                     }
-                    self.disconnect(token, &reason);
+                    self.closed(token, LossKind::Closed, reason);
                     return;
                 }
             }
@@ -388,14 +388,14 @@ impl Core {
         let res = sys::read(*fd, spare);
         deframer.commit(len, *res.as_ref().unwrap_or(&0));
         Some(match res {
-            Ok(0) => ReadStep::Closed("end of file".into()),
+            Ok(0) => ReadStep::Closed(EOF.into()),
             Ok(n) => {
                 stream.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                 ReadStep::Data { n, short: n < len }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadStep::Drained,
             // A pseudo-terminal master reads EIO once the child is gone.
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => ReadStep::Closed("end of file".into()),
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => ReadStep::Closed(EOF.into()),
             Err(e) => ReadStep::Closed(format!("read failed: {e}")),
         })
     }
@@ -445,7 +445,7 @@ impl Core {
         }
         if let Some(reason) = failure {
             tracing::error!("{reason}; closing it");
-            self.disconnect(token, &reason);
+            self.closed(token, LossKind::Corrupt, reason);
         }
         result
     }
@@ -466,6 +466,13 @@ impl Core {
     pub(crate) fn disconnect(&mut self, token: usize, reason: &str) {
         let cause = cause_of(token_name(&self.entries, token), reason);
         self.disconnect_with(token, cause);
+    }
+
+    /// Close a stream for a reason found on the read or write path, of a
+    /// known kind (no guessing from the words).
+    fn closed(&mut self, token: usize, kind: LossKind, reason: String) {
+        let name = token_name(&self.entries, token);
+        self.disconnect_with(token, Loss::new(kind, name, reason));
     }
 
     /// Close a stream now and tell its owner of `cause`.
@@ -960,7 +967,7 @@ impl Core {
                 Some(Entry::WriteSide { stream_token }) => {
                     let st = *stream_token;
                     if ev.is_error() || ev.is_write_closed() {
-                        self.disconnect(st, "peer closed its input");
+                        self.closed(st, LossKind::Closed, "peer closed its input".into());
                     } else {
                         self.flush(st);
                     }
@@ -1038,12 +1045,15 @@ fn token_name(entries: &FastMap<usize, Entry>, token: usize) -> String {
     }
 }
 
+/// How an end of file reads in a loss.
+const EOF: &str = "connection closed by the far side (end of file)";
+
 /// The kind of a disconnect `reason`, one of the phrases of this module:
 /// end of file and failed reads and writes are the far side closing, a
 /// decoder's complaint is a corrupt stream, the broker's own shutdown is a
 /// shutdown. The text is kept as it is.
 fn cause_of(context: String, reason: &str) -> Loss {
-    let kind = if reason == "end of file"
+    let kind = if reason == EOF
         || reason.starts_with("read failed")
         || reason.starts_with("write failed")
         || reason == "peer closed its input"
@@ -1057,13 +1067,7 @@ fn cause_of(context: String, reason: &str) -> Loss {
     } else {
         LossKind::Other
     };
-    let text = match kind {
-        LossKind::Closed if reason == "end of file" => {
-            "connection closed by the far side (end of file)".to_string()
-        }
-        _ => reason.to_string(),
-    };
-    Loss::new(kind, context, text)
+    Loss::new(kind, context, reason)
 }
 
 /// `cause` once the exit `status` of the process behind the stream is
