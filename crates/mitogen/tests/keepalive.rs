@@ -15,6 +15,7 @@ use common::*;
 use mitogen::{Keepalive, Router};
 use mitogen_testkit::fixture::{self, USER_A};
 use mitogen_testkit::sshd::{Sshd, SshdOptions};
+use mitogen_testkit::{process_gone, wait_for};
 
 /// A network namespace joined to ours by a veth pair; removed on drop.
 struct NetNs {
@@ -123,6 +124,7 @@ fn a_partitioned_host_is_declared_dead_by_keepalive() {
             "a healthy idle link survives the keepalive"
         );
 
+        let remote_pid = host.call(pid::remote, ()).unwrap();
         let pending = host.call_async(sleep_ms::remote, (60_000u64,)).unwrap();
         netns.cut();
         let cut = Instant::now();
@@ -158,6 +160,14 @@ fn a_partitioned_host_is_declared_dead_by_keepalive() {
             "declared dead after {took:?}, allowed {:?} + 1 s",
             keepalive.silence()
         );
+        // The far side inherited the keepalive: the child there hears
+        // nothing from us either, and exits instead of lingering.
+        wait_for(
+            keepalive.silence() + Duration::from_secs(5),
+            &format!("the partitioned child {remote_pid} to exit"),
+            || process_gone(remote_pid),
+        );
+        println!("the far child exited {:?} after the cut", cut.elapsed());
     })
     .unwrap();
 }
