@@ -237,8 +237,8 @@ where
     let got = mitogen::__fuzz::reply::<T>(frame(body, flags, 0, 0), "fuzz::f", "fuzz");
     if dead {
         match got {
-            Err(Error::Channel(ChannelError::Dead(reason))) => {
-                assert_eq!(reason, String::from_utf8_lossy(body))
+            Err(Error::Channel(ChannelError::Dead(loss))) => {
+                assert_eq!(loss.text, String::from_utf8_lossy(body))
             }
             _ => panic!("a dead frame read as something else"),
         }
