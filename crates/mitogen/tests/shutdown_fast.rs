@@ -1,7 +1,8 @@
 //! `Context::shutdown(true)` returns within milliseconds on every method,
 //! once the process we started is gone, and leaves no zombie or orphan —
 //! also for children that printed to stdout and stderr just before.
-//! ssh runs against a throw-away sshd; sudo and su use the fixture's users.
+//! ssh runs against a throw-away sshd; sudo, su and doas use the fixture's
+//! users.
 //! Skips (saying why) without root or the fixture.
 
 mod common;
@@ -9,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mitogen::{Context, Router, SuOptions, SudoOptions};
+use mitogen::{Context, DoasOptions, Router, SuOptions, SudoOptions};
 use mitogen_testkit::fixture::{self, USER_A};
 use mitogen_testkit::sshd::Sshd;
 use mitogen_testkit::{child_pids, process_gone, wait_for};
@@ -187,5 +188,21 @@ fn su_shutdown_is_fast() {
         };
         o.common.remote_name = Some(name.into());
         router.su(o).unwrap()
+    });
+}
+
+#[test]
+fn doas_shutdown_is_fast() {
+    let _serial = serial();
+    if !ready("doas_shutdown_is_fast") {
+        return;
+    }
+    measure("doas", &|router, name| {
+        let mut o = DoasOptions {
+            username: USER_A.name.into(),
+            ..Default::default()
+        };
+        o.common.remote_name = Some(name.into());
+        router.doas(o).unwrap()
     });
 }
