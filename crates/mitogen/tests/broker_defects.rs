@@ -215,10 +215,12 @@ fn check_flood(test: &str, f: &Flooded, max_peak_kb: u64) {
         f.peak_kb
     );
     assert!(f.pings.len() >= 10, "only {} pings answered", f.pings.len());
-    // Nine in ten within 100 ms; the rest may meet a scheduler busy with
-    // other work on a loaded machine, but never a starved broker.
+    // Unfixed, the review measured a 150–300 ms median (M5) and an 18 s
+    // stall (H3). On two cores shared with the flooding child, the rest of
+    // the suite and its builds, a healthy broker was seen at a 55 ms median
+    // and a 160 ms max: bound the median and the worst, not the tail.
     assert!(
-        p90 < Duration::from_millis(100) && max < Duration::from_millis(500),
+        median < Duration::from_millis(100) && max < Duration::from_secs(1),
         "pings during the flood: median {median:?}, 90th percentile {p90:?}, max {max:?}"
     );
 }
