@@ -137,7 +137,9 @@ impl Message {
         if let Some(loss) = self.dead_loss() {
             return Err(ChannelError::Dead(loss).into());
         }
-        Ok(mitogen_wire::decode(&self.data)?)
+        Router::decoding_with(self.router.as_ref(), || {
+            Ok(mitogen_wire::decode(&self.data)?)
+        })
     }
 
     /// Send `value` to this message's `reply_to` handle at its source.

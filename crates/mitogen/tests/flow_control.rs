@@ -181,12 +181,14 @@ fn stall(router: &Router, ms: u64) -> u32 {
 #[test]
 fn a_sender_to_a_context_that_never_reads_blocks_and_gets_its_value_back() {
     let _serial = serial();
+    // A router made and gone before this test's: the process's first.
+    Router::with(|_| ()).unwrap();
     Router::with(|router| {
         let child = named(&router, "never-reads");
-        // Rebuilt on this test's router (a Sender decoded here belongs to
-        // the process's first router, maybe another test's).
-        let inbox: Sender = child.call(open_silent_inbox::remote, ()).unwrap();
-        let tx = Sender::new(child.clone(), inbox.dst_handle());
+        // Decoded on this test's router, not on the process's first one
+        // (another test's, or the one made and shut down above): sends
+        // through a dead router would fail.
+        let tx: Sender = child.call(open_silent_inbox::remote, ()).unwrap();
         let pid = child.call(stall::remote, (60_000u64,)).unwrap();
         reset_peak();
         let before = status_kb("VmRSS:");

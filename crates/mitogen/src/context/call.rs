@@ -87,7 +87,9 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
     }
     // Decode from the frame itself: a `Blob` result borrows it.
     let frame = std::sync::Arc::new(std::mem::take(&mut msg.data));
-    with_frame(&frame, |data| decode_reply_body(data, function, context))
+    crate::Router::decoding_with(msg.router.as_ref(), || {
+        with_frame(&frame, |data| decode_reply_body(data, function, context))
+    })
 }
 
 fn decode_reply_body<R: DeserializeOwned>(data: &[u8], function: &str, context: &str) -> Result<R> {

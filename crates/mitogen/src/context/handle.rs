@@ -262,7 +262,7 @@ impl Serialize for Context {
 impl<'de> Deserialize<'de> for Context {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Context, D::Error> {
         let (id, name) = <(u32, String)>::deserialize(d)?;
-        let router = Router::process().ok_or_else(|| {
+        let router = Router::decoding().ok_or_else(|| {
             de::Error::custom("no router in this process to reach a context through")
         })?;
         Ok(Context::claimed(&router, id, &name))

@@ -106,6 +106,21 @@ const MAX_TALKED_TO: usize = 4096;
 
 static PROCESS_ROUTER: OnceLock<Router> = OnceLock::new();
 
+thread_local! {
+    /// The router whose message this thread is decoding, if any.
+    static DECODING: std::cell::RefCell<Option<Router>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Restores the previous decoding router when dropped (also on a panic).
+struct Decoding(Option<Router>);
+
+impl Drop for Decoding {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        DECODING.with(|d| *d.borrow_mut() = prev);
+    }
+}
+
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
@@ -232,6 +247,30 @@ impl Router {
     /// [`Context`]: crate::Context
     pub(crate) fn process() -> Option<Router> {
         PROCESS_ROUTER.get().cloned()
+    }
+
+    /// The router [`Sender`]s and [`Context`]s decoded now belong to: the
+    /// one whose message is being decoded on this thread
+    /// ([`Router::decoding_with`]), else the process's first.
+    ///
+    /// [`Sender`]: crate::Sender
+    /// [`Context`]: crate::Context
+    pub(crate) fn decoding() -> Option<Router> {
+        DECODING
+            .with(|d| d.borrow().clone())
+            .or_else(Router::process)
+    }
+
+    /// Run `decode` so that what it rebuilds belongs to `router` (the one
+    /// the message arrived at), not to whichever router the process made
+    /// first: a process may make several, one after another.
+    pub(crate) fn decoding_with<T>(router: Option<&Router>, decode: impl FnOnce() -> T) -> T {
+        let Some(router) = router else {
+            return decode();
+        };
+        let prev = DECODING.with(|d| d.replace(Some(router.clone())));
+        let _restore = Decoding(prev);
+        decode()
     }
 
     /// The broker this router runs on.

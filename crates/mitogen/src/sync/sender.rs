@@ -164,7 +164,7 @@ impl Serialize for Sender {
 impl<'de> Deserialize<'de> for Sender {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Sender, D::Error> {
         let (id, handle) = <(u32, u32)>::deserialize(d)?;
-        let router = Router::process()
+        let router = Router::decoding()
             .ok_or_else(|| de::Error::custom("no router in this process to send through"))?;
         Ok(Sender::new(Context::new(&router, id, None), handle))
     }
