@@ -101,6 +101,14 @@ struct Out {
     paused: Vec<usize>,
 }
 
+impl Out {
+    /// Open, and below [`QUEUE_HIGH`]: a send may go on at once.
+    #[inline]
+    fn has_room(&self) -> bool {
+        self.queued < QUEUE_HIGH && self.fds.is_some() && !self.closing
+    }
+}
+
 /// Bytes waiting to be sent: owned by the queue, or shared with their
 /// owner (a binary served to many children is held once, not once per
 /// queued reply).
@@ -244,15 +252,15 @@ impl Stream {
     ) -> Result<MutexGuard<'a, Out>, SendError> {
         let mut waited = false;
         loop {
+            if out.has_room() {
+                return Ok(out);
+            }
             if out.fds.is_none() || out.closing {
                 return Err(if waited {
                     SendError::ClosedWhileWaiting
                 } else {
                     SendError::Closed
                 });
-            }
-            if out.queued < QUEUE_HIGH {
-                return Ok(out);
             }
             // The broker thread handing over a frame: stop reading where
             // it came from, whatever the message (a refusal too).
@@ -284,7 +292,7 @@ impl Stream {
         wait: Wait,
     ) -> Result<(), SendError> {
         let out = self.lock();
-        let mut out = if out.queued < QUEUE_HIGH && out.fds.is_some() && !out.closing {
+        let mut out = if out.has_room() {
             out
         } else {
             self.room(out, wait)?

@@ -383,6 +383,9 @@ mod tests {
             // Nothing in flight: even an oversized message goes.
             take(&flow, &router, 250).unwrap();
             assert!(matches!(take(&flow, &router, 1), Err(Blocked::Full)));
+            // Credit from a context we did not send to opens nothing.
+            flow.on_message(&router, &credit(8, 1000, 1000));
+            assert!(matches!(take(&flow, &router, 1), Err(Blocked::Full)));
             flow.on_message(&router, &credit(7, 1000, 200));
             assert!(matches!(take(&flow, &router, 60), Err(Blocked::Full)));
             take(&flow, &router, 50).unwrap();

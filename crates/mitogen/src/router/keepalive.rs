@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use mitogen_wire::handle::KEEPALIVE;
 
 use super::Router;
-use crate::broker::{lock, Stream, Timer, Wait};
+use crate::broker::{lock, Stream, Timer};
 use crate::error::{Loss, LossKind};
 use crate::message::Message;
 
@@ -142,7 +142,7 @@ impl Router {
             st.timer = Some(self.schedule_check(k));
         }
         for s in ping {
-            self.heartbeat(&s, true);
+            self.heartbeat(s.remote_id(), true);
         }
         for (s, silent) in dead {
             let reason = format!(
@@ -163,42 +163,28 @@ impl Router {
 
     /// The streams to our parent and direct children, once each.
     fn neighbour_streams(&self) -> Vec<Arc<Stream>> {
-        let mut out: Vec<Arc<Stream>> = Vec::new();
         let parent = self
             .inner
             .parent
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let routes = self.inner.routes.read().unwrap_or_else(|p| p.into_inner());
-        for s in parent.iter().chain(routes.values()) {
-            if !out.iter().any(|x| Arc::ptr_eq(x, s)) {
-                out.push(s.clone());
-            }
-        }
-        out
+        parent.into_iter().chain(self.child_streams()).collect()
     }
 
-    /// Send a heartbeat (`ask`) or its answer straight down `stream`.
-    fn heartbeat(&self, stream: &Arc<Stream>, ask: bool) {
-        let me = self.context_id();
+    /// Send a heartbeat (`ask`) or its answer to the neighbour `dst`.
+    fn heartbeat(&self, dst: u32, ask: bool) {
         let mut msg = Message::new(KEEPALIVE, Vec::new());
-        msg.dst_id = stream.remote_id();
-        msg.src_id = me;
-        msg.auth_id = me;
+        msg.dst_id = dst;
         msg.reply_to = if ask { KEEPALIVE } else { 0 };
-        let _ = stream.send(msg.header().to_bytes(), Vec::new(), Wait::Force);
+        self.route_control(msg);
     }
 
-    /// A heartbeat from a neighbour: answer it on the stream it came by.
+    /// A heartbeat from a neighbour (its source is the stream it came by):
+    /// answer it, back down that stream.
     fn on_heartbeat(&self, msg: &Message) {
-        if msg.reply_to == 0 || msg.src_id != msg.from_stream {
-            return;
-        }
-        if let Some(stream) = self.stream_to(msg.src_id) {
-            if stream.remote_id() == msg.src_id {
-                self.heartbeat(&stream, false);
-            }
+        if msg.reply_to != 0 && msg.src_id == msg.from_stream {
+            self.heartbeat(msg.src_id, false);
         }
     }
 }

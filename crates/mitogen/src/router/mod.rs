@@ -874,18 +874,20 @@ impl Router {
 
     /// Send DEL_ROUTE for `id` down to every child that sent messages to it
     /// through us, so their waiters wake too, with the loss's kind.
-    fn tell_talkers(&self, id: u32, kind: &LossKind, reason: &str) {
-        let children: Vec<Arc<Stream>> = {
-            let routes = self.inner.routes.read().unwrap_or_else(|p| p.into_inner());
-            let mut seen: Vec<Arc<Stream>> = Vec::new();
-            for s in routes.values() {
-                if !seen.iter().any(|x| Arc::ptr_eq(x, s)) {
-                    seen.push(s.clone());
-                }
+    /// The streams to our direct children, once each (many routes share one).
+    pub(crate) fn child_streams(&self) -> Vec<Arc<Stream>> {
+        let routes = self.inner.routes.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen: Vec<Arc<Stream>> = Vec::new();
+        for s in routes.values() {
+            if !seen.iter().any(|x| Arc::ptr_eq(x, s)) {
+                seen.push(s.clone());
             }
-            seen
-        };
-        for child in children {
+        }
+        seen
+    }
+
+    fn tell_talkers(&self, id: u32, kind: &LossKind, reason: &str) {
+        for child in self.child_streams() {
             if lock(&child.talked_to).remove(&id) {
                 let body = (id, self.known_name(id), reason.to_string(), kind.clone());
                 if let Ok(mut msg) = Message::pickled(&body, mitogen_wire::handle::DEL_ROUTE) {
