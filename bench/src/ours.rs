@@ -553,10 +553,7 @@ pub fn tree_500_rss_kb(p: &Profile, leaf: bool) -> Option<f64> {
         let mut all = relays.clone();
         for relay in &relays {
             for _ in 0..99 {
-                all.push(router.local(LocalOptions {
-                    via: Some(relay.clone()),
-                    ..Default::default()
-                })?);
+                all.push(router.local(LocalOptions::new().via(relay))?);
             }
         }
         mitogen::Select::all(
@@ -648,10 +645,7 @@ fn create_and_call(router: &Router, n: usize) -> mitogen::Result<(f64, Vec<Conte
 fn chain(router: &Router, depth: usize) -> mitogen::Result<Context> {
     let mut ctx = local(router)?;
     for _ in 1..depth {
-        ctx = router.local(LocalOptions {
-            via: Some(ctx),
-            ..LocalOptions::default()
-        })?;
+        ctx = router.local(LocalOptions::new().via(&ctx))?;
     }
     Ok(ctx)
 }

@@ -43,10 +43,7 @@ fn countdown(to: mitogen::Sender, from: u32) {
 fn main() {
     mitogen::main(|router| {
         let started = Instant::now();
-        let child = router.local(LocalOptions {
-            remote_name: Some("worker".into()),
-            ..Default::default()
-        })?;
+        let child = router.local(LocalOptions::new().remote_name("worker"))?;
         let (pid, id, parents) = child.call(whoami::remote, ())?;
         println!(
             "started context {:?} (id {id}, pid {pid}, parents {parents:?}) and called it in {:.1?}",
@@ -57,12 +54,12 @@ fn main() {
         // The same program through `sh -c '<first stage>'` and the binary
         // cache, as every remote method runs it.
         let cache = std::env::temp_dir().join("mitogen-quickstart-cache");
-        let shelled = router.local(LocalOptions {
-            remote_name: Some("via-shell".into()),
-            bootstrap: Bootstrap::Shell,
-            cache_dir: Some(cache.clone()),
-            ..Default::default()
-        })?;
+        let shelled = router.local(
+            LocalOptions::new()
+                .remote_name("via-shell")
+                .bootstrap(Bootstrap::Shell)
+                .cache_dir(cache.clone()),
+        )?;
         println!(
             "started {:?} through the shell first stage; binary bytes uploaded so far: {} (0 when {} was already warm)",
             shelled.name(),

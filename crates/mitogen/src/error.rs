@@ -544,6 +544,19 @@ pub enum ConnectFailure {
         /// The signal number.
         signal: i32,
     },
+    /// The container does not exist (docker, podman, kubectl, lxc, setns…).
+    ContainerNotFound,
+    /// The container exists but is not running.
+    ContainerNotRunning,
+    /// The container engine could not be reached: its daemon is down, its
+    /// socket is missing, or we may not use it.
+    EngineUnavailable,
+    /// The target has no `/bin/sh` for the first stage.
+    NoShell,
+    /// The user to run as does not exist on the target.
+    UnknownUser,
+    /// The container's leader process could not be found (setns).
+    LeaderNotFound,
     /// The target runs another build of this program.
     VersionSkew,
     /// The options were refused before anything ran.
@@ -556,12 +569,18 @@ pub enum ConnectFailure {
 
 impl ConnectFailure {
     /// The kinds a `StreamError::Bootstrap` reason can start with.
-    const WORDED: [ConnectFailure; 5] = [
+    const WORDED: [ConnectFailure; 11] = [
         ConnectFailure::Refused,
         ConnectFailure::UnknownHost,
         ConnectFailure::TimedOut,
         ConnectFailure::PermissionDenied,
         ConnectFailure::ProgramNotFound,
+        ConnectFailure::ContainerNotFound,
+        ConnectFailure::ContainerNotRunning,
+        ConnectFailure::EngineUnavailable,
+        ConnectFailure::NoShell,
+        ConnectFailure::UnknownUser,
+        ConnectFailure::LeaderNotFound,
     ];
 
     /// The kind a bootstrap `reason` starts with (as written by its
@@ -602,6 +621,12 @@ impl fmt::Display for ConnectFailure {
             ConnectFailure::ProgramNotFound => f.write_str("program not found"),
             ConnectFailure::Exited { status } => write!(f, "exited with status {status}"),
             ConnectFailure::Killed { signal } => write!(f, "killed by signal {signal}"),
+            ConnectFailure::ContainerNotFound => f.write_str("container not found"),
+            ConnectFailure::ContainerNotRunning => f.write_str("container not running"),
+            ConnectFailure::EngineUnavailable => f.write_str("container engine unavailable"),
+            ConnectFailure::NoShell => f.write_str("no shell on the target"),
+            ConnectFailure::UnknownUser => f.write_str("unknown user"),
+            ConnectFailure::LeaderNotFound => f.write_str("container leader process not found"),
             ConnectFailure::VersionSkew => f.write_str("version skew"),
             ConnectFailure::InvalidOptions => f.write_str("invalid options"),
             ConnectFailure::BootstrapFailed => f.write_str("bootstrap failed"),

@@ -27,7 +27,7 @@
 //!
 //! fn main() {
 //!     mitogen::main(|router| {
-//!         let child = router.local(Default::default())?;
+//!         let child = router.local(mitogen::LocalOptions::new())?;
 //!         assert_eq!(child.call(add::remote, (2, 3))?, 5);
 //!         Ok(())
 //!     })
@@ -136,7 +136,8 @@ mod sys;
 pub use broker::{Broker, Timer};
 pub use connect::prompt::Password;
 pub use connect::{
-    Bootstrap, CheckHostKeys, DoasOptions, LocalOptions, SshOptions, SuOptions, SudoOptions,
+    BecomeOptions, Bootstrap, CheckHostKeys, CommonOptions, ConnectionSpec, DoasOptions,
+    KubectlOptions, LocalOptions, MethodOptions, SshOptions, SuOptions, SudoOptions,
 };
 pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
 pub use error::{
@@ -163,7 +164,7 @@ pub use mitogen_wire::{handle, DEFAULT_MAX_MESSAGE_SIZE};
 /// # Examples
 /// ```no_run
 /// mitogen::main(|router| {
-///     let child = router.local(Default::default())?;
+///     let child = router.local(mitogen::LocalOptions::new())?;
 ///     println!("started {}", child.name());
 ///     Ok(())
 /// })

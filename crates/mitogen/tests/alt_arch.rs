@@ -11,12 +11,10 @@ use common::*;
 use mitogen::{Bootstrap, Context, LocalOptions, Router};
 
 fn shell_via(relay: &Context, cache: &std::path::Path) -> LocalOptions {
-    LocalOptions {
-        via: Some(relay.clone()),
-        bootstrap: Bootstrap::Shell,
-        cache_dir: Some(cache.to_path_buf()),
-        ..Default::default()
-    }
+    LocalOptions::new()
+        .via(relay)
+        .bootstrap(Bootstrap::Shell)
+        .cache_dir(cache.to_path_buf())
 }
 
 #[test]

@@ -35,11 +35,9 @@ fn isolate() {
 
 fn shell(cache: &std::path::Path) -> LocalOptions {
     isolate();
-    LocalOptions {
-        bootstrap: Bootstrap::Shell,
-        cache_dir: Some(cache.to_path_buf()),
-        ..Default::default()
-    }
+    LocalOptions::new()
+        .bootstrap(Bootstrap::Shell)
+        .cache_dir(cache.to_path_buf())
 }
 
 #[test]

@@ -39,11 +39,11 @@ fn noexec_first_candidate_falls_back_to_the_next() {
 
     Router::with(|router| {
         let c = router
-            .local(LocalOptions {
-                bootstrap: Bootstrap::Shell,
-                cache_dir: Some(noexec.join("cache")),
-                ..Default::default()
-            })
+            .local(
+                LocalOptions::new()
+                    .bootstrap(Bootstrap::Shell)
+                    .cache_dir(noexec.join("cache")),
+            )
             .unwrap();
         assert_eq!(c.call(add::remote, (3, 4)).unwrap(), 7);
         let exe =

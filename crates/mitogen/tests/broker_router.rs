@@ -153,10 +153,7 @@ fn policy_refusal_is_a_dead_reply() {
 fn respondent_disconnect_wakes_receiver_with_reason() {
     Router::with(|router| {
         let child = router
-            .local(LocalOptions {
-                remote_name: Some("doomed".into()),
-                ..Default::default()
-            })
+            .local(LocalOptions::new().remote_name("doomed"))
             .unwrap();
         let rx = Receiver::with_options(
             &router,
@@ -203,12 +200,7 @@ fn debug_logs() -> Vec<std::path::PathBuf> {
 fn debug_option_writes_a_per_process_log() {
     let mut logs = Vec::new();
     Router::with(|router| {
-        let c = router
-            .local(LocalOptions {
-                debug: true,
-                ..Default::default()
-            })
-            .unwrap();
+        let c = router.local(LocalOptions::new().debug(true)).unwrap();
         logs = c.call(debug_logs::remote, ()).unwrap();
     })
     .unwrap();

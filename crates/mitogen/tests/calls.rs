@@ -30,10 +30,7 @@ fn call_returns_typed_result() {
 fn err_return_becomes_call_error() {
     Router::with(|router| {
         let child = router
-            .local(LocalOptions {
-                remote_name: Some("errs".into()),
-                ..Default::default()
-            })
+            .local(LocalOptions::new().remote_name("errs"))
             .unwrap();
         let e = call_error(child.call(fails::remote, ("/dev/sda".into(),)).unwrap_err());
         assert_eq!(e.kind, CallErrorKind::Returned);
@@ -208,18 +205,12 @@ fn send_await_and_dead_reply_for_unknown_handle() {
 fn remote_name_shows_in_argv0() {
     Router::with(|router| {
         let child = router
-            .local(LocalOptions {
-                remote_name: Some("worker-7".into()),
-                ..Default::default()
-            })
+            .local(LocalOptions::new().remote_name("worker-7"))
             .unwrap();
         let cmd = child.call(cmdline::remote, ()).unwrap();
         assert!(cmd.starts_with("mitogen:worker-7"), "{cmd}");
         assert!(router
-            .local(LocalOptions {
-                remote_name: Some("a/b".into()),
-                ..Default::default()
-            })
+            .local(LocalOptions::new().remote_name("a/b"))
             .is_err());
     })
     .unwrap();

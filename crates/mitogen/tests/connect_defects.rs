@@ -199,21 +199,13 @@ fn l1_su_and_doas_failures_are_reported_at_once() {
     };
     let (su, doas) = (fake("su"), fake("doas"));
     Router::with(|router| {
-        let mut o = SuOptions {
-            username: "nosuch".into(),
-            su_path: su,
-            ..Default::default()
-        };
+        let mut o = SuOptions::new().username("nosuch").su_path(su);
         o.common.connect_timeout = Duration::from_secs(8);
         let r2 = router.clone();
         let (r, took) = within(Duration::from_secs(20), "su", move || r2.su(o));
         check_quick_failure(r, took, "su");
 
-        let mut o = DoasOptions {
-            username: "nosuch".into(),
-            doas_path: doas,
-            ..Default::default()
-        };
+        let mut o = DoasOptions::new().username("nosuch").doas_path(doas);
         o.common.connect_timeout = Duration::from_secs(8);
         let r2 = router.clone();
         let (r, took) = within(Duration::from_secs(20), "doas", move || r2.doas(o));

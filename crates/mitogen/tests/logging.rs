@@ -40,10 +40,7 @@ fn child_output_and_events_reach_the_master() {
     .unwrap();
     Router::with(|router| {
         let child = router
-            .local(LocalOptions {
-                remote_name: Some("chatty".into()),
-                ..Default::default()
-            })
+            .local(LocalOptions::new().remote_name("chatty"))
             .unwrap();
         child
             .call(print_and_log::remote, ("hello".into(),))

@@ -16,22 +16,15 @@ fn ready(test: &str) -> bool {
 /// A context running as `user`, made with sudo from root.
 fn become_user(router: &Router, user: &str) -> Context {
     let c = router
-        .sudo(SudoOptions {
-            username: user.into(),
-            ..Default::default()
-        })
+        .sudo(SudoOptions::new().username(user))
         .unwrap_or_else(|e| panic!("root → {user}: {e}"));
     assert_eq!(c.call(whoami::remote, ()).unwrap(), user);
     c
 }
 
 fn sudo_from(via: &Context, user: &str, password: Option<&str>) -> SudoOptions {
-    let mut o = SudoOptions {
-        username: user.into(),
-        password: password.map(Into::into),
-        ..Default::default()
-    };
-    o.common.via = Some(via.clone());
+    let mut o = SudoOptions::new().username(user).via(via);
+    o.become_.password = password.map(Into::into);
     o
 }
 
@@ -119,10 +112,7 @@ fn sudo_refusal_carries_sudo_words() {
 fn sudo_args_unsupported_option_is_named() {
     Router::with(|router| {
         let e = router
-            .sudo(SudoOptions {
-                sudo_args: vec!["-i".into()],
-                ..Default::default()
-            })
+            .sudo(SudoOptions::new().sudo_args(["-i"]))
             .unwrap_err();
         assert!(e.to_string().contains("unsupported option(s) -i"), "{e}");
     })
@@ -137,12 +127,8 @@ fn su_right_wrong_and_missing_password() {
     Router::with(|router| {
         let a = become_user(&router, USER_A.name);
         let su = |password: Option<&str>| {
-            let mut o = SuOptions {
-                username: USER_B.name.into(),
-                password: password.map(Into::into),
-                ..Default::default()
-            };
-            o.common.via = Some(a.clone());
+            let mut o = SuOptions::new().username(USER_B.name).via(&a);
+            o.become_.password = password.map(Into::into);
             router.su(o)
         };
         let b = su(Some("bpass")).unwrap();
@@ -152,12 +138,7 @@ fn su_right_wrong_and_missing_password() {
         let e = expect_password_error(su(None), "su without password");
         assert!(e.reason.contains("none was given"), "{e}");
         // Root needs no password for su.
-        let root_su = router
-            .su(SuOptions {
-                username: USER_A.name.into(),
-                ..Default::default()
-            })
-            .unwrap();
+        let root_su = router.su(SuOptions::new().username(USER_A.name)).unwrap();
         assert_eq!(root_su.call(whoami::remote, ()).unwrap(), USER_A.name);
     })
     .unwrap();
@@ -171,12 +152,8 @@ fn doas_nopass_password_wrong_and_missing() {
     Router::with(|router| {
         let a = become_user(&router, USER_A.name);
         let doas = |via: &Context, user: &str, password: Option<&str>| {
-            let mut o = DoasOptions {
-                username: user.into(),
-                password: password.map(Into::into),
-                ..Default::default()
-            };
-            o.common.via = Some(via.clone());
+            let mut o = DoasOptions::new().username(user).via(via);
+            o.become_.password = password.map(Into::into);
             router.doas(o)
         };
         let b = doas(&a, USER_B.name, None).unwrap();

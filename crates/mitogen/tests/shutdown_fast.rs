@@ -166,10 +166,7 @@ fn sudo_shutdown_is_fast() {
         return;
     }
     measure("sudo", &|router, name| {
-        let mut o = SudoOptions {
-            username: USER_A.name.into(),
-            ..Default::default()
-        };
+        let mut o = SudoOptions::new().username(USER_A.name);
         o.common.remote_name = Some(name.into());
         router.sudo(o).unwrap()
     });
@@ -182,10 +179,7 @@ fn su_shutdown_is_fast() {
         return;
     }
     measure("su", &|router, name| {
-        let mut o = SuOptions {
-            username: USER_A.name.into(),
-            ..Default::default()
-        };
+        let mut o = SuOptions::new().username(USER_A.name);
         o.common.remote_name = Some(name.into());
         router.su(o).unwrap()
     });
@@ -198,10 +192,7 @@ fn doas_shutdown_is_fast() {
         return;
     }
     measure("doas", &|router, name| {
-        let mut o = DoasOptions {
-            username: USER_A.name.into(),
-            ..Default::default()
-        };
+        let mut o = DoasOptions::new().username(USER_A.name);
         o.common.remote_name = Some(name.into());
         router.doas(o).unwrap()
     });

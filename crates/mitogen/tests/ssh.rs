@@ -246,10 +246,7 @@ fn ssh_then_sudo_and_ssh_then_ssh_then_su() {
             ))
             .unwrap();
         // ssh → sudo (NOPASSWD rule a → b)
-        let mut sudo = SudoOptions {
-            username: USER_B.name.into(),
-            ..Default::default()
-        };
+        let mut sudo = SudoOptions::new().username(USER_B.name);
         sudo.common.via = Some(a.clone());
         let b = router.sudo(sudo).unwrap();
         assert_eq!(b.call(whoami::remote, ()).unwrap(), USER_B.name);
@@ -260,11 +257,7 @@ fn ssh_then_sudo_and_ssh_then_ssh_then_su() {
         hop.common.via = Some(a.clone());
         let b2 = router.ssh(hop).unwrap();
         assert_eq!(b2.call(whoami::remote, ()).unwrap(), USER_B.name);
-        let mut su = SuOptions {
-            username: USER_A.name.into(),
-            password: Some("apass".into()),
-            ..Default::default()
-        };
+        let mut su = SuOptions::new().username(USER_A.name).password("apass");
         su.common.via = Some(b2.clone());
         let a2 = router.su(su).unwrap();
         assert_eq!(a2.call(whoami::remote, ()).unwrap(), USER_A.name);

@@ -20,10 +20,7 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn via(ctx: &Context) -> LocalOptions {
-    LocalOptions {
-        via: Some(ctx.clone()),
-        ..Default::default()
-    }
+    LocalOptions::new().via(ctx)
 }
 
 #[test]
@@ -54,11 +51,12 @@ fn ten_deep_chain() {
 fn relay_with_fifty_leaves_uploads_the_binary_once() {
     let _turn = heavy();
     let dir = tempfile::tempdir().unwrap();
-    let shell = |cache: &str, via: Option<&Context>| LocalOptions {
-        bootstrap: Bootstrap::Shell,
-        cache_dir: Some(dir.path().join(cache)),
-        via: via.cloned(),
-        ..Default::default()
+    let shell = |cache: &str, via: Option<&Context>| {
+        let mut opts = LocalOptions::new()
+            .bootstrap(Bootstrap::Shell)
+            .cache_dir(dir.path().join(cache));
+        opts.common.via = via.cloned();
+        opts
     };
     Router::with(|router| {
         let relay = router.local(shell("relay", None)).unwrap();
@@ -259,10 +257,7 @@ fn leaf_killed_behind_a_relay_wakes_the_master_through_del_route() {
     Router::with(|router| {
         let relay = router.local(LocalOptions::default()).unwrap();
         let leaf = router
-            .local(LocalOptions {
-                remote_name: Some("doomed-leaf".into()),
-                ..via(&relay)
-            })
+            .local(via(&relay).remote_name("doomed-leaf"))
             .unwrap();
         let leaf_pid = leaf.call(pid::remote, ()).unwrap();
         let pending = leaf.call_async(sleep_ms::remote, (60_000,)).unwrap();
@@ -294,12 +289,7 @@ fn sibling_waiting_on_a_lost_leaf_is_told_by_del_route() {
     Router::with(|router| {
         let relay = router.local(LocalOptions::default()).unwrap();
         let a = router.local(via(&relay)).unwrap();
-        let b = router
-            .local(LocalOptions {
-                remote_name: Some("gone-b".into()),
-                ..via(&relay)
-            })
-            .unwrap();
+        let b = router.local(via(&relay).remote_name("gone-b")).unwrap();
         let b_pid = b.call(pid::remote, ()).unwrap();
         let silent = b.call(open_silent_inbox::remote, ()).unwrap();
         // a waits (up to 10 s) for a reply b will never send.

@@ -1,8 +1,8 @@
 //! Issue 8, L4: a damaged cache entry (empty, or cut short by a crash
 //! between rename and writeback) is never exec'd; the first stage removes
 //! it, installs the binary again, and the call works. Runs the real first
-//! stage through `router.local(LocalOptions { bootstrap: Bootstrap::Shell,
-//! .. })` with a cache directory of its own. In its own binary so that no
+//! stage through `router.local(LocalOptions::new().bootstrap(Bootstrap::Shell)
+//! …)` with a cache directory of its own. In its own binary so that no
 //! other test leaves a good copy of this binary in a shared directory that
 //! the first stage would find first.
 
@@ -17,12 +17,10 @@ use common::*;
 use mitogen::{Bootstrap, Context, LocalOptions, Router};
 
 fn shell(cache_dir: PathBuf) -> LocalOptions {
-    LocalOptions {
-        bootstrap: Bootstrap::Shell,
-        cache_dir: Some(cache_dir),
-        connect_timeout: Duration::from_secs(20),
-        ..Default::default()
-    }
+    LocalOptions::new()
+        .bootstrap(Bootstrap::Shell)
+        .cache_dir(cache_dir)
+        .connect_timeout(Duration::from_secs(20))
 }
 
 /// The file the child runs from, by its `/proc/<pid>/exe`.

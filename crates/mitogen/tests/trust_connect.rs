@@ -108,18 +108,9 @@ fn l8_password_never_in_debug_or_errors() {
     let pw = || Some(Password::from(SECRETS[0]));
     let mut ssh = SshOptions::new("web1");
     ssh.password = pw();
-    let sudo = SudoOptions {
-        password: pw(),
-        ..Default::default()
-    };
-    let su = SuOptions {
-        password: pw(),
-        ..Default::default()
-    };
-    let doas = DoasOptions {
-        password: pw(),
-        ..Default::default()
-    };
+    let sudo = SudoOptions::new().password(SECRETS[0]);
+    let su = SuOptions::new().password(SECRETS[0]);
+    let doas = DoasOptions::new().password(SECRETS[0]);
     for text in [
         format!("{ssh:?}"),
         format!("{sudo:?}"),
@@ -139,26 +130,13 @@ fn l8_password_never_in_debug_or_errors() {
         // A context as a fixture user, logging at debug level (its events
         // are forwarded here; it also writes its own debug log).
         let a = router
-            .sudo(SudoOptions {
-                username: USER_A.name.into(),
-                common: LocalOptions {
-                    debug: true,
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
+            .sudo(SudoOptions::new().username(USER_A.name).debug(true))
             .unwrap();
-        let mut sudo = SudoOptions {
-            username: USER_NOPW.name.into(),
-            password: Some(SECRETS[1].into()),
-            ..Default::default()
-        };
+        let mut sudo = SudoOptions::new()
+            .username(USER_NOPW.name)
+            .password(SECRETS[1]);
         sudo.common.via = Some(a.clone());
-        let mut su = SuOptions {
-            username: USER_B.name.into(),
-            password: Some(SECRETS[2].into()),
-            ..Default::default()
-        };
+        let mut su = SuOptions::new().username(USER_B.name).password(SECRETS[2]);
         su.common.via = Some(a.clone());
         for (what, result) in [("sudo", router.sudo(sudo)), ("su", router.su(su))] {
             let e = expect_password_error(result, what);

@@ -148,12 +148,11 @@ fn swaps(count: &Path) -> u64 {
 }
 
 fn shell(cache_dir: Option<PathBuf>) -> LocalOptions {
-    LocalOptions {
-        bootstrap: Bootstrap::Shell,
-        cache_dir,
-        connect_timeout: Duration::from_secs(20),
-        ..Default::default()
-    }
+    let mut opts = LocalOptions::new()
+        .bootstrap(Bootstrap::Shell)
+        .connect_timeout(Duration::from_secs(20));
+    opts.common.cache_dir = cache_dir;
+    opts
 }
 
 /// The file the child runs from, by its `/proc/<pid>/exe`.

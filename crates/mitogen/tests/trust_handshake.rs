@@ -185,11 +185,9 @@ fn l12_version_skew_is_still_named() {
     std::fs::write(&planted, fake).unwrap();
     std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).unwrap();
     Router::with(|router| {
-        let opts = LocalOptions {
-            bootstrap: Bootstrap::Shell,
-            cache_dir: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        };
+        let opts = LocalOptions::new()
+            .bootstrap(Bootstrap::Shell)
+            .cache_dir(dir.path().to_path_buf());
         match router.local(opts) {
             Err(mitogen::Error::Stream(e)) => {
                 let text = e.to_string();

@@ -69,10 +69,7 @@ fn wait_for(seen: &Latch<Event>, what: &str, want: impl Fn(&Event) -> bool) -> E
 }
 
 fn named(name: &str) -> LocalOptions {
-    LocalOptions {
-        remote_name: Some(name.into()),
-        ..Default::default()
-    }
+    LocalOptions::new().remote_name(name)
 }
 
 /// Two children of the master: a victim and a hostile one.
@@ -95,12 +92,7 @@ fn l11_child_cannot_log_as_another_context() {
     .unwrap();
     Router::with(|router| {
         let (victim, hostile) = victim_and_hostile(&router);
-        let deep = router
-            .local(LocalOptions {
-                via: Some(hostile.clone()),
-                ..named("deep")
-            })
-            .unwrap();
+        let deep = router.local(named("deep").via(&hostile)).unwrap();
 
         // A direct child claims to be the victim, and smuggles a second line.
         let forged = "forged-1 ok\nERROR mitogen::child: context=\"victim\" forged-2 rm -rf";
@@ -212,12 +204,7 @@ fn l11_via_cannot_rename_another_context() {
             .unwrap();
         // "Connecting" through it would hand back the victim: refused, since
         // the victim is not routed through the via.
-        let e = router
-            .local(LocalOptions {
-                via: Some(hostile.clone()),
-                ..Default::default()
-            })
-            .unwrap_err();
+        let e = router.local(LocalOptions::new().via(&hostile)).unwrap_err();
         assert!(e.to_string().contains("not routed through it"), "{e}");
         let looked_up = router.context_by_id(victim.context_id());
         assert_eq!(looked_up.name(), "victim", "the via renamed the victim");

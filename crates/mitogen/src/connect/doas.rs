@@ -13,9 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::prompt::{Password, PasswordDialogue};
-use super::spawn::{self, FirstStageArg, Launch, StdioMode};
-use super::{connect_via, LocalOptions, Method};
+use super::method::{common_field, Method};
+use super::options::{become_builders, common_builders, BecomeOptions, CommonOptions};
+use super::spawn::{FirstStageArg, Launch, StdioMode};
 use crate::context::Context;
 use crate::error::Result;
 use crate::router::Router;
@@ -24,39 +24,69 @@ use crate::router::Router;
 ///
 /// # Examples
 /// ```
-/// let mut opts = mitogen::DoasOptions {
-///     username: "deploy".into(),
-///     ..Default::default()
-/// };
-/// opts.password = Some("s3cret".into()); // a mitogen::Password: never shown by `{:?}`
-/// assert!(!format!("{opts:?}").contains("s3cret"));
+/// let opts = mitogen::DoasOptions::new().username("deploy").password("s3cret");
+/// assert!(!format!("{opts:?}").contains("s3cret")); // a Password is never shown
+/// assert_eq!(opts.become_.username, "deploy");
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DoasOptions {
-    /// Target user (default `root`).
-    pub username: String,
-    /// Password to type if doas asks.
-    pub password: Option<Password>,
     /// The doas program (default `doas`).
     pub doas_path: String,
-    /// Text that means doas asks for the password (default `password:`).
-    pub password_prompt: String,
-    /// Texts that mean the password was wrong.
-    pub incorrect_prompts: Vec<String>,
-    /// Options shared with `local`.
-    pub common: LocalOptions,
+    /// Who to become and how to answer the password prompt (default
+    /// `root`; prompt `password:`; wrong password: `doas: authentication failed`).
+    pub become_: BecomeOptions,
+    /// Options every method shares (name, timeout, debug, via, …).
+    pub common: CommonOptions,
 }
 
 impl Default for DoasOptions {
     fn default() -> Self {
         DoasOptions {
-            username: "root".into(),
-            password: None,
             doas_path: "doas".into(),
-            password_prompt: "password:".into(),
-            incorrect_prompts: vec!["doas: authentication failed".into()],
-            common: LocalOptions::default(),
+            become_: BecomeOptions::with_prompts("password:", &["doas: authentication failed"]),
+            common: CommonOptions::default(),
         }
+    }
+}
+
+impl DoasOptions {
+    /// Every default: become `root`.
+    pub fn new() -> DoasOptions {
+        DoasOptions::default()
+    }
+
+    /// The doas program to run (default `doas`).
+    pub fn doas_path(mut self, path: impl Into<String>) -> Self {
+        self.doas_path = path.into();
+        self
+    }
+
+    become_builders!();
+    common_builders!();
+}
+
+impl Method for DoasOptions {
+    const NAME: &'static str = "doas";
+
+    common_field!();
+
+    fn target(&self) -> Option<String> {
+        Some(self.become_.username.clone())
+    }
+
+    fn launch(&self, _: &Router) -> Result<Launch> {
+        let b = &self.become_;
+        let argv = vec![
+            self.doas_path.as_str(),
+            "-u",
+            &b.username,
+            "--",
+            "/bin/sh",
+            "-c",
+        ];
+        Ok(Launch::shell(argv, FirstStageArg::Script)
+            .stdio(StdioMode::Tty)
+            .prompts(b.dialogue("doas", &["operation not permitted"])))
     }
 }
 
@@ -66,35 +96,14 @@ impl Router {
     /// # Errors
     /// [`Error::Password`](crate::Error::Password), or
     /// [`Error::Stream`](crate::Error::Stream) with what doas printed.
-    pub fn doas(&self, mut opts: DoasOptions) -> Result<Context> {
-        if let Some(via) = opts.common.via.take() {
-            return connect_via(self, &via, Method::Doas(opts));
-        }
-        let launch = Launch {
-            argv: vec![
-                opts.doas_path.clone().into(),
-                "-u".into(),
-                opts.username.clone().into(),
-                "--".into(),
-                "/bin/sh".into(),
-                "-c".into(),
-            ],
-            first_stage: FirstStageArg::Script,
-            cache_dir: opts.common.cache_dir.clone(),
-            stdio: StdioMode::Tty,
-            prompts: Some(Box::new(PasswordDialogue::new(
-                "doas",
-                &opts.username,
-                opts.password.clone(),
-                &[&opts.password_prompt],
-                &opts.incorrect_prompts,
-                &["operation not permitted"],
-            ))),
-        };
-        spawn::connect(
-            self,
-            spawn::Common::new("doas", &opts.common, Some(&opts.username)),
-            launch,
-        )
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # mitogen::Router::with(|router| {
+    /// let ctx = router.doas(mitogen::DoasOptions::new().username("deploy")).unwrap();
+    /// # }).unwrap();
+    /// ```
+    pub fn doas(&self, opts: DoasOptions) -> Result<Context> {
+        super::method::connect(self, opts)
     }
 }

@@ -8,12 +8,11 @@
 //! start, `StreamError::Bootstrap` with its output when it dies early (kind
 //! `Exited` or `Killed`), `TimeoutError` after `connect_timeout`.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
-use super::spawn::{self, FirstStageArg, Launch};
+use super::method::{common_field, Method};
+use super::options::{common_builders, CommonOptions};
+use super::spawn::{FirstStageArg, Launch};
 use crate::context::Context;
 use crate::error::Result;
 use crate::router::Router;
@@ -33,41 +32,42 @@ pub enum Bootstrap {
 ///
 /// # Examples
 /// ```
-/// let opts = mitogen::LocalOptions {
-///     remote_name: Some("worker".into()),
-///     ..Default::default()
-/// };
-/// assert_eq!(opts.connect_timeout, std::time::Duration::from_secs(30));
+/// use mitogen::{Bootstrap, LocalOptions};
+/// let opts = LocalOptions::new().remote_name("worker").bootstrap(Bootstrap::Shell);
+/// assert_eq!(opts.common.connect_timeout, std::time::Duration::from_secs(30));
 /// ```
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LocalOptions {
-    /// Name of the context; the process shows as `mitogen:<name>`.
-    /// Defaults to `local.<pid>`. Must not contain `/`.
-    pub remote_name: Option<String>,
-    /// How long the child may take to start (default 30 s).
-    pub connect_timeout: Duration,
-    /// Write debug logs in the child (see [`Router::enable_debug`]);
-    /// inherited from the router when it has debug enabled.
-    pub debug: bool,
     /// Direct exec or the shell first stage.
     pub bootstrap: Bootstrap,
-    /// Cache directory tried first by the shell first stage.
-    pub cache_dir: Option<PathBuf>,
-    /// Create the child through this context instead of here (Mitogen's
-    /// `via=`): it becomes the new context's parent.
-    #[serde(skip)]
-    pub via: Option<Context>,
+    /// Options every method shares (name, timeout, debug, via, …).
+    pub common: CommonOptions,
 }
 
-impl Default for LocalOptions {
-    fn default() -> Self {
-        LocalOptions {
-            remote_name: None,
-            connect_timeout: Duration::from_secs(30),
-            debug: false,
-            bootstrap: Bootstrap::Exec,
-            cache_dir: None,
-            via: None,
+impl LocalOptions {
+    /// Every default: direct exec, named `local.<id>`.
+    pub fn new() -> LocalOptions {
+        LocalOptions::default()
+    }
+
+    /// Direct exec (default) or the shell first stage.
+    pub fn bootstrap(mut self, bootstrap: Bootstrap) -> Self {
+        self.bootstrap = bootstrap;
+        self
+    }
+
+    common_builders!();
+}
+
+impl Method for LocalOptions {
+    const NAME: &'static str = "local";
+
+    common_field!();
+
+    fn launch(&self, _: &Router) -> Result<Launch> {
+        match self.bootstrap {
+            Bootstrap::Exec => Launch::exec_self(),
+            Bootstrap::Shell => Ok(Launch::shell(["/bin/sh", "-c"], FirstStageArg::Script)),
         }
     }
 }
@@ -83,30 +83,11 @@ impl Router {
     /// # Examples
     /// ```no_run
     /// # mitogen::Router::with(|router| {
-    /// let child = router.local(Default::default()).unwrap();
+    /// let child = router.local(mitogen::LocalOptions::new().remote_name("worker")).unwrap();
     /// child.shutdown(true).unwrap();
     /// # }).unwrap();
     /// ```
-    pub fn local(&self, mut opts: LocalOptions) -> Result<Context> {
-        if let Some(via) = opts.via.take() {
-            return super::connect_via(self, &via, super::Method::Local(opts));
-        }
-        if let Some(name) = &opts.remote_name {
-            if name.contains('/') {
-                return Err(crate::error::StreamError::InvalidOptions(format!(
-                    "remote_name {name:?} must not contain '/'"
-                ))
-                .into());
-            }
-        }
-        let launch = match opts.bootstrap {
-            Bootstrap::Exec => Launch::exec_self(),
-            Bootstrap::Shell => Ok(Launch::shell(
-                vec!["/bin/sh".into(), "-c".into()],
-                FirstStageArg::Script,
-                opts.cache_dir.clone(),
-            )),
-        };
-        spawn::connect(self, spawn::Common::new("local", &opts, None), launch?)
+    pub fn local(&self, opts: LocalOptions) -> Result<Context> {
+        super::method::connect(self, opts)
     }
 }

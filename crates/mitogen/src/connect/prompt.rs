@@ -16,10 +16,9 @@ use crate::error::{ConnectFailure, Error, PasswordError};
 ///
 /// # Examples
 /// ```
-/// let mut opts = mitogen::SudoOptions::default();
-/// opts.password = Some("s3cret".into());
+/// let opts = mitogen::SudoOptions::new().password("s3cret");
 /// assert!(!format!("{opts:?}").contains("s3cret"));
-/// assert_eq!(opts.password.unwrap().expose(), "s3cret");
+/// assert_eq!(opts.become_.password.unwrap().expose(), "s3cret");
 /// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -17,26 +17,34 @@ use crate::bootstrap::first_stage::{FirstStage, Known};
 use crate::bootstrap::parent::Conversation;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
 use crate::broker::{Fds, Stream};
+use crate::connect::options::CommonOptions;
 use crate::connect::prompt::{scrub_error, Prompts};
-use crate::connect::LocalOptions;
 use crate::context::Context;
 use crate::error::{Result, StreamError};
 use crate::log::{self, Record};
 use crate::router::Router;
 use crate::sys;
 
-/// Options every method shares.
+/// What `connect` needs of a method's [`CommonOptions`], with the name
+/// settled.
 pub(crate) struct Common {
     pub method: &'static str,
     pub name: Option<String>,
     pub connect_timeout: Duration,
     pub debug: bool,
+    pub cache_dir: Option<PathBuf>,
+    pub max_message_size: Option<usize>,
+    pub unidirectional: Option<bool>,
 }
 
 impl Common {
     /// From a method's shared options; the default name is
     /// `<method>.<target>` (or `<method>.<id>` without a target).
-    pub(crate) fn new(method: &'static str, opts: &LocalOptions, target: Option<&str>) -> Common {
+    pub(crate) fn new(
+        method: &'static str,
+        opts: &CommonOptions,
+        target: Option<String>,
+    ) -> Common {
         Common {
             method,
             name: opts
@@ -45,6 +53,9 @@ impl Common {
                 .or_else(|| target.map(|t| format!("{method}.{t}"))),
             connect_timeout: opts.connect_timeout,
             debug: opts.debug,
+            cache_dir: opts.cache_dir.clone(),
+            max_message_size: opts.max_message_size,
+            unidirectional: opts.unidirectional,
         }
     }
 }
@@ -55,10 +66,10 @@ pub(crate) enum StdioMode {
     /// stdin/stdout on a socketpair, stderr on a pipe.
     Socket,
     /// As `Socket`, plus a pseudo-terminal as controlling terminal, for
-    /// programs that prompt on `/dev/tty` (ssh).
+    /// programs that prompt on `/dev/tty` (ssh with a password, sudo).
     Hybrid,
-    /// stdin, stdout and stderr all on a pseudo-terminal in raw mode (su,
-    /// doas, sudo), which prompt on their stdio.
+    /// stdin, stdout and stderr all on a pseudo-terminal in raw mode, for
+    /// programs that prompt on their stdio (su, doas).
     Tty,
 }
 
@@ -78,10 +89,11 @@ pub(crate) struct Launch {
     /// Program and arguments; the first stage is appended.
     pub argv: Vec<OsString>,
     pub first_stage: FirstStageArg,
-    /// Cache directory tried first by the first stage.
-    pub cache_dir: Option<PathBuf>,
     pub stdio: StdioMode,
     pub prompts: Option<Box<dyn Prompts>>,
+    /// A step run in the new process between fork and exec (entering a
+    /// container's namespaces); only `sys` builds one.
+    pub pre_exec: Option<sys::PreExec>,
 }
 
 impl Launch {
@@ -94,25 +106,37 @@ impl Launch {
         Ok(Launch {
             argv: vec![exe.into()],
             first_stage: FirstStageArg::None,
-            cache_dir: None,
             stdio: StdioMode::Socket,
             prompts: None,
+            pre_exec: None,
         })
     }
 
-    /// Run `prefix` followed by the first stage.
-    pub(crate) fn shell(
-        prefix: Vec<OsString>,
+    /// Run `argv` followed by the first stage, stdio on a socketpair, no
+    /// prompts: the shape of most methods.
+    pub(crate) fn shell<S: Into<OsString>>(
+        argv: impl IntoIterator<Item = S>,
         first_stage: FirstStageArg,
-        cache_dir: Option<PathBuf>,
     ) -> Launch {
         Launch {
-            argv: prefix,
+            argv: argv.into_iter().map(Into::into).collect(),
             first_stage,
-            cache_dir,
             stdio: StdioMode::Socket,
             prompts: None,
+            pre_exec: None,
         }
+    }
+
+    /// The same launch with `stdio`.
+    pub(crate) fn stdio(mut self, stdio: StdioMode) -> Launch {
+        self.stdio = stdio;
+        self
+    }
+
+    /// The same launch with `prompts` reading the program's output.
+    pub(crate) fn prompts(mut self, prompts: impl Prompts + 'static) -> Launch {
+        self.prompts = Some(Box::new(prompts));
+        self
     }
 }
 
@@ -138,6 +162,10 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         .clone()
         .unwrap_or_else(|| format!("{}.{id}", common.method));
     let nonce = nonce()?;
+    let max_message_size = common
+        .max_message_size
+        .unwrap_or_else(|| router.max_message_size())
+        .min(u32::MAX as usize);
     // How long the child waits for its configuration frame.
     let child_timeout_ms = common
         .connect_timeout
@@ -150,16 +178,10 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     let mut argv = launch.argv.clone();
     let mut install = None;
     if launch.first_stage != FirstStageArg::None {
-        let cache_dir = launch
+        let cache_dir = common
             .cache_dir
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned());
-        if cache_dir.as_ref().is_some_and(|d| d.contains('\n')) {
-            return Err(StreamError::InvalidOptions(format!(
-                "cache_dir {cache_dir:?} must not contain a newline"
-            ))
-            .into());
-        }
         let binaries = router.known_binaries();
         let known: Vec<Known> = binaries
             .iter()
@@ -229,6 +251,9 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             (master, None, None, Some(slave))
         }
     };
+    if let Some(step) = launch.pre_exec {
+        step.install(&mut cmd);
+    }
     let child = cmd.spawn().map_err(|e| StreamError::Spawn {
         program: argv[0].to_string_lossy().into_owned(),
         source: e,
@@ -260,9 +285,11 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             .chain(router.parent_ids())
             .collect(),
         name: name.clone(),
-        max_message_size: router.max_message_size() as u32,
+        max_message_size: max_message_size as u32,
         debug: common.debug || router.inner.debug.load(Ordering::Relaxed),
-        unidirectional: router.inner.unidirectional.load(Ordering::Relaxed),
+        unidirectional: common
+            .unidirectional
+            .unwrap_or_else(|| router.inner.unidirectional.load(Ordering::Relaxed)),
         shutdown_timeout_ms: router.broker().shutdown_timeout().as_millis() as u64,
         flow_window: router.flow_window(),
         keepalive_ms: router
@@ -323,7 +350,15 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
     router.add_route(id, stream.clone());
     let context = Context::new(router, id, Some(&name));
     let outputs = err_r.into_iter().collect();
-    register(router, stream, handshake.leftover, outputs, pid, &name);
+    register(
+        router,
+        stream,
+        handshake.leftover,
+        outputs,
+        pid,
+        &name,
+        max_message_size,
+    );
     // Tell the tree above: this id is reachable through us. Sent before any
     // reply of ours, so a `via=` caller learns the route first.
     router.propagate(mitogen_wire::handle::ADD_ROUTE, &(id, name));
@@ -354,8 +389,9 @@ fn register(
     outputs: Vec<OwnedFd>,
     pid: u32,
     name: &str,
+    max_message_size: usize,
 ) {
-    let mut deframer = Deframer::new(router.max_message_size() as u32);
+    let mut deframer = Deframer::new(max_message_size as u32);
     deframer.push(&leftover);
     let events = router.events();
     let r2 = router.clone();

@@ -27,9 +27,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::method::{common_field, Method};
+use super::options::{common_builders, CommonOptions};
 use super::prompt::{is_password_prompt, scrub, Password, Prompts};
-use super::spawn::{self, FirstStageArg, Launch, StdioMode};
-use super::{connect_via, LocalOptions, Method};
+use super::spawn::{FirstStageArg, Launch, StdioMode};
 use crate::context::Context;
 use crate::error::{ConnectFailure, Error, HostKeyError, PasswordError, Result, StreamError};
 use crate::router::Router;
@@ -50,10 +51,12 @@ pub enum CheckHostKeys {
 ///
 /// # Examples
 /// ```
-/// let mut opts = mitogen::SshOptions::new("web1.example.com");
-/// opts.username = Some("deploy".into());
-/// opts.check_host_keys = mitogen::CheckHostKeys::Accept;
-/// opts.password = Some("s3cret".into()); // never shown by `{:?}`
+/// use mitogen::{CheckHostKeys, SshOptions};
+/// let opts = SshOptions::new("web1.example.com")
+///     .username("deploy")
+///     .port(2222)
+///     .check_host_keys(CheckHostKeys::Accept)
+///     .password("s3cret"); // never shown by `{:?}`
 /// assert!(!format!("{opts:?}").contains("s3cret"));
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,8 +83,8 @@ pub struct SshOptions {
     pub compression: bool,
     /// ssh `-v` count, 0–3.
     pub ssh_debug_level: u8,
-    /// Options shared with `local` (name, timeout, debug, via, cache dir).
-    pub common: LocalOptions,
+    /// Options every method shares (name, timeout, debug, via, …).
+    pub common: CommonOptions,
 }
 
 impl SshOptions {
@@ -99,9 +102,71 @@ impl SshOptions {
             identities_only: true,
             compression: true,
             ssh_debug_level: 0,
-            common: LocalOptions::default(),
+            common: CommonOptions::default(),
         }
     }
+
+    /// Log in as `user` (`-l`).
+    pub fn username(mut self, user: impl Into<String>) -> Self {
+        self.username = Some(user.into());
+        self
+    }
+
+    /// Connect to `port` (`-p`).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// The ssh program to run (default `ssh`).
+    pub fn ssh_path(mut self, path: impl Into<String>) -> Self {
+        self.ssh_path = path.into();
+        self
+    }
+
+    /// Extra arguments placed before the host name.
+    pub fn ssh_args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.ssh_args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Host key checking (default `Enforce`).
+    pub fn check_host_keys(mut self, mode: CheckHostKeys) -> Self {
+        self.check_host_keys = mode;
+        self
+    }
+
+    /// The password to type if ssh asks for one.
+    pub fn password(mut self, password: impl Into<Password>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The private key to authenticate with (`-i`).
+    pub fn identity_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.identity_file = Some(path.into());
+        self
+    }
+
+    /// With a password or identity file, use only those (default `true`).
+    pub fn identities_only(mut self, on: bool) -> Self {
+        self.identities_only = on;
+        self
+    }
+
+    /// Ask ssh to compress (default `true`).
+    pub fn compression(mut self, on: bool) -> Self {
+        self.compression = on;
+        self
+    }
+
+    /// ssh's `-v` count, 0–3.
+    pub fn ssh_debug_level(mut self, level: u8) -> Self {
+        self.ssh_debug_level = level;
+        self
+    }
+
+    common_builders!();
 
     /// Refuse host and user names ssh could read as options.
     fn validate(&self) -> Result<(), StreamError> {
@@ -189,37 +254,41 @@ impl Router {
     /// ```no_run
     /// # mitogen::Router::with(|router| {
     /// let web = router.ssh(mitogen::SshOptions::new("web1")).unwrap();
-    /// let mut root = mitogen::SudoOptions::default();
-    /// root.common.via = Some(web);
-    /// let root_on_web = router.sudo(root).unwrap();
+    /// let root_on_web = router.sudo(mitogen::SudoOptions::new().via(&web)).unwrap();
     /// # }).unwrap();
     /// ```
-    pub fn ssh(&self, mut opts: SshOptions) -> Result<Context> {
-        opts.validate()?;
-        if let Some(via) = opts.common.via.take() {
-            return connect_via(self, &via, Method::Ssh(opts));
-        }
-        let launch = Launch {
-            argv: opts.argv().into_iter().map(Into::into).collect(),
-            first_stage: FirstStageArg::CommandLine,
-            cache_dir: opts.common.cache_dir.clone(),
-            stdio: if opts.password.is_some() {
-                StdioMode::Hybrid
-            } else {
-                StdioMode::Socket
-            },
-            prompts: Some(Box::new(SshPrompts {
-                host: opts.hostname.clone(),
-                password: opts.password.clone(),
-                typed: false,
-                connect_timeout: opts.common.connect_timeout,
-            })),
+    pub fn ssh(&self, opts: SshOptions) -> Result<Context> {
+        super::method::connect(self, opts)
+    }
+}
+
+impl Method for SshOptions {
+    const NAME: &'static str = "ssh";
+
+    common_field!();
+
+    fn target(&self) -> Option<String> {
+        Some(self.hostname.clone())
+    }
+
+    fn prepare(&mut self) -> Result<()> {
+        Ok(self.validate()?)
+    }
+
+    fn launch(&self, _: &Router) -> Result<Launch> {
+        let stdio = if self.password.is_some() {
+            StdioMode::Hybrid
+        } else {
+            StdioMode::Socket
         };
-        spawn::connect(
-            self,
-            spawn::Common::new("ssh", &opts.common, Some(&opts.hostname)),
-            launch,
-        )
+        Ok(Launch::shell(self.argv(), FirstStageArg::CommandLine)
+            .stdio(stdio)
+            .prompts(SshPrompts {
+                host: self.hostname.clone(),
+                password: self.password.clone(),
+                typed: false,
+                connect_timeout: self.common.connect_timeout,
+            }))
     }
 }
 

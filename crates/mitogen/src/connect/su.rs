@@ -12,9 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::prompt::{Password, PasswordDialogue};
-use super::spawn::{self, FirstStageArg, Launch, StdioMode};
-use super::{connect_via, LocalOptions, Method};
+use super::method::{common_field, Method};
+use super::options::{become_builders, common_builders, BecomeOptions, CommonOptions};
+use super::spawn::{FirstStageArg, Launch, StdioMode};
 use crate::context::Context;
 use crate::error::Result;
 use crate::router::Router;
@@ -23,40 +23,65 @@ use crate::router::Router;
 ///
 /// # Examples
 /// ```
-/// let mut opts = mitogen::SuOptions {
-///     username: "deploy".into(),
-///     ..Default::default()
-/// };
-/// opts.password = Some("s3cret".into()); // a mitogen::Password: never shown by `{:?}`
-/// assert!(!format!("{opts:?}").contains("s3cret"));
+/// let opts = mitogen::SuOptions::new().username("deploy").password("s3cret");
+/// assert!(!format!("{opts:?}").contains("s3cret")); // a Password is never shown
+/// assert_eq!(opts.become_.username, "deploy");
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuOptions {
-    /// Target user (default `root`).
-    pub username: String,
-    /// The target user's password.
-    pub password: Option<Password>,
     /// The su program (default `su`).
     pub su_path: String,
-    /// Text that means su asks for the password (default `password:`,
-    /// compared case-insensitively at the end of the output).
-    pub password_prompt: String,
-    /// Texts that mean the password was wrong.
-    pub incorrect_prompts: Vec<String>,
-    /// Options shared with `local`.
-    pub common: LocalOptions,
+    /// Who to become and how to answer the password prompt (default
+    /// `root`; prompt `password:`; wrong password: `su: sorry`, `su: authentication failure`).
+    pub become_: BecomeOptions,
+    /// Options every method shares (name, timeout, debug, via, …).
+    pub common: CommonOptions,
 }
 
 impl Default for SuOptions {
     fn default() -> Self {
         SuOptions {
-            username: "root".into(),
-            password: None,
             su_path: "su".into(),
-            password_prompt: "password:".into(),
-            incorrect_prompts: vec!["su: sorry".into(), "su: authentication failure".into()],
-            common: LocalOptions::default(),
+            become_: BecomeOptions::with_prompts(
+                "password:",
+                &["su: sorry", "su: authentication failure"],
+            ),
+            common: CommonOptions::default(),
         }
+    }
+}
+
+impl SuOptions {
+    /// Every default: become `root`.
+    pub fn new() -> SuOptions {
+        SuOptions::default()
+    }
+
+    /// The su program to run (default `su`).
+    pub fn su_path(mut self, path: impl Into<String>) -> Self {
+        self.su_path = path.into();
+        self
+    }
+
+    become_builders!();
+    common_builders!();
+}
+
+impl Method for SuOptions {
+    const NAME: &'static str = "su";
+
+    common_field!();
+
+    fn target(&self) -> Option<String> {
+        Some(self.become_.username.clone())
+    }
+
+    fn launch(&self, _: &Router) -> Result<Launch> {
+        let b = &self.become_;
+        let argv = vec![self.su_path.as_str(), &b.username, "-c"];
+        Ok(Launch::shell(argv, FirstStageArg::CommandLine)
+            .stdio(StdioMode::Tty)
+            .prompts(b.dialogue("su", &[])))
     }
 }
 
@@ -66,32 +91,14 @@ impl Router {
     /// # Errors
     /// [`Error::Password`](crate::Error::Password), or
     /// [`Error::Stream`](crate::Error::Stream) with what su printed.
-    pub fn su(&self, mut opts: SuOptions) -> Result<Context> {
-        if let Some(via) = opts.common.via.take() {
-            return connect_via(self, &via, Method::Su(opts));
-        }
-        let launch = Launch {
-            argv: vec![
-                opts.su_path.clone().into(),
-                opts.username.clone().into(),
-                "-c".into(),
-            ],
-            first_stage: FirstStageArg::CommandLine,
-            cache_dir: opts.common.cache_dir.clone(),
-            stdio: StdioMode::Tty,
-            prompts: Some(Box::new(PasswordDialogue::new(
-                "su",
-                &opts.username,
-                opts.password.clone(),
-                &[&opts.password_prompt],
-                &opts.incorrect_prompts,
-                &[],
-            ))),
-        };
-        spawn::connect(
-            self,
-            spawn::Common::new("su", &opts.common, Some(&opts.username)),
-            launch,
-        )
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # mitogen::Router::with(|router| {
+    /// let ctx = router.su(mitogen::SuOptions::new().username("deploy")).unwrap();
+    /// # }).unwrap();
+    /// ```
+    pub fn su(&self, opts: SuOptions) -> Result<Context> {
+        super::method::connect(self, opts)
     }
 }

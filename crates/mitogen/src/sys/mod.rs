@@ -4,6 +4,7 @@
 #[macro_use]
 mod syscall;
 mod fd;
+mod pre_exec;
 mod process;
 mod pty;
 
@@ -11,5 +12,6 @@ pub use fd::{
     dup_cloexec, move_stdio_aside, pipe_cloexec, poll_many, poll_readable, read, set_nonblocking,
     shutdown_write, socketpair_cloexec, write_all_blocking, write_all_deadline, writev,
 };
+pub use pre_exec::PreExec;
 pub use process::{effective_uid, ignore_sigpipe, kill, pidfd_open, reap};
 pub use pty::{controlling_tty_on_exec, openpty_raw};

@@ -214,10 +214,7 @@ pub fn make_blob(n: usize) -> mitogen::Blob {
 /// A local child named `name`.
 pub fn named(router: &Router, name: &str) -> mitogen::Context {
     router
-        .local(mitogen::LocalOptions {
-            remote_name: Some(name.into()),
-            ..Default::default()
-        })
+        .local(mitogen::LocalOptions::new().remote_name(name))
         .unwrap()
 }
 
@@ -227,11 +224,7 @@ pub fn via(
     parent: &mitogen::Context,
     name: &str,
 ) -> mitogen::Result<mitogen::Context> {
-    router.local(mitogen::LocalOptions {
-        remote_name: Some(name.into()),
-        via: Some(parent.clone()),
-        ..Default::default()
-    })
+    router.local(mitogen::LocalOptions::new().remote_name(name).via(parent))
 }
 
 /// The id of the context this runs in.
