@@ -137,7 +137,8 @@ pub use broker::{Broker, Timer};
 pub use connect::prompt::Password;
 pub use connect::{
     BecomeOptions, Bootstrap, CheckHostKeys, CommonOptions, ConnectionSpec, DoasOptions,
-    KubectlOptions, LocalOptions, MethodOptions, SshOptions, SuOptions, SudoOptions,
+    IncusOptions, JailOptions, KubectlOptions, LocalOptions, LxcOptions, LxdOptions,
+    MachinectlOptions, MethodOptions, SshOptions, SuOptions, SudoOptions,
 };
 pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
 pub use error::{

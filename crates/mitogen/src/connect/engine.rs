@@ -5,6 +5,10 @@
 use super::prompt::{Password, Prompts};
 use crate::error::{ConnectFailure, Error, StreamError};
 
+/// The `PATH` given to commands run with a cleared environment.
+pub(crate) const STANDARD_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Reads an engine's last words; no prompts are answered.
 pub(crate) struct EngineErrors;
 

@@ -137,8 +137,7 @@ impl Method for KubectlOptions {
     }
 
     fn prepare(&mut self) -> Result<()> {
-        super::engine::check_name("kubectl", "pod", &self.pod)?;
-        Ok(())
+        Ok(super::engine::check_name(Self::NAME, "pod", &self.pod)?)
     }
 
     fn launch(&self, _: &Router) -> Result<Launch> {

@@ -145,6 +145,16 @@ methods! {
     Doas(super::DoasOptions),
     /// [`Router::kubectl`].
     Kubectl(super::KubectlOptions),
+    /// [`Router::lxc`].
+    Lxc(super::LxcOptions),
+    /// [`Router::lxd`].
+    Lxd(super::LxdOptions),
+    /// [`Router::incus`].
+    Incus(super::IncusOptions),
+    /// [`Router::jail`].
+    Jail(super::JailOptions),
+    /// [`Router::machinectl`].
+    Machinectl(super::MachinectlOptions),
 }
 
 impl Router {

@@ -14,11 +14,21 @@
 //! | `su` | `su` | terminal | password |
 //! | `doas` | `doas` | terminal | password |
 //! | `kubectl` | `kubectl exec -i` | socketpair | — |
+//! | `lxc` | `lxc-attach` | socketpair | — |
+//! | `lxd` | `lxc exec` | socketpair | — |
+//! | `incus` | `incus exec` | socketpair | — |
+//! | `jail` | `jexec` | socketpair | — |
+//! | `machinectl` | `systemd-run --machine --pipe` | socketpair | — |
 
 mod doas;
 pub(crate) mod engine;
+mod incus;
+mod jail;
 mod kubectl;
 mod local;
+mod lxc;
+mod lxd;
+mod machinectl;
 pub(crate) mod method;
 mod options;
 pub(crate) mod prompt;
@@ -29,8 +39,13 @@ mod sudo;
 mod via;
 
 pub use doas::DoasOptions;
+pub use incus::IncusOptions;
+pub use jail::JailOptions;
 pub use kubectl::KubectlOptions;
 pub use local::{Bootstrap, LocalOptions};
+pub use lxc::LxcOptions;
+pub use lxd::LxdOptions;
+pub use machinectl::MachinectlOptions;
 pub use method::{ConnectionSpec, MethodOptions};
 pub use options::{BecomeOptions, CommonOptions};
 pub use ssh::{CheckHostKeys, SshOptions};
