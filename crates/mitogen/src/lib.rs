@@ -135,11 +135,10 @@ mod sys;
 
 pub use broker::{Broker, Timer};
 pub use connect::prompt::Password;
-pub use connect::{
-    BecomeOptions, Bootstrap, CheckHostKeys, CommonOptions, ConnectionSpec, DoasOptions,
-    IncusOptions, JailOptions, KubectlOptions, LocalOptions, LxcOptions, LxdOptions,
-    MachinectlOptions, MethodOptions, SshOptions, SuOptions, SudoOptions,
-};
+// `CommonOptions`, `BecomeOptions`, `MethodOptions`, `ConnectionSpec` and
+// every method's options (`SshOptions`, `SudoOptions`, …: the list in
+// `connect/mod.rs`).
+pub use connect::*;
 pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
 pub use error::{
     CallError, CallErrorKind, ChannelError, CodecError, ConnectFailure, Error, GetTimeoutError,

@@ -4,15 +4,16 @@
 //! of hops written as data.
 //!
 //! Adding a method: a file `connect/<name>.rs` with its options (serde,
-//! `Default`, builders), `impl Method` and its `//!` block (program, argv,
-//! prompts, errors); one line in [`methods!`] below; one `pub use` in
-//! `lib.rs`.
+//! builders), `impl Method` and its `//!` block (program, argv, prompts,
+//! errors), and one line in the `methods!` list of `connect/mod.rs`
+//! (`docs/design.md`, "Connection methods", shows an example).
 
 use serde::{Deserialize, Serialize};
 
 use super::options::CommonOptions;
 use super::spawn::{self, Launch};
 use super::via::connect_via;
+use super::MethodOptions;
 use crate::context::Context;
 use crate::error::Result;
 use crate::router::Router;
@@ -75,11 +76,18 @@ pub(crate) fn connect<M: Method>(router: &Router, mut m: M) -> Result<Context> {
     spawn::connect(router, common, launch)
 }
 
-/// Declares [`MethodOptions`] with one arm per method and its dispatch.
+/// Declares every method: its module (`connect/<module>.rs`), the
+/// re-export of its options, and its arm of [`MethodOptions`] with the
+/// dispatch. Invoked once, in `connect/mod.rs`, where adding a method is
+/// one line.
 macro_rules! methods {
-    ($($(#[$doc:meta])* $arm:ident($opts:ty),)+) => {
-        /// The options of any connection method: what [`Router::connect`]
-        /// takes, and one hop of a [`ConnectionSpec`]. Serialisable (serde),
+    ($($module:ident: $arm:ident($opts:ident),)+) => {
+        $(mod $module;
+        pub use $module::$opts;)+
+
+        /// The options of any connection method: what
+        /// [`Router::connect`](crate::Router::connect) takes, and one hop of
+        /// a [`ConnectionSpec`](crate::ConnectionSpec). Serialisable (serde),
         /// so a connection can be written as data or sent to another
         /// context. Every method's options convert into it with `into()`.
         ///
@@ -89,10 +97,11 @@ macro_rules! methods {
         /// let hop: MethodOptions = SshOptions::new("web1").username("deploy").into();
         /// assert_eq!(hop.method_name(), "ssh");
         /// ```
-        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
         #[non_exhaustive]
         pub enum MethodOptions {
-            $($(#[$doc])* $arm($opts),)+
+            $(#[doc = concat!("The `", stringify!($module), "` method: [`", stringify!($opts), "`].")]
+            $arm($opts),)+
         }
 
         $(impl From<$opts> for MethodOptions {
@@ -104,6 +113,7 @@ macro_rules! methods {
         impl MethodOptions {
             /// The method's name (`"ssh"`, `"sudo"`, …).
             pub fn method_name(&self) -> &'static str {
+                use $crate::connect::method::Method;
                 match self {
                     $(MethodOptions::$arm(_) => <$opts as Method>::NAME,)+
                 }
@@ -111,6 +121,7 @@ macro_rules! methods {
 
             /// The options every method shares.
             pub fn common(&self) -> &CommonOptions {
+                use $crate::connect::method::Method;
                 match self {
                     $(MethodOptions::$arm(o) => o.common(),)+
                 }
@@ -118,44 +129,23 @@ macro_rules! methods {
 
             /// The options every method shares, to change them.
             pub fn common_mut(&mut self) -> &mut CommonOptions {
+                use $crate::connect::method::Method;
                 match self {
                     $(MethodOptions::$arm(o) => o.common_mut(),)+
                 }
             }
 
-            fn connect_with(self, router: &Router) -> Result<Context> {
+            /// Connect with these options (see [`Router::connect`](crate::Router::connect)).
+            pub(crate) fn connect_with(self, router: &$crate::Router) -> $crate::Result<$crate::Context> {
                 match self {
-                    $(MethodOptions::$arm(o) => connect(router, o),)+
+                    $(MethodOptions::$arm(o) => $crate::connect::method::connect(router, o),)+
                 }
             }
         }
     };
 }
 
-methods! {
-    /// [`Router::local`].
-    Local(super::LocalOptions),
-    /// [`Router::ssh`].
-    Ssh(super::SshOptions),
-    /// [`Router::sudo`].
-    Sudo(super::SudoOptions),
-    /// [`Router::su`].
-    Su(super::SuOptions),
-    /// [`Router::doas`].
-    Doas(super::DoasOptions),
-    /// [`Router::kubectl`].
-    Kubectl(super::KubectlOptions),
-    /// [`Router::lxc`].
-    Lxc(super::LxcOptions),
-    /// [`Router::lxd`].
-    Lxd(super::LxdOptions),
-    /// [`Router::incus`].
-    Incus(super::IncusOptions),
-    /// [`Router::jail`].
-    Jail(super::JailOptions),
-    /// [`Router::machinectl`].
-    Machinectl(super::MachinectlOptions),
-}
+pub(crate) use methods;
 
 impl Router {
     /// Connect with any method, given as its options (Mitogen's

@@ -20,39 +20,35 @@
 //! | `jail` | `jexec` | socketpair | — |
 //! | `machinectl` | `systemd-run --machine --pipe` | socketpair | — |
 
-mod doas;
 pub(crate) mod engine;
-mod incus;
-mod jail;
-mod kubectl;
-mod local;
-mod lxc;
-mod lxd;
-mod machinectl;
 pub(crate) mod method;
 mod options;
 pub(crate) mod prompt;
 pub(crate) mod spawn;
-mod ssh;
-mod su;
-mod sudo;
 mod via;
 
-pub use doas::DoasOptions;
-pub use incus::IncusOptions;
-pub use jail::JailOptions;
-pub use kubectl::KubectlOptions;
-pub use local::{Bootstrap, LocalOptions};
-pub use lxc::LxcOptions;
-pub use lxd::LxdOptions;
-pub use machinectl::MachinectlOptions;
-pub use method::{ConnectionSpec, MethodOptions};
+pub use local::Bootstrap;
+pub use method::ConnectionSpec;
 pub use options::{BecomeOptions, CommonOptions};
-pub use ssh::{CheckHostKeys, SshOptions};
-pub use su::SuOptions;
-pub use sudo::SudoOptions;
+pub use ssh::CheckHostKeys;
 
 use crate::error::{ConnectFailure, Error};
+
+// Every connection method: `module: Arm(Options)`. Adding a method is a
+// file `connect/<module>.rs` and one line here.
+method::methods! {
+    local: Local(LocalOptions),
+    ssh: Ssh(SshOptions),
+    sudo: Sudo(SudoOptions),
+    su: Su(SuOptions),
+    doas: Doas(DoasOptions),
+    kubectl: Kubectl(KubectlOptions),
+    lxc: Lxc(LxcOptions),
+    lxd: Lxd(LxdOptions),
+    incus: Incus(IncusOptions),
+    jail: Jail(JailOptions),
+    machinectl: Machinectl(MachinectlOptions),
+}
 
 impl Error {
     /// Why a connection failed, whatever the error's type: the

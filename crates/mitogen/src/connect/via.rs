@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::method::MethodOptions;
+use super::MethodOptions;
 use crate::context::Context;
 use crate::error::{
     ConnectFailure, Error, HostKeyError, PasswordError, Result, StreamError, TimeoutError,
