@@ -7,6 +7,7 @@ mod fd;
 mod pre_exec;
 mod process;
 mod pty;
+mod zygote;
 
 pub use fd::{
     dup_cloexec, move_stdio_aside, pipe_cloexec, poll_many, poll_readable, read, set_nonblocking,
@@ -15,3 +16,7 @@ pub use fd::{
 pub use pre_exec::PreExec;
 pub use process::{effective_uid, ignore_sigpipe, kill, pidfd_open, reap};
 pub use pty::{controlling_tty_on_exec, openpty_raw};
+pub use zygote::{
+    auto_reap_children, dup_onto, fork_single_threaded, null_onto, recv_with_fds, send_with_fds,
+    seqpacket_pair, set_process_name, thread_count, Forked, MAX_FDS,
+};
