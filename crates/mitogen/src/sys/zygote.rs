@@ -193,6 +193,19 @@ pub fn auto_reap_children(on: bool) {
     }
 }
 
+/// Wait until this process has no child left (with SIGCHLD ignored, the
+/// kernel reaps them and wait(2) returns only when none is left).
+pub fn wait_all_children() {
+    loop {
+        let mut status = 0;
+        match syscall!(waitpid(-1, &mut status, 0)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Set this thread's name as `ps` and `/proc/<pid>/comm` show it (cut to
 /// 15 bytes; a name with a NUL byte is ignored).
 pub fn set_process_name(name: &str) {
