@@ -52,8 +52,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bootstrap::CHILD_ENV;
+use std::sync::atomic::Ordering;
+
+use super::spawn;
+use crate::bootstrap::parent::Conversation;
+use crate::bootstrap::{ChildConfig, CHILD_ENV};
+use crate::broker::{Fds, Stream};
 use crate::context::registry::lookup;
+use crate::context::Context;
 use crate::context::{ExternalContext, Remote};
 use crate::error::{Result, StreamError};
 use crate::router::{Router, RouterInner};
@@ -187,14 +193,6 @@ struct Zygote {
 
 /// Zygotes by the router that started them.
 static ZYGOTES: Mutex<Vec<(Weak<RouterInner>, Arc<Zygote>)>> = Mutex::new(Vec::new());
-
-/// The pid of `router`'s zygote, if it has one running.
-pub(crate) fn zygote_pid(router: &Router) -> Option<u32> {
-    let all = crate::broker::lock(&ZYGOTES);
-    all.iter()
-        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&router.inner)))
-        .map(|(_, z)| z.pid)
-}
 
 /// `router`'s zygote, started on first use.
 fn zygote_for(router: &Router, deadline: Instant) -> Result<Arc<Zygote>> {
@@ -374,6 +372,109 @@ pub(crate) fn fork_child(
             }
             Err(zygote_error(reason))
         }
+    }
+}
+
+impl Router {
+    /// Start a child context that is a fork of this program (Mitogen's
+    /// `Router.fork`), made by this router's zygote (see the `fork` method's
+    /// documentation for what it inherits).
+    ///
+    /// # Errors
+    /// [`Error::Stream`](crate::Error::Stream) when the zygote cannot start
+    /// or fork, or a hook is not registered;
+    /// [`Error::Timeout`](crate::Error::Timeout) after `connect_timeout`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # mitogen::Router::with(|router| {
+    /// let child = router.fork(mitogen::ForkOptions::new()).unwrap();
+    /// child.shutdown(true).unwrap();
+    /// # }).unwrap();
+    /// ```
+    pub fn fork(&self, opts: ForkOptions) -> Result<Context> {
+        if let Some(name) = &opts.common.remote_name {
+            if name.contains('/') {
+                return Err(StreamError::InvalidOptions(format!(
+                    "remote_name {name:?} must not contain '/'"
+                ))
+                .into());
+            }
+        }
+        let id = self.allocate_id()?;
+        let name = opts
+            .common
+            .remote_name
+            .clone()
+            .unwrap_or_else(|| format!("fork.{id}"));
+        let nonce = spawn::nonce()?;
+        let timeout = opts.common.connect_timeout;
+        let deadline = Instant::now() + timeout;
+        let child = fork_child(self, &opts, &nonce, &name, timeout, deadline)?;
+        let config = ChildConfig {
+            nonce: nonce.clone(),
+            context_id: id,
+            parent_ids: std::iter::once(self.context_id())
+                .chain(self.parent_ids())
+                .collect(),
+            name: name.clone(),
+            max_message_size: self.max_message_size() as u32,
+            debug: opts.common.debug || self.inner.debug.load(Ordering::Relaxed),
+            unidirectional: self.inner.unidirectional.load(Ordering::Relaxed),
+            shutdown_timeout_ms: self.broker().shutdown_timeout().as_millis() as u64,
+            flow_window: self.flow_window(),
+            keepalive_ms: self
+                .keepalive()
+                .map(|k| (k.interval.as_millis() as u64, k.misses)),
+        };
+        let conversation = Conversation {
+            router: self,
+            name: &name,
+            program: "fork",
+            nonce: &nonce,
+            read_fd: child.stream.as_raw_fd(),
+            write_fd: child.stream.as_raw_fd(),
+            stderr_fd: Some(child.stderr.as_raw_fd()),
+            tty_fd: None,
+            stdio_is_tty: false,
+            config_first: true,
+            install: None,
+            deadline,
+            timeout,
+            exit_status: &|_| None,
+        };
+        let handshake = match conversation.run(&config, &mut None) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = sys::kill(child.pid, libc::SIGKILL);
+                return Err(e);
+            }
+        };
+        let _ = sys::set_nonblocking(child.stream.as_raw_fd(), true);
+        let stream = Arc::new(Stream::new(
+            self.broker().new_token(),
+            name.clone(),
+            Fds {
+                read: child.stream,
+                write: None,
+                _keep: None,
+            },
+            None,
+            self.broker().clone(),
+        ));
+        stream.remote_id.store(id, Ordering::Relaxed);
+        self.add_route(id, stream.clone());
+        let context = Context::new(self, id, Some(&name));
+        spawn::register(
+            self,
+            stream,
+            handshake.leftover,
+            vec![child.stderr],
+            None,
+            &name,
+        );
+        self.propagate(mitogen_wire::handle::ADD_ROUTE, &(id, name));
+        Ok(context)
     }
 }
 

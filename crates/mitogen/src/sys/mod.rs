@@ -18,5 +18,5 @@ pub use process::{effective_uid, ignore_sigpipe, kill, pidfd_open, reap};
 pub use pty::{controlling_tty_on_exec, openpty_raw};
 pub use zygote::{
     auto_reap_children, dup_onto, fork_single_threaded, null_onto, recv_with_fds, send_with_fds,
-    seqpacket_pair, set_process_name, thread_count, wait_all_children, Forked, MAX_FDS,
+    seqpacket_pair, set_process_name, thread_count, wait_all_children, Forked,
 };

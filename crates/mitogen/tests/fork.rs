@@ -1,0 +1,237 @@
+//! The `fork` method: children forked by a single-threaded zygote while the
+//! master runs its broker and busy user threads; hooks; what a child
+//! inherits; nothing left behind.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mitogen::{Context, ForkOptions, LocalOptions, Router};
+use mitogen_testkit::{process_gone, wait_for};
+
+/// Longest any single call or connection in these tests may take.
+const BOUND: Duration = Duration::from_secs(20);
+
+static ON_FORK_RAN: AtomicBool = AtomicBool::new(false);
+static ON_START_RAN: AtomicBool = AtomicBool::new(false);
+/// `on_start` saw `on_fork` done first.
+static ORDER_OK: AtomicBool = AtomicBool::new(false);
+/// Set by the master's test code after start: a forked child must not see it.
+static SET_IN_MAIN: AtomicU32 = AtomicU32::new(0);
+
+#[mitogen::remote]
+fn mark_forked() {
+    ON_FORK_RAN.store(true, Ordering::SeqCst);
+}
+
+#[mitogen::remote]
+fn mark_started(ec: &mitogen::ExternalContext) {
+    // The context is up: its id is the one the parent gave it.
+    assert_ne!(ec.context_id(), 0);
+    ORDER_OK.store(ON_FORK_RAN.load(Ordering::SeqCst), Ordering::SeqCst);
+    ON_START_RAN.store(true, Ordering::SeqCst);
+}
+
+#[mitogen::remote]
+fn failing_hook() -> Result<(), String> {
+    Err("the hook refused".into())
+}
+
+/// What a forked child reports about itself.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Report {
+    pid: u32,
+    ppid: u32,
+    on_fork: bool,
+    on_start: bool,
+    order_ok: bool,
+    set_in_main: u32,
+    comm: String,
+}
+
+#[mitogen::remote]
+fn report() -> Report {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let ppid = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    Report {
+        pid: std::process::id(),
+        ppid,
+        on_fork: ON_FORK_RAN.load(Ordering::SeqCst),
+        on_start: ON_START_RAN.load(Ordering::SeqCst),
+        order_ok: ORDER_OK.load(Ordering::SeqCst),
+        set_in_main: SET_IN_MAIN.load(Ordering::SeqCst),
+        comm: std::fs::read_to_string("/proc/self/comm")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+fn hooked() -> ForkOptions {
+    ForkOptions::new()
+        .on_fork(mark_forked::remote)
+        .on_start(mark_started::remote)
+}
+
+/// Call `report` with a bounded wait.
+fn report_of(ctx: &Context) -> Report {
+    ctx.call_async(report::remote, ())
+        .unwrap()
+        .get_timeout(BOUND)
+        .unwrap_or_else(|e| panic!("{} did not report: {e}", ctx.name()))
+}
+
+#[test]
+fn hundred_forks_while_the_master_runs_busy_threads() {
+    SET_IN_MAIN.store(42, Ordering::SeqCst);
+    Router::with(|router| {
+        // User threads calling a local child all along: the master is as
+        // multithreaded as a real program.
+        let helper = router.local(LocalOptions::default()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let busy: Vec<_> = (0..3)
+            .map(|i| {
+                let (helper, stop) = (helper.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut calls = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        let sum = helper
+                            .call_async(add::remote, (i, 1))
+                            .unwrap()
+                            .get_timeout(BOUND)
+                            .expect("a busy thread's call");
+                        assert_eq!(sum, i + 1);
+                        calls += 1;
+                    }
+                    calls
+                })
+            })
+            .collect();
+
+        // 100 forks from 4 threads at once, each child answering a call.
+        let started = Instant::now();
+        let forkers: Vec<_> = (0..4)
+            .map(|_| {
+                let router = router.clone();
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    for _ in 0..25 {
+                        let ctx = router.fork(hooked()).expect("fork");
+                        let r = report_of(&ctx);
+                        assert!(r.on_fork, "on_fork did not run in {}", ctx.name());
+                        assert!(r.on_start, "on_start did not run in {}", ctx.name());
+                        assert!(r.order_ok, "on_start ran before on_fork in {}", ctx.name());
+                        assert_eq!(r.set_in_main, 0, "state set in main leaked into a fork");
+                        seen.push((r.pid, r.ppid));
+                        ctx.shutdown(false).unwrap();
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for f in forkers {
+            all.extend(f.join().expect("a forking thread panicked"));
+        }
+        let took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let calls: u32 = busy.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!(calls > 0, "the busy threads made no call");
+        assert_eq!(all.len(), 100);
+        let mut pids: Vec<u32> = all.iter().map(|(p, _)| *p).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        assert_eq!(pids.len(), 100, "every fork is its own process");
+        // All forked by one zygote, which is our child, not the master.
+        let zygote = all[0].1;
+        assert!(all.iter().all(|(_, pp)| *pp == zygote), "{all:?}");
+        assert_ne!(zygote, std::process::id());
+        eprintln!("100 forks + first calls in {took:?}, busy threads made {calls} calls");
+    })
+    .unwrap();
+}
+
+#[test]
+fn router_shutdown_leaves_no_zygote_and_no_forked_child() {
+    let mut pids = Vec::new();
+    let mut zygote = 0;
+    Router::with(|router| {
+        for _ in 0..3 {
+            let ctx = router.fork(ForkOptions::new()).unwrap();
+            let r = report_of(&ctx);
+            zygote = r.ppid;
+            pids.push(r.pid);
+        }
+        assert!(!process_gone(zygote));
+    })
+    .unwrap();
+    for pid in pids.iter().copied().chain([zygote]) {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("process {pid} to end"),
+            || process_gone(pid),
+        );
+    }
+}
+
+#[test]
+fn a_fork_child_knows_its_name_and_parents() {
+    Router::with(|router| {
+        let mut opts = ForkOptions::new();
+        opts.common.remote_name = Some("forkling".into());
+        let ctx = router.fork(opts).unwrap();
+        assert_eq!(ctx.name(), "forkling");
+        let (is_master, id, parent, parents, ec_id, router_id) = ctx
+            .call_async(identity::remote, ())
+            .unwrap()
+            .get_timeout(BOUND)
+            .unwrap();
+        assert!(!is_master);
+        assert_eq!(id, ctx.context_id());
+        assert_eq!((ec_id, router_id), (id, id));
+        assert_eq!(parent, Some(router.context_id()));
+        assert_eq!(parents, vec![router.context_id()]);
+        assert_eq!(
+            report_of(&ctx).comm,
+            "mitogen:forklin",
+            "comm keeps 15 bytes"
+        );
+        // Without hooks, none ran.
+        let r = report_of(&ctx);
+        assert!(!r.on_fork && !r.on_start);
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_unregistered_hook_is_refused_before_forking() {
+    Router::with(|router| {
+        let opts = ForkOptions::new().on_fork(mitogen::Remote::named("no::such::hook"));
+        let e = router.fork(opts).unwrap_err().to_string();
+        assert!(e.contains("\"no::such::hook\" is not a registered"), "{e}");
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_failing_on_start_hook_ends_the_child_with_its_reason() {
+    Router::with(|router| {
+        let opts = ForkOptions::new().on_start(failing_hook::remote);
+        // The child says hello before its hooks run, so the connection may
+        // succeed; the first call then fails, never hangs.
+        let outcome = router.fork(opts).and_then(|ctx| {
+            ctx.call_async(add::remote, (1, 1))
+                .and_then(|c| c.get_timeout(BOUND))
+        });
+        let e = outcome.expect_err("the child must not serve after its hook failed");
+        assert!(!e.to_string().contains("timed out"), "{e}");
+    })
+    .unwrap();
+}
