@@ -235,3 +235,71 @@ fn a_failing_on_start_hook_ends_the_child_with_its_reason() {
     })
     .unwrap();
 }
+
+/// Started as a separate process by `a_killed_master_takes_zygote_and_forks_along`.
+#[test]
+#[ignore = "helper: runs only when started by a_killed_master_takes_zygote_and_forks_along"]
+fn fork_master_helper() {
+    if std::env::var_os("MITOGEN_TEST_FORK_MASTER").is_none() {
+        return;
+    }
+    Router::with(|router| {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        for _ in 0..3 {
+            let r = report_of(&router.fork(ForkOptions::new()).unwrap());
+            writeln!(out, "forked {} zygote {}", r.pid, r.ppid).unwrap();
+        }
+        writeln!(out, "ready").unwrap();
+        out.flush().unwrap();
+        // Wait to be killed.
+        mitogen::Latch::<()>::new().get().unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_killed_master_takes_zygote_and_forks_along() {
+    use std::io::BufRead;
+    let mut master = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fork_master_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MITOGEN_TEST_FORK_MASTER", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Reading stops at "ready" or when the helper dies (end of file).
+    let mut pids = Vec::new();
+    let mut zygote = None;
+    let lines = std::io::BufReader::new(master.stdout.take().unwrap()).lines();
+    for line in lines {
+        let line = line.unwrap();
+        // libtest may print "test fork_master_helper ... " on the same line.
+        if let Some((_, rest)) = line.split_once("forked ") {
+            let mut words = rest.split_whitespace();
+            pids.push(words.next().unwrap().parse::<u32>().unwrap());
+            zygote = words.nth(1).map(|z| z.parse::<u32>().unwrap());
+        }
+        if line.contains("ready") {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 3, "the helper master did not fork its children");
+    let zygote = zygote.unwrap();
+    master.kill().unwrap(); // SIGKILL: no chance to clean up
+    master.wait().unwrap();
+    // The zygote, orphaned, may stay a zombie of a non-reaping pid 1.
+    for pid in pids.into_iter().chain([zygote]) {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("process {pid} to exit"),
+            || process_gone(pid) || mitogen_testkit::process_state(pid) == Some('Z'),
+        );
+    }
+}
