@@ -303,3 +303,37 @@ fn a_killed_master_takes_zygote_and_forks_along() {
         );
     }
 }
+
+#[test]
+fn a_fork_via_another_context_is_its_child() {
+    Router::with(|router| {
+        let relay = router.local(LocalOptions::default()).unwrap();
+        let mut opts = hooked();
+        opts.common.via = Some(relay.clone());
+        let ctx = router.fork(opts).unwrap();
+        let (_, id, parent, parents, _, _) = ctx
+            .call_async(identity::remote, ())
+            .unwrap()
+            .get_timeout(BOUND)
+            .unwrap();
+        assert_eq!(id, ctx.context_id());
+        assert_eq!(parent, Some(relay.context_id()));
+        assert_eq!(parents, vec![relay.context_id(), router.context_id()]);
+        let r = report_of(&ctx);
+        assert!(r.on_fork && r.on_start && r.order_ok, "{r:?}");
+        // Its zygote is the relay's, not ours.
+        let relay_pid = relay
+            .call_async(pid::remote, ())
+            .unwrap()
+            .get_timeout(BOUND)
+            .unwrap();
+        let zygote_parent = std::fs::read_to_string(format!("/proc/{}/stat", r.ppid))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+            });
+        assert_eq!(zygote_parent, Some(relay_pid));
+    })
+    .unwrap();
+}

@@ -392,7 +392,10 @@ impl Router {
     /// child.shutdown(true).unwrap();
     /// # }).unwrap();
     /// ```
-    pub fn fork(&self, opts: ForkOptions) -> Result<Context> {
+    pub fn fork(&self, mut opts: ForkOptions) -> Result<Context> {
+        if let Some(via) = opts.common.via.take() {
+            return super::connect_via(self, &via, super::Method::Fork(opts));
+        }
         if let Some(name) = &opts.common.remote_name {
             if name.contains('/') {
                 return Err(StreamError::InvalidOptions(format!(
