@@ -52,15 +52,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use std::sync::atomic::Ordering;
-
-use super::spawn;
-use crate::bootstrap::parent::Conversation;
-use crate::bootstrap::{ChildConfig, CHILD_ENV};
-use crate::broker::{Fds, Stream};
+use super::method::{common_field, Method};
+use super::options::{common_builders, CommonOptions};
+use super::spawn::Launch;
+use crate::bootstrap::CHILD_ENV;
 use crate::context::registry::lookup;
-use crate::context::Context;
-use crate::context::{ExternalContext, Remote};
+use crate::context::{Context, ExternalContext, Remote};
 use crate::error::{Result, StreamError};
 use crate::router::{Router, RouterInner};
 use crate::sys;
@@ -77,26 +74,40 @@ const MAX_PACKET: usize = 64 * 1024;
 /// #[mitogen::remote]
 /// fn reseed() {}
 ///
-/// let opts = mitogen::ForkOptions::new().on_fork(reseed::remote);
-/// assert_eq!(opts.on_fork_name(), Some(reseed::remote.name()));
+/// let opts = mitogen::ForkOptions::new().on_fork(reseed::remote).remote_name("worker");
+/// assert_eq!(opts.hooks.on_fork.as_deref(), Some(reseed::remote.name()));
 /// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ForkOptions {
-    /// Registered name of the function run first in the new child.
-    on_fork: Option<String>,
-    /// Registered name of the function run just before it serves.
-    on_start: Option<String>,
-    /// Options shared with `local` (name, timeout, debug, via).
-    pub common: super::LocalOptions,
+    /// The functions the new child runs before it serves.
+    pub hooks: ForkHooks,
+    /// Options every method shares (`cache_dir` is unused: nothing is copied).
+    pub common: CommonOptions,
+}
+
+/// The registered names of the functions a forked child runs before it
+/// serves; set them with [`ForkOptions::on_fork`] and
+/// [`ForkOptions::on_start`], which keep them typed.
+///
+/// # Examples
+/// ```
+/// assert_eq!(mitogen::ForkHooks::default().on_start, None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkHooks {
+    /// Runs first in the new child, before its parent stream is attached.
+    pub on_fork: Option<String>,
+    /// Runs once the stream is up, just before the first call is served.
+    pub on_start: Option<String>,
 }
 
 impl ForkOptions {
-    /// Default options: no hooks, `local`'s defaults.
+    /// Default options: no hooks, the common defaults.
     ///
     /// # Examples
     /// ```
     /// let opts = mitogen::ForkOptions::new();
-    /// assert_eq!(opts.on_start_name(), None);
+    /// assert_eq!(opts.hooks, mitogen::ForkHooks::default());
     /// ```
     pub fn new() -> ForkOptions {
         ForkOptions::default()
@@ -111,10 +122,10 @@ impl ForkOptions {
     /// #[mitogen::remote]
     /// fn reset() {}
     /// let opts = mitogen::ForkOptions::new().on_fork(reset::remote);
-    /// # let _ = opts;
+    /// assert!(opts.hooks.on_fork.is_some());
     /// ```
     pub fn on_fork(mut self, f: Remote<(), ()>) -> ForkOptions {
-        self.on_fork = Some(f.name().to_string());
+        self.hooks.on_fork = Some(f.name().to_string());
         self
     }
 
@@ -126,36 +137,27 @@ impl ForkOptions {
     /// #[mitogen::remote]
     /// fn hello(ec: &mitogen::ExternalContext) { let _ = ec.context_id(); }
     /// let opts = mitogen::ForkOptions::new().on_start(hello::remote);
-    /// # let _ = opts;
+    /// assert!(opts.hooks.on_start.is_some());
     /// ```
     pub fn on_start(mut self, f: Remote<(), ()>) -> ForkOptions {
-        self.on_start = Some(f.name().to_string());
+        self.hooks.on_start = Some(f.name().to_string());
         self
     }
 
-    /// The registered name of the `on_fork` hook, if any.
-    ///
-    /// # Examples
-    /// ```
-    /// assert_eq!(mitogen::ForkOptions::new().on_fork_name(), None);
-    /// ```
-    pub fn on_fork_name(&self) -> Option<&str> {
-        self.on_fork.as_deref()
-    }
+    common_builders!();
+}
 
-    /// The registered name of the `on_start` hook, if any.
-    ///
-    /// # Examples
-    /// ```
-    /// assert_eq!(mitogen::ForkOptions::new().on_start_name(), None);
-    /// ```
-    pub fn on_start_name(&self) -> Option<&str> {
-        self.on_start.as_deref()
-    }
+impl Method for ForkOptions {
+    const NAME: &'static str = "fork";
+
+    common_field!();
 
     /// Refuse hooks this binary does not have (both ends run the same one).
-    fn check_hooks(&self) -> Result<()> {
-        for name in [&self.on_fork, &self.on_start].into_iter().flatten() {
+    fn prepare(&mut self) -> Result<()> {
+        for name in [&self.hooks.on_fork, &self.hooks.on_start]
+            .into_iter()
+            .flatten()
+        {
             if lookup(name).is_none() {
                 return Err(StreamError::InvalidOptions(format!(
                     "fork hook {name:?} is not a registered #[remote] function"
@@ -165,6 +167,33 @@ impl ForkOptions {
         }
         Ok(())
     }
+
+    fn launch(&self, _: &Router) -> Result<Launch> {
+        Ok(Launch::fork(self.hooks.clone()))
+    }
+}
+
+impl Router {
+    /// Start a child context that is a fork of this program (Mitogen's
+    /// `Router.fork`), made by this router's zygote: see the `fork`
+    /// method's documentation (`docs/design.md`, "fork") for what it
+    /// inherits.
+    ///
+    /// # Errors
+    /// [`Error::Stream`](crate::Error::Stream) when the zygote cannot start
+    /// or fork, or a hook is not registered;
+    /// [`Error::Timeout`](crate::Error::Timeout) after `connect_timeout`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # mitogen::Router::with(|router| {
+    /// let child = router.fork(mitogen::ForkOptions::new().remote_name("worker")).unwrap();
+    /// child.shutdown(true).unwrap();
+    /// # }).unwrap();
+    /// ```
+    pub fn fork(&self, opts: ForkOptions) -> Result<Context> {
+        super::method::connect(self, opts)
+    }
 }
 
 /// What the master asks the zygote for (with two descriptors).
@@ -173,8 +202,7 @@ struct Request {
     nonce: String,
     wait_ms: u64,
     name: String,
-    on_fork: Option<String>,
-    on_start: Option<String>,
+    hooks: ForkHooks,
 }
 
 /// The zygote's answer: the first, once it is ready, carries its pid; each
@@ -314,13 +342,12 @@ pub(crate) struct Forked {
 /// configuration frame carrying `nonce`.
 pub(crate) fn fork_child(
     router: &Router,
-    opts: &ForkOptions,
+    hooks: &ForkHooks,
     nonce: &str,
     name: &str,
-    wait: Duration,
+    wait_ms: u64,
     deadline: Instant,
 ) -> Result<Forked> {
-    opts.check_hooks()?;
     let io = |what: &str, e| StreamError::Io {
         what: format!("{what} for {name}"),
         source: e,
@@ -330,10 +357,9 @@ pub(crate) fn fork_child(
     let (err_r, err_w) = sys::pipe_cloexec().map_err(|e| io("creating a pipe", e))?;
     let request = Request {
         nonce: nonce.into(),
-        wait_ms: wait.as_millis().clamp(1, u64::MAX as u128) as u64,
+        wait_ms,
         name: name.into(),
-        on_fork: opts.on_fork.clone(),
-        on_start: opts.on_start.clone(),
+        hooks: hooks.clone(),
     };
     let body =
         mitogen_wire::encode(&request).map_err(|e| StreamError::InvalidOptions(e.to_string()))?;
@@ -365,119 +391,13 @@ pub(crate) fn fork_child(
             forget_zygote(router, zygote.pid);
             if reason.contains("in time") {
                 return Err(crate::error::TimeoutError {
-                    waited: wait,
+                    waited: Duration::from_millis(wait_ms),
                     what: format!("waiting for the fork zygote to start {name}"),
                 }
                 .into());
             }
             Err(zygote_error(reason))
         }
-    }
-}
-
-impl Router {
-    /// Start a child context that is a fork of this program (Mitogen's
-    /// `Router.fork`), made by this router's zygote (see the `fork` method's
-    /// documentation for what it inherits).
-    ///
-    /// # Errors
-    /// [`Error::Stream`](crate::Error::Stream) when the zygote cannot start
-    /// or fork, or a hook is not registered;
-    /// [`Error::Timeout`](crate::Error::Timeout) after `connect_timeout`.
-    ///
-    /// # Examples
-    /// ```no_run
-    /// # mitogen::Router::with(|router| {
-    /// let child = router.fork(mitogen::ForkOptions::new()).unwrap();
-    /// child.shutdown(true).unwrap();
-    /// # }).unwrap();
-    /// ```
-    pub fn fork(&self, mut opts: ForkOptions) -> Result<Context> {
-        if let Some(via) = opts.common.via.take() {
-            return super::connect_via(self, &via, super::Method::Fork(opts));
-        }
-        if let Some(name) = &opts.common.remote_name {
-            if name.contains('/') {
-                return Err(StreamError::InvalidOptions(format!(
-                    "remote_name {name:?} must not contain '/'"
-                ))
-                .into());
-            }
-        }
-        let id = self.allocate_id()?;
-        let name = opts
-            .common
-            .remote_name
-            .clone()
-            .unwrap_or_else(|| format!("fork.{id}"));
-        let nonce = spawn::nonce()?;
-        let timeout = opts.common.connect_timeout;
-        let deadline = Instant::now() + timeout;
-        let child = fork_child(self, &opts, &nonce, &name, timeout, deadline)?;
-        let config = ChildConfig {
-            nonce: nonce.clone(),
-            context_id: id,
-            parent_ids: std::iter::once(self.context_id())
-                .chain(self.parent_ids())
-                .collect(),
-            name: name.clone(),
-            max_message_size: self.max_message_size() as u32,
-            debug: opts.common.debug || self.inner.debug.load(Ordering::Relaxed),
-            unidirectional: self.inner.unidirectional.load(Ordering::Relaxed),
-            shutdown_timeout_ms: self.broker().shutdown_timeout().as_millis() as u64,
-            flow_window: self.flow_window(),
-            keepalive_ms: self
-                .keepalive()
-                .map(|k| (k.interval.as_millis() as u64, k.misses)),
-        };
-        let conversation = Conversation {
-            router: self,
-            name: &name,
-            program: "fork",
-            nonce: &nonce,
-            read_fd: child.stream.as_raw_fd(),
-            write_fd: child.stream.as_raw_fd(),
-            stderr_fd: Some(child.stderr.as_raw_fd()),
-            tty_fd: None,
-            stdio_is_tty: false,
-            config_first: true,
-            install: None,
-            deadline,
-            timeout,
-            exit_status: &|_| None,
-        };
-        let handshake = match conversation.run(&config, &mut None) {
-            Ok(h) => h,
-            Err(e) => {
-                let _ = sys::kill(child.pid, libc::SIGKILL);
-                return Err(e);
-            }
-        };
-        let _ = sys::set_nonblocking(child.stream.as_raw_fd(), true);
-        let stream = Arc::new(Stream::new(
-            self.broker().new_token(),
-            name.clone(),
-            Fds {
-                read: child.stream,
-                write: None,
-                _keep: None,
-            },
-            None,
-            self.broker().clone(),
-        ));
-        stream.remote_id.store(id, Ordering::Relaxed);
-        self.add_route(id, stream.clone());
-        let context = Context::new(self, id, Some(&name));
-        spawn::register(
-            self,
-            stream,
-            handshake.leftover,
-            vec![child.stderr],
-            None,
-            &name,
-        );
-        self.propagate(mitogen_wire::handle::ADD_ROUTE, &(id, name));
-        Ok(context)
     }
 }
 
@@ -591,10 +511,7 @@ fn become_child(request: Request, ctrl: OwnedFd, stream: OwnedFd, stderr: OwnedF
     }
     sys::set_process_name(&format!("mitogen:{}", request.name));
     std::env::set_var(CHILD_ENV, format!("{}:{}", request.nonce, request.wait_ms));
-    let _ = HOOKS.set(Hooks {
-        on_fork: request.on_fork,
-        on_start: request.on_start,
-    });
+    let _ = HOOKS.set(request.hooks);
     crate::bootstrap::child::enter_if_child();
     // enter_if_child never returns once CHILD_ENV is set.
     std::process::exit(1);
@@ -603,12 +520,7 @@ fn become_child(request: Request, ctrl: OwnedFd, stream: OwnedFd, stderr: OwnedF
 // ---------------------------------------------------------------- hooks
 
 /// The hooks this process was forked with.
-struct Hooks {
-    on_fork: Option<String>,
-    on_start: Option<String>,
-}
-
-static HOOKS: OnceLock<Hooks> = OnceLock::new();
+static HOOKS: OnceLock<ForkHooks> = OnceLock::new();
 
 /// When a hook runs.
 #[derive(Debug, Clone, Copy)]
@@ -658,8 +570,10 @@ mod tests {
             nonce: "0123456789abcdef0123456789abcdef".into(),
             wait_ms: 5000,
             name: "fork.7".into(),
-            on_fork: Some("a::b".into()),
-            on_start: None,
+            hooks: ForkHooks {
+                on_fork: Some("a::b".into()),
+                on_start: None,
+            },
         };
         let back: Request = mitogen_wire::decode(&mitogen_wire::encode(&r).unwrap()).unwrap();
         assert_eq!(back, r);
@@ -668,8 +582,8 @@ mod tests {
     #[test]
     fn unregistered_hooks_are_refused_by_name() {
         let mut o = ForkOptions::new();
-        o.on_start = Some("no::such::hook".into());
-        let e = o.check_hooks().unwrap_err().to_string();
+        o.hooks.on_start = Some("no::such::hook".into());
+        let e = o.prepare().unwrap_err().to_string();
         assert!(e.contains("\"no::such::hook\" is not a registered"), "{e}");
     }
 }

@@ -17,6 +17,7 @@ use crate::bootstrap::first_stage::{FirstStage, Known};
 use crate::bootstrap::parent::Conversation;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
 use crate::broker::{Fds, Stream};
+use crate::connect::fork::{self, ForkHooks};
 use crate::connect::options::CommonOptions;
 use crate::connect::prompt::{scrub_error, Prompts};
 use crate::context::Context;
@@ -94,6 +95,9 @@ pub(crate) struct Launch {
     /// A step run in the new process between fork and exec (entering a
     /// container's namespaces); only `sys` builds one.
     pub pre_exec: Option<sys::PreExec>,
+    /// Instead of running `argv`, have this router's zygote fork the
+    /// child, with these hooks (the `fork` method).
+    pub fork: Option<ForkHooks>,
 }
 
 impl Launch {
@@ -109,6 +113,7 @@ impl Launch {
             stdio: StdioMode::Socket,
             prompts: None,
             pre_exec: None,
+            fork: None,
         })
     }
 
@@ -124,6 +129,19 @@ impl Launch {
             stdio: StdioMode::Socket,
             prompts: None,
             pre_exec: None,
+            fork: None,
+        }
+    }
+
+    /// Fork a copy of this program from the zygote, running `hooks`.
+    pub(crate) fn fork(hooks: ForkHooks) -> Launch {
+        Launch {
+            argv: Vec::new(),
+            first_stage: FirstStageArg::None,
+            stdio: StdioMode::Socket,
+            prompts: None,
+            pre_exec: None,
+            fork: Some(hooks),
         }
     }
 
@@ -154,23 +172,122 @@ fn nonce() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// What every connection settles before its process starts.
+struct Plan {
+    id: u32,
+    name: String,
+    nonce: String,
+    max_message_size: usize,
+    /// How long the child waits for its configuration frame.
+    child_timeout_ms: u64,
+    connect_timeout: Duration,
+    deadline: Instant,
+}
+
+/// The new context's process.
+enum Process {
+    /// Our child, started from a command: reaped through its handle.
+    Child(RefCell<Child>),
+    /// Forked by the zygote: not ours to reap; its stream is its liveness.
+    Forked(u32),
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        match self {
+            Process::Child(c) => c.borrow().id(),
+            Process::Forked(pid) => *pid,
+        }
+    }
+
+    /// Stop a process whose bootstrap failed.
+    fn kill(self) {
+        match self {
+            Process::Child(c) => {
+                let mut child = c.into_inner();
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // The zygote reaps it.
+            Process::Forked(pid) => {
+                let _ = sys::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A started process and the master's ends of its stdio.
+struct Started {
+    process: Process,
+    /// Carries the protocol.
+    ours: OwnedFd,
+    /// A terminal watched for prompts (hybrid), kept open with the stream.
+    tty: Option<OwnedFd>,
+    /// The program's stderr.
+    err_r: Option<OwnedFd>,
+    /// The terminal's other side, held until the hello (see `start_command`).
+    _slave: Option<OwnedFd>,
+    /// The program's name, for error texts.
+    program: String,
+    /// The first stage's second half, when there is a first stage.
+    install: Option<String>,
+}
+
 /// Start `launch`, bootstrap over its stdio, and register the new context.
-pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result<Context> {
+pub(crate) fn connect(router: &Router, common: Common, mut launch: Launch) -> Result<Context> {
     let id = router.allocate_id()?;
     let name = common
         .name
         .clone()
         .unwrap_or_else(|| format!("{}.{id}", common.method));
-    let nonce = nonce()?;
-    let max_message_size = common
-        .max_message_size
-        .unwrap_or_else(|| router.max_message_size())
-        .min(u32::MAX as usize);
-    // How long the child waits for its configuration frame.
-    let child_timeout_ms = common
-        .connect_timeout
-        .as_millis()
-        .clamp(1, u32::MAX as u128) as u64;
+    let plan = Plan {
+        id,
+        nonce: nonce()?,
+        max_message_size: common
+            .max_message_size
+            .unwrap_or_else(|| router.max_message_size())
+            .min(u32::MAX as usize),
+        child_timeout_ms: common
+            .connect_timeout
+            .as_millis()
+            .clamp(1, u32::MAX as u128) as u64,
+        connect_timeout: common.connect_timeout,
+        deadline: Instant::now() + common.connect_timeout,
+        name,
+    };
+    let started = match launch.fork.take() {
+        Some(hooks) => {
+            let f = fork::fork_child(
+                router,
+                &hooks,
+                &plan.nonce,
+                &plan.name,
+                plan.child_timeout_ms,
+                plan.deadline,
+            )?;
+            Started {
+                process: Process::Forked(f.pid),
+                ours: f.stream,
+                tty: None,
+                err_r: Some(f.stderr),
+                _slave: None,
+                program: "fork".into(),
+                install: None,
+            }
+        }
+        None => start_command(router, &common, &plan, &mut launch)?,
+    };
+    adopt(router, &common, plan, started, launch)
+}
+
+/// Run the launch's command with its stdio connected as it asks.
+fn start_command(
+    router: &Router,
+    common: &Common,
+    plan: &Plan,
+    launch: &mut Launch,
+) -> Result<Started> {
+    let (name, nonce, child_timeout_ms) = (&plan.name, &plan.nonce, plan.child_timeout_ms);
     let io = |what: &str, e| StreamError::Io {
         what: format!("{what} for {name}"),
         source: e,
@@ -193,7 +310,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             .collect();
         let stage = FirstStage {
             binaries: &known,
-            nonce: &nonce,
+            nonce,
             child_timeout_ms,
             name: &format!("mitogen:{name}"),
             cache_dir: cache_dir.as_deref(),
@@ -251,7 +368,7 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             (master, None, None, Some(slave))
         }
     };
-    if let Some(step) = launch.pre_exec {
+    if let Some(step) = launch.pre_exec.take() {
         step.install(&mut cmd);
     }
     let child = cmd.spawn().map_err(|e| StreamError::Spawn {
@@ -259,8 +376,6 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         source: e,
     })?;
     drop(cmd);
-    let pid = child.id();
-    let child = RefCell::new(child);
     // In `Tty` mode the program has the terminal as its stdio, so our copy
     // of the slave goes now: when the program exits (a failed su or doas),
     // the master reads EIO at once instead of at the timeout. In `Hybrid`
@@ -277,7 +392,48 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         }
         _ => slave,
     };
+    let program = Path::new(&argv[0])
+        .file_name()
+        .unwrap_or(argv[0].as_os_str())
+        .to_string_lossy()
+        .into_owned();
+    Ok(Started {
+        process: Process::Child(RefCell::new(child)),
+        ours,
+        tty,
+        err_r,
+        _slave,
+        program,
+        install,
+    })
+}
 
+/// Bootstrap over a started process's stdio and register the new context.
+fn adopt(
+    router: &Router,
+    common: &Common,
+    plan: Plan,
+    started: Started,
+    launch: Launch,
+) -> Result<Context> {
+    let Plan {
+        id,
+        name,
+        nonce,
+        max_message_size,
+        connect_timeout,
+        deadline,
+        ..
+    } = plan;
+    let Started {
+        process,
+        ours,
+        tty,
+        err_r,
+        _slave,
+        program,
+        install,
+    } = started;
     let config = ChildConfig {
         nonce: nonce.clone(),
         context_id: id,
@@ -296,10 +452,6 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             .keepalive()
             .map(|k| (k.interval.as_millis() as u64, k.misses)),
     };
-    let program = Path::new(&argv[0])
-        .file_name()
-        .unwrap_or(argv[0].as_os_str())
-        .to_string_lossy();
     let conversation = Conversation {
         router,
         name: &name,
@@ -312,17 +464,19 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         stdio_is_tty: launch.stdio == StdioMode::Tty,
         config_first: launch.first_stage == FirstStageArg::None,
         install,
-        deadline: Instant::now() + common.connect_timeout,
-        timeout: common.connect_timeout,
-        exit_status: &|until| exit_status(&child, until),
+        deadline,
+        timeout: connect_timeout,
+        exit_status: &|until| match &process {
+            Process::Child(child) => exit_status(child, until),
+            // Not our child: its status is the zygote's to know.
+            Process::Forked(_) => None,
+        },
     };
     let mut prompts = launch.prompts;
     let handshake = match conversation.run(&config, &mut prompts) {
         Ok(h) => h,
         Err(e) => {
-            let mut child = child.into_inner();
-            let _ = child.kill();
-            let _ = child.wait();
+            process.kill();
             return Err(match &prompts {
                 Some(p) => scrub_error(e, p.as_ref()),
                 None => e,
@@ -343,7 +497,10 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
             write: None,
             _keep: tty,
         },
-        Some(pid),
+        match &process {
+            Process::Child(_) => Some(process.pid()),
+            Process::Forked(_) => None,
+        },
         router.broker().clone(),
     ));
     stream.remote_id.store(id, Ordering::Relaxed);
@@ -355,7 +512,10 @@ pub(crate) fn connect(router: &Router, common: Common, launch: Launch) -> Result
         stream,
         handshake.leftover,
         outputs,
-        pid,
+        match &process {
+            Process::Child(_) => Some(process.pid()),
+            Process::Forked(_) => None,
+        },
         &name,
         max_message_size,
     );
@@ -387,7 +547,7 @@ fn register(
     stream: Arc<Stream>,
     leftover: Vec<u8>,
     outputs: Vec<OwnedFd>,
-    pid: u32,
+    pid: Option<u32>,
     name: &str,
     max_message_size: usize,
 ) {
@@ -417,12 +577,15 @@ fn register(
                 }),
             );
         }
-        core.add_child(
-            pid,
-            Box::new(move |status| {
-                tracing::debug!("{name} (pid {pid}) exited with wait status {status}");
-                drop(r2);
-            }),
-        );
+        // A forked child is not ours to reap: its stream is its liveness.
+        if let Some(pid) = pid {
+            core.add_child(
+                pid,
+                Box::new(move |status| {
+                    tracing::debug!("{name} (pid {pid}) exited with wait status {status}");
+                    drop(r2);
+                }),
+            );
+        }
     });
 }
