@@ -221,17 +221,21 @@ fn an_unregistered_hook_is_refused_before_forking() {
 }
 
 #[test]
-fn a_failing_on_start_hook_ends_the_child_with_its_reason() {
+fn a_failing_hook_fails_the_connection_and_names_the_cause() {
     Router::with(|router| {
-        let opts = ForkOptions::new().on_start(failing_hook::remote);
-        // The child says hello before its hooks run, so the connection may
-        // succeed; the first call then fails, never hangs.
-        let outcome = router.fork(opts).and_then(|ctx| {
-            ctx.call_async(add::remote, (1, 1))
-                .and_then(|c| c.get_timeout(BOUND))
-        });
-        let e = outcome.expect_err("the child must not serve after its hook failed");
-        assert!(!e.to_string().contains("timed out"), "{e}");
+        for opts in [
+            ForkOptions::new().on_start(failing_hook::remote),
+            ForkOptions::new().on_fork(failing_hook::remote),
+        ] {
+            let started = Instant::now();
+            let e = router.fork(opts).expect_err("a child whose hook failed");
+            let text = e.to_string();
+            assert!(text.contains("a hook failed"), "{text}");
+            assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
+        }
+        // The router still forks.
+        let ctx = router.fork(hooked()).unwrap();
+        assert!(report_of(&ctx).on_start);
     })
     .unwrap();
 }

@@ -171,7 +171,36 @@ impl Method for ForkOptions {
     fn launch(&self, _: &Router) -> Result<Launch> {
         Ok(Launch::fork(self.hooks.clone()))
     }
+
+    /// With hooks, one call proves they ran: the child greets before they
+    /// run, and ends if one fails.
+    fn confirm(&self, context: &Context) -> Result<()> {
+        if self.hooks == ForkHooks::default() {
+            return Ok(());
+        }
+        let answer = context
+            .call_async(hooks_ran::remote, ())
+            .and_then(|c| c.get_timeout(self.common.connect_timeout));
+        match answer {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = context.shutdown(false);
+                Err(StreamError::Bootstrap {
+                    name: context.name().to_string(),
+                    reason: format!(
+                        "the forked child ended before it served: a hook failed (its reason is on the child's stderr, logged); {e}"
+                    ),
+                    output: String::new(),
+                }
+                .into())
+            }
+        }
+    }
 }
+
+/// Answers once the hooks have run (calls are served after them).
+#[crate::remote]
+fn hooks_ran() {}
 
 impl Router {
     /// Start a child context that is a fork of this program (Mitogen's

@@ -46,6 +46,11 @@ pub(crate) trait Method: Into<MethodOptions> {
     /// The program to start, how its stdio is connected, the prompts it
     /// may print and any step between fork and exec.
     fn launch(&self, router: &Router) -> Result<Launch>;
+
+    /// Check the new context before handing it out (after the hello).
+    fn confirm(&self, _context: &Context) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The `common`/`common_mut` pair of a [`Method`] whose options keep
@@ -73,7 +78,9 @@ pub(crate) fn connect<M: Method>(router: &Router, mut m: M) -> Result<Context> {
     }
     let launch = m.launch(router)?;
     let common = spawn::Common::new(M::NAME, m.common(), m.target());
-    spawn::connect(router, common, launch)
+    let context = spawn::connect(router, common, launch)?;
+    m.confirm(&context)?;
+    Ok(context)
 }
 
 /// Declares every method: its module (`connect/<module>.rs`), the
