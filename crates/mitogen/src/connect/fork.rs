@@ -74,8 +74,10 @@ const MAX_PACKET: usize = 64 * 1024;
 /// #[mitogen::remote]
 /// fn reseed() {}
 ///
-/// let opts = mitogen::ForkOptions::new().on_fork(reseed::remote).remote_name("worker");
-/// assert_eq!(opts.hooks.on_fork.as_deref(), Some(reseed::remote.name()));
+/// fn main() {
+///     let opts = mitogen::ForkOptions::new().on_fork(reseed::remote).remote_name("worker");
+///     assert_eq!(opts.hooks.on_fork.as_deref(), Some(reseed::remote.name()));
+/// }
 /// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ForkOptions {
@@ -121,8 +123,11 @@ impl ForkOptions {
     /// ```
     /// #[mitogen::remote]
     /// fn reset() {}
-    /// let opts = mitogen::ForkOptions::new().on_fork(reset::remote);
-    /// assert!(opts.hooks.on_fork.is_some());
+    ///
+    /// fn main() {
+    ///     let opts = mitogen::ForkOptions::new().on_fork(reset::remote);
+    ///     assert!(opts.hooks.on_fork.is_some());
+    /// }
     /// ```
     pub fn on_fork(mut self, f: Remote<(), ()>) -> ForkOptions {
         self.hooks.on_fork = Some(f.name().to_string());
@@ -135,9 +140,14 @@ impl ForkOptions {
     /// # Examples
     /// ```
     /// #[mitogen::remote]
-    /// fn hello(ec: &mitogen::ExternalContext) { let _ = ec.context_id(); }
-    /// let opts = mitogen::ForkOptions::new().on_start(hello::remote);
-    /// assert!(opts.hooks.on_start.is_some());
+    /// fn hello(ec: &mitogen::ExternalContext) {
+    ///     let _ = ec.context_id();
+    /// }
+    ///
+    /// fn main() {
+    ///     let opts = mitogen::ForkOptions::new().on_start(hello::remote);
+    ///     assert!(opts.hooks.on_start.is_some());
+    /// }
     /// ```
     pub fn on_start(mut self, f: Remote<(), ()>) -> ForkOptions {
         self.hooks.on_start = Some(f.name().to_string());
