@@ -97,6 +97,22 @@ def w_local_connect_first_call_ms(p):
     return median(samples)
 
 
+def w_fork_connect_first_call_ms(p):
+    """router.fork() then one call of noop(); wall time, ms; median of n,
+    all in one session after one untimed fork (ours starts its zygote then);
+    each child is shut down, untimed, before the next."""
+    samples = []
+    with Session() as router:
+        router.fork().call(noop)
+        for _ in range(p['connect_n']):
+            t0 = time.perf_counter()
+            ctx = router.fork()
+            ctx.call(noop)
+            samples.append((time.perf_counter() - t0) * 1e3)
+            ctx.shutdown(wait=True)
+    return median(samples)
+
+
 def w_call_roundtrip_us(p):
     """Sequential ctx.call(noop) on a warm local child; µs per call."""
     with Session() as router:
@@ -438,6 +454,7 @@ ISOLATED = ['idle_child_rss_kb', 'master_rss_50_children_kb',
 
 WORKLOADS = [
     ('local_connect_first_call_ms', w_local_connect_first_call_ms),
+    ('fork_connect_first_call_ms', w_fork_connect_first_call_ms),
     ('call_roundtrip_us', w_call_roundtrip_us),
     ('pipelined_calls_per_s', w_pipelined_calls_per_s),
     ('arg_64mib_mbps', w_arg_64mib_mbps),

@@ -33,7 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mitogen::{
-    AsyncCall, Context, LocalOptions, Member, Message, Receiver, Router, Select, SshOptions,
+    AsyncCall, Context, ForkOptions, LocalOptions, Member, Message, Receiver, Router, Select,
+    SshOptions,
 };
 use serde_bytes::Bytes;
 
@@ -66,6 +67,28 @@ pub fn local_connect_first_call_ms(p: &Profile) -> Option<f64> {
         })?);
     }
     median(&samples)
+}
+
+/// `fork_connect_first_call_ms`.
+///
+/// One session: an untimed fork (which starts the zygote) and call, then
+/// `p.connect_n` samples of: start the clock, fork one child, make one
+/// blocking noop call on it, stop the clock; shut it down, untimed. Report
+/// the median, in ms. Python: `router.fork()` then `ctx.call(noop)`.
+pub fn fork_connect_first_call_ms(p: &Profile) -> Option<f64> {
+    session(|router| {
+        router.fork(ForkOptions::new())?.call(noop::remote, ())?;
+        let mut samples = Vec::with_capacity(p.connect_n);
+        for _ in 0..p.connect_n {
+            let t0 = Instant::now();
+            let ctx = router.fork(ForkOptions::new())?;
+            ctx.call(noop::remote, ())?;
+            samples.push(ms(t0));
+            ctx.shutdown(true)?;
+        }
+        Ok(median(&samples))
+    })
+    .flatten()
 }
 
 /// `call_roundtrip_us`.
@@ -722,6 +745,7 @@ pub fn run(name: &str, p: &Profile, target: Option<&Target>) -> Option<f64> {
     }
     let v = match name {
         "local_connect_first_call_ms" => local_connect_first_call_ms(p),
+        "fork_connect_first_call_ms" => fork_connect_first_call_ms(p),
         "call_roundtrip_us" => call_roundtrip_us(p),
         "pipelined_calls_per_s" => pipelined_calls_per_s(p),
         "arg_64mib_mbps" => arg_64mib_mbps(p),

@@ -143,6 +143,7 @@ pub const WORKLOADS: &[Workload] = &[
         w("local_connect_first_call_ms", "ms", Lower),
         Raw::SpawnTrueMs,
     ),
+    w("fork_connect_first_call_ms", "ms", Lower),
     limit(w("call_roundtrip_us", "us", Lower), Raw::PingPongUs),
     w("pipelined_calls_per_s", "calls/s", Higher),
     limit(w("arg_64mib_mbps", "MB/s", Higher), Raw::SocketpairMbps),
