@@ -193,10 +193,12 @@ enum Process {
 }
 
 impl Process {
-    fn pid(&self) -> u32 {
+    /// The pid of our own child, which the broker reaps; `None` for a
+    /// forked one (the zygote's child).
+    fn child_pid(&self) -> Option<u32> {
         match self {
-            Process::Child(c) => c.borrow().id(),
-            Process::Forked(pid) => *pid,
+            Process::Child(c) => Some(c.borrow().id()),
+            Process::Forked(_) => None,
         }
     }
 
@@ -416,23 +418,10 @@ fn adopt(
     started: Started,
     launch: Launch,
 ) -> Result<Context> {
-    let Plan {
-        id,
-        name,
-        nonce,
-        max_message_size,
-        connect_timeout,
-        deadline,
-        ..
-    } = plan;
+    let (id, name, nonce) = (plan.id, plan.name, plan.nonce);
+    let max_message_size = plan.max_message_size;
     let Started {
-        process,
-        ours,
-        tty,
-        err_r,
-        _slave,
-        program,
-        install,
+        process, ours, tty, ..
     } = started;
     let config = ChildConfig {
         nonce: nonce.clone(),
@@ -455,17 +444,17 @@ fn adopt(
     let conversation = Conversation {
         router,
         name: &name,
-        program: &program,
+        program: &started.program,
         nonce: &nonce,
         read_fd: ours.as_raw_fd(),
         write_fd: ours.as_raw_fd(),
-        stderr_fd: err_r.as_ref().map(|f| f.as_raw_fd()),
+        stderr_fd: started.err_r.as_ref().map(|f| f.as_raw_fd()),
         tty_fd: tty.as_ref().map(|f| f.as_raw_fd()),
         stdio_is_tty: launch.stdio == StdioMode::Tty,
         config_first: launch.first_stage == FirstStageArg::None,
-        install,
-        deadline,
-        timeout: connect_timeout,
+        install: started.install,
+        deadline: plan.deadline,
+        timeout: plan.connect_timeout,
         exit_status: &|until| match &process {
             Process::Child(child) => exit_status(child, until),
             // Not our child: its status is the zygote's to know.
@@ -497,25 +486,19 @@ fn adopt(
             write: None,
             _keep: tty,
         },
-        match &process {
-            Process::Child(_) => Some(process.pid()),
-            Process::Forked(_) => None,
-        },
+        process.child_pid(),
         router.broker().clone(),
     ));
     stream.remote_id.store(id, Ordering::Relaxed);
     router.add_route(id, stream.clone());
     let context = Context::new(router, id, Some(&name));
-    let outputs = err_r.into_iter().collect();
+    let outputs = started.err_r.into_iter().collect();
     register(
         router,
         stream,
         handshake.leftover,
         outputs,
-        match &process {
-            Process::Child(_) => Some(process.pid()),
-            Process::Forked(_) => None,
-        },
+        process.child_pid(),
         &name,
         max_message_size,
     );
