@@ -341,3 +341,60 @@ fn a_fork_via_another_context_is_its_child() {
     })
     .unwrap();
 }
+
+/// Started as a separate process (alone, so no other test opens
+/// descriptors meanwhile) by `routers_that_forked_leave_no_descriptor_behind`.
+#[test]
+#[ignore = "helper: runs only when started by routers_that_forked_leave_no_descriptor_behind"]
+fn fd_helper() {
+    if std::env::var_os("MITOGEN_TEST_FORK_FDS").is_none() {
+        return;
+    }
+    // Sockets and pipes only: each router leaks an eventfd today, whatever
+    // the method (seen with `local` too), which is not this test's subject.
+    let ours = || {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|l| l.to_string_lossy().into_owned())
+            .filter(|l| l.starts_with("socket:") || l.starts_with("pipe:"))
+            .count()
+    };
+    let before = ours();
+    for _ in 0..5 {
+        Router::with(|router| {
+            let ctx = router.fork(ForkOptions::new()).unwrap();
+            report_of(&ctx);
+        })
+        .unwrap();
+    }
+    // Each zygote ends once its router's broker stops; then its socket is closed.
+    wait_for(
+        Duration::from_secs(10),
+        "sockets and pipes to be closed",
+        || ours() <= before,
+    );
+    println!("fds ok: {before} -> {}", ours());
+}
+
+#[test]
+fn routers_that_forked_leave_no_descriptor_behind() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fd_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MITOGEN_TEST_FORK_FDS", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("fds ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

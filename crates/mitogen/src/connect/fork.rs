@@ -47,6 +47,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -255,8 +256,12 @@ struct Zygote {
     /// The master's end of the request socket; held while a request is in
     /// flight, so requests never interleave.
     ctrl: Mutex<OwnedFd>,
-    pid: u32,
+    /// Unique in this process (a pid can be reused once reaped).
+    serial: u64,
 }
+
+/// The next zygote's serial number.
+static SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// Zygotes by the router that started them.
 static ZYGOTES: Mutex<Vec<(Weak<RouterInner>, Arc<Zygote>)>> = Mutex::new(Vec::new());
@@ -278,9 +283,8 @@ fn zygote_for(router: &Router, deadline: Instant) -> Result<Arc<Zygote>> {
 
 /// Forget `router`'s zygote (after a failed request), so the next fork
 /// starts a new one. Closing our end makes it exit.
-fn forget_zygote(router: &Router, pid: u32) {
-    crate::broker::lock(&ZYGOTES)
-        .retain(|(w, z)| !(std::ptr::eq(w.as_ptr(), Arc::as_ptr(&router.inner)) && z.pid == pid));
+fn forget_zygote(serial: u64) {
+    crate::broker::lock(&ZYGOTES).retain(|(_, z)| z.serial != serial);
 }
 
 fn zygote_error(reason: String) -> crate::Error {
@@ -314,14 +318,17 @@ fn start_zygote(router: &Router, deadline: Instant) -> Result<Zygote> {
             source: e,
         })?;
     let pid = child.id();
-    // The zygote is our child: reap it whenever it ends. It ends when the
-    // broker stops and closes `err_r` (below), which the broker does not
-    // wait for, so this is not the broker's child.
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+    // The zygote is our child: reap it whenever it ends, and forget it
+    // (closing our end of its socket). It ends when the broker stops and
+    // closes `err_r` (below), which the broker does not wait for, so this
+    // is not the broker's child.
     let _ = std::thread::Builder::new()
         .name(format!("mitogen-zygote-{pid}"))
         .spawn(move || {
             let status = child.wait();
             tracing::debug!("fork zygote (pid {pid}) ended: {status:?}");
+            forget_zygote(serial);
         });
     // The broker owns the read end of the zygote's stderr, its lifeline.
     router.broker().defer_core(move |core| {
@@ -346,7 +353,7 @@ fn start_zygote(router: &Router, deadline: Instant) -> Result<Zygote> {
     }
     Ok(Zygote {
         ctrl: Mutex::new(ours),
-        pid,
+        serial,
     })
 }
 
@@ -427,7 +434,7 @@ pub(crate) fn fork_child(
         Ok(Err(reason)) => Err(zygote_error(format!("the zygote could not fork: {reason}"))),
         Err(reason) => {
             // Out of step or gone: a new zygote serves the next request.
-            forget_zygote(router, zygote.pid);
+            forget_zygote(zygote.serial);
             if reason.contains("in time") {
                 return Err(crate::error::TimeoutError {
                     waited: Duration::from_millis(wait_ms),
