@@ -11,7 +11,7 @@ use mitogen_wire::Deframer;
 
 use super::{ChildConfig, CHILD_ENV, CWD_ENV, HELLO, PROTOCOL};
 use crate::broker::{Broker, Fds, Stream};
-use crate::connect::fork::{self, HookPoint};
+use crate::connect::{run_hook, HookPoint};
 use crate::context::dispatcher;
 use crate::context::registry::table_hash;
 use crate::error::LossKind;
@@ -29,7 +29,7 @@ use crate::{identity, sys};
 /// terminal, a file, another program's output) ends the process with a
 /// one-line error on stderr and status 1, before anything is written.
 pub(crate) fn enter_if_child() {
-    crate::connect::fork::enter_if_zygote();
+    crate::connect::enter_if_zygote();
     let Some(value) = std::env::var_os(CHILD_ENV) else {
         return;
     };
@@ -189,7 +189,7 @@ fn run(
     broker.set_shutdown_timeout(Duration::from_millis(config.shutdown_timeout_ms));
     let router = Router::with_broker(broker.clone(), config.context_id, config.parent_ids.clone());
     configure(&router, &config);
-    fork::run_hook(HookPoint::Fork, &router)?;
+    run_hook(HookPoint::Fork, &router)?;
     super::forward::serve_binaries(&router);
 
     let calls = Arc::new(Receiver::with_options(
@@ -279,7 +279,7 @@ fn run(
         config.parent_ids
     );
 
-    fork::run_hook(HookPoint::Start, &router)?;
+    run_hook(HookPoint::Start, &router)?;
     dispatcher::serve(&router, &calls);
 
     broker.shutdown();

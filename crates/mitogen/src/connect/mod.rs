@@ -19,6 +19,7 @@
 //! | `incus` | `incus exec` | socketpair | — |
 //! | `jail` | `jexec` | socketpair | — |
 //! | `machinectl` | `systemd-run --machine --pipe` | socketpair | — |
+//! | `fork` | none: a fork of this program's zygote | socketpair | — |
 
 pub(crate) mod engine;
 pub(crate) mod method;
@@ -31,6 +32,9 @@ pub use local::Bootstrap;
 pub use method::ConnectionSpec;
 pub use options::{BecomeOptions, CommonOptions};
 pub use ssh::CheckHostKeys;
+// The fork method's hooks type, and what the child entry calls.
+pub use fork::ForkHooks;
+pub(crate) use fork::{enter_if_zygote, run_hook, HookPoint};
 
 use crate::error::{ConnectFailure, Error};
 
@@ -48,6 +52,7 @@ method::methods! {
     incus: Incus(IncusOptions),
     jail: Jail(JailOptions),
     machinectl: Machinectl(MachinectlOptions),
+    fork: Fork(ForkOptions),
 }
 
 impl Error {
