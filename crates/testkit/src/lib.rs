@@ -6,8 +6,10 @@
 //!   and skipping (`SKIP <test>: <reason>`) when they are missing;
 //! * [`sshd`]: a throwaway OpenSSH server on 127.0.0.1;
 //! * [`silent`]: a TCP peer that never answers (connect timeouts);
-//! * [`pty`]: running a command on a pseudo-terminal and answering prompts.
+//! * [`pty`]: running a command on a pseudo-terminal and answering prompts;
+//! * [`docker`]: the project's container images and a container guard.
 
+pub mod docker;
 pub mod fixture;
 pub mod pty;
 pub mod silent;

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Builds the container images the container connection tests use (see
+# docs/testing.md, "Containers") on the local Docker engine, from Debian
+# packages only: nothing is pulled from a registry.
+#
+#   mitogen-test/busybox  FROM scratch: Debian's busybox-static, /bin/sh and
+#                         the other applets as links to it, root and a user
+#                         `app` (uid 1000, gid 1000), /tmp 1777. No libc:
+#                         a dynamically linked binary cannot run there.
+#   mitogen-test/debian   FROM scratch: libc6, libgcc-s1, dash (/bin/sh),
+#                         coreutils, gzip and their libraries, extracted with
+#                         dpkg-deb -x; the same users. Our dynamically linked
+#                         test binaries run there.
+#   mitogen-test/noshell  FROM scratch: only /busybox, no /bin/sh (for
+#                         "no shell in the image"); run it with
+#                         `/busybox sleep N`.
+#
+# Idempotent and fast when up to date: each image is tagged with a hash of
+# its inputs (this script and the candidate versions of its packages) and
+# is not rebuilt while that tag exists; `:latest` always points at the
+# current build. Run as root (or a member of the docker group) with apt
+# able to download from the Debian mirrors.
+#
+#   scripts/images/build.sh            # build what is missing, print the tags
+#   scripts/images/build.sh --force    # rebuild all three
+set -euo pipefail
+
+FORCE=no
+[ "${1:-}" = --force ] && FORCE=yes
+
+log() { echo "images: $*"; }
+
+if ! command -v docker >/dev/null; then
+    echo "SKIP: docker not installed; container images not built"
+    exit 0
+fi
+if ! docker info >/dev/null 2>&1; then
+    echo "SKIP: the Docker engine is not reachable (docker info failed); container images not built"
+    exit 0
+fi
+
+SELF=$(readlink -f "$0")
+BUSYBOX_PKGS=(busybox-static)
+DEBIAN_PKGS=(libc6 libgcc-s1 dash coreutils libacl1 libattr1 libgmp10 libselinux1 libpcre2-8-0 gzip)
+CACHE=/var/cache/mitogen-test-images
+
+# Candidate versions of the packages, one "name=version" a line: part of
+# each image's input hash, and what we download.
+versions() {
+    apt-cache policy "$@" | awk '
+        /^[^ ]/ { sub(":$", "", $1); name = $1 }
+        /^  Candidate:/ { print name "=" $2 }'
+}
+
+# hash_of NAME PKG...: a short hash of this script, the image name and the
+# package versions.
+hash_of() {
+    local name=$1
+    shift
+    { cat "$SELF"; echo "$name"; versions "$@"; } | sha256sum | cut -c1-16
+}
+
+# Download (once, into $CACHE) and extract PKG... into DIR.
+extract() {
+    local dir=$1
+    shift
+    mkdir -p "$CACHE"
+    local want have
+    want=$(versions "$@")
+    if [ "$(echo "$want" | wc -l)" -ne "$#" ] || echo "$want" | grep -q '=(none)$'; then
+        log "apt does not know all of $* (got: $want); apt-get update"
+        apt-get update -qq
+        want=$(versions "$@")
+    fi
+    local spec
+    for spec in $want; do
+        local name=${spec%%=*} ver=${spec#*=}
+        # Debian file names write the epoch's ':' as %3a.
+        have=$(ls "$CACHE/${name}_${ver/:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
+        if [ -z "$have" ]; then
+            (cd "$CACHE" && apt-get download -qq "$name=$ver" 2>&1 | grep -v 'couldn.t be accessed by user' || true)
+            have=$(ls "$CACHE/${name}_${ver/:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
+            [ -n "$have" ] || { echo "images: could not download $name=$ver" >&2; exit 1; }
+        fi
+        dpkg-deb -x "$have" "$dir"
+    done
+}
+
+# Users, groups and /tmp common to every image.
+base_files() {
+    local root=$1
+    mkdir -p "$root/etc" "$root/tmp" "$root/root" "$root/home/app"
+    cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+app:x:1000:1000:mitogen-rs test user:/home/app:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+EOF
+    cat >"$root/etc/group" <<'EOF'
+root:x:0:
+app:x:1000:
+nogroup:x:65534:
+EOF
+    chmod 644 "$root/etc/passwd" "$root/etc/group"
+    chmod 1777 "$root/tmp"
+    chmod 700 "$root/root"
+    chown 1000:1000 "$root/home/app"
+    chmod 755 "$root/home/app"
+}
+
+# import NAME HASH ROOT: docker import ROOT as NAME:in-HASH and NAME:latest.
+import() {
+    local name=$1 hash=$2 root=$3
+    tar --numeric-owner -C "$root" -c . |
+        docker import --change "LABEL org.mitogen-rs.inputs=$hash" - "$name:in-$hash" >/dev/null
+    docker tag "$name:in-$hash" "$name:latest"
+}
+
+# up_to_date NAME HASH: the tagged image exists; make :latest point at it.
+up_to_date() {
+    local name=$1 hash=$2
+    [ "$FORCE" = no ] || return 1
+    docker image inspect "$name:in-$hash" >/dev/null 2>&1 || return 1
+    docker tag "$name:in-$hash" "$name:latest"
+}
+
+WORK=$(mktemp -d /tmp/mitogen-images.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+build_busybox() {
+    local name=mitogen-test/busybox hash root
+    hash=$(hash_of "$name" "${BUSYBOX_PKGS[@]}")
+    if up_to_date "$name" "$hash"; then
+        log "$name:in-$hash up to date"
+        return
+    fi
+    root=$WORK/busybox
+    mkdir -p "$root"
+    extract "$root" "${BUSYBOX_PKGS[@]}"
+    rm -rf "$root/usr/share"
+    mkdir -p "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
+    # busybox --list-full names each applet with its directory (bin/sh,
+    # usr/bin/id, ...); it runs here because it is static.
+    local applet
+    for applet in $("$root/bin/busybox" --list-full); do
+        [ "$applet" = bin/busybox ] && continue
+        [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+    done
+    base_files "$root"
+    [ -L "$root/bin/sh" ] || { echo "images: busybox has no sh applet" >&2; exit 1; }
+    import "$name" "$hash" "$root"
+    log "built $name:in-$hash"
+}
+
+build_debian() {
+    local name=mitogen-test/debian hash root
+    hash=$(hash_of "$name" "${DEBIAN_PKGS[@]}")
+    if up_to_date "$name" "$hash"; then
+        log "$name:in-$hash up to date"
+        return
+    fi
+    root=$WORK/debian
+    mkdir -p "$root"
+    extract "$root" "${DEBIAN_PKGS[@]}"
+    rm -rf "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/info" "$root/usr/share/locale"
+    base_files "$root"
+    # A loader cache, so the libraries are found however ld.so was built.
+    printf 'include /etc/ld.so.conf.d/*.conf\n' >"$root/etc/ld.so.conf"
+    ldconfig -r "$root"
+    import "$name" "$hash" "$root"
+    # The image must run a dynamically linked program through /bin/sh.
+    local out
+    out=$(docker run --rm "$name:in-$hash" /bin/sh -c 'id -u app; ls -nd /tmp' 2>&1 || true)
+    case "$out" in
+    1000*drwxrwxrwt*) ;;
+    *)
+        echo "images: $name does not work (id -u app; ls -nd /tmp printed: $out)" >&2
+        exit 1
+        ;;
+    esac
+    log "built $name:in-$hash"
+}
+
+build_noshell() {
+    local name=mitogen-test/noshell hash root
+    hash=$(hash_of "$name" "${BUSYBOX_PKGS[@]}")
+    if up_to_date "$name" "$hash"; then
+        log "$name:in-$hash up to date"
+        return
+    fi
+    root=$WORK/noshell
+    mkdir -p "$root/x"
+    extract "$root/x" "${BUSYBOX_PKGS[@]}"
+    mv "$root/x/bin/busybox" "$root/busybox"
+    rm -rf "$root/x"
+    base_files "$root"
+    import "$name" "$hash" "$root"
+    log "built $name:in-$hash"
+}
+
+start=$(date +%s.%N)
+build_busybox
+build_debian
+build_noshell
+end=$(date +%s.%N)
+log "done in $(awk "BEGIN { printf \"%.1f\", $end - $start }") s"
