@@ -15,6 +15,10 @@
 #                         "no shell in the image"); run it with
 #                         `/busybox sleep N`.
 #
+# When podman is installed and works, the same images are copied into its
+# storage (`docker save | podman load`, as localhost/mitogen-test/...),
+# which buildah shares.
+#
 # Idempotent and fast when up to date: each image is tagged with a hash of
 # its inputs (this script and the candidate versions of its packages) and
 # is not rebuilt while that tag exists; `:latest` always points at the
@@ -113,11 +117,16 @@ import() {
     tar --numeric-owner -C "$root" -c . |
         docker import --change "LABEL org.mitogen-rs.inputs=$hash" - "$name:in-$hash" >/dev/null
     docker tag "$name:in-$hash" "$name:latest"
+    # Earlier builds' tags go, so old images do not pile up.
+    docker images --format '{{.Repository}}:{{.Tag}}' "$name" | grep ":in-" |
+        grep -vx "$name:in-$hash" | xargs -r docker rmi >/dev/null || true
 }
 
 # up_to_date NAME HASH: the tagged image exists; make :latest point at it.
+declare -A HASHES
 up_to_date() {
     local name=$1 hash=$2
+    HASHES[$name]=$hash
     [ "$FORCE" = no ] || return 1
     docker image inspect "$name:in-$hash" >/dev/null 2>&1 || return 1
     docker tag "$name:in-$hash" "$name:latest"
@@ -197,9 +206,32 @@ build_noshell() {
     log "built $name:in-$hash"
 }
 
+# Copy each image into podman's storage unless its input tag is there.
+to_podman() {
+    command -v podman >/dev/null || return 0
+    if ! timeout 60 podman info >/dev/null 2>&1; then
+        log "podman installed but podman info fails; images not copied to podman"
+        return 0
+    fi
+    local name hash
+    for name in "${!HASHES[@]}"; do
+        hash=${HASHES[$name]}
+        if [ "$FORCE" = no ] && podman image exists "localhost/$name:in-$hash"; then
+            log "podman: localhost/$name:in-$hash up to date"
+            continue
+        fi
+        docker save "$name:in-$hash" | podman load -q >/dev/null
+        podman tag "localhost/$name:in-$hash" "localhost/$name:latest"
+        podman images --format '{{.Repository}}:{{.Tag}}' "localhost/$name" | grep ":in-" |
+            grep -vx "localhost/$name:in-$hash" | xargs -r podman rmi >/dev/null 2>&1 || true
+        log "podman: loaded localhost/$name:in-$hash"
+    done
+}
+
 start=$(date +%s.%N)
 build_busybox
 build_debian
 build_noshell
+to_podman
 end=$(date +%s.%N)
 log "done in $(awk "BEGIN { printf \"%.1f\", $end - $start }") s"
