@@ -33,6 +33,78 @@ pub const IMAGES: [&str; 3] = ["busybox", "debian", "noshell"];
 /// How long any one `docker` command may take before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A container engine the tests drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The machine's Docker engine.
+    Docker,
+    /// podman (root, its own storage; `scripts/images/build.sh` copies the
+    /// images there).
+    Podman,
+    /// buildah working containers (podman's storage).
+    Buildah,
+}
+
+impl Engine {
+    /// The program (found on `PATH`).
+    pub fn program(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+            Engine::Buildah => "buildah",
+        }
+    }
+
+    /// Full reference of one of [`IMAGES`] in this engine's storage.
+    ///
+    /// # Examples
+    /// ```
+    /// use mitogen_testkit::docker::Engine;
+    /// assert_eq!(Engine::Podman.image("busybox"), "localhost/mitogen-test/busybox:latest");
+    /// ```
+    pub fn image(self, name: &str) -> String {
+        match self {
+            Engine::Docker => image(name),
+            Engine::Podman | Engine::Buildah => format!("localhost/{}", image(name)),
+        }
+    }
+
+    /// Run `<program> <args>` and collect its output, bounded by
+    /// [`COMMAND_TIMEOUT`].
+    pub fn run(self, args: &[&str]) -> io::Result<Output> {
+        let mut cmd = Command::new(self.program());
+        cmd.args(args);
+        run_bounded(&mut cmd, COMMAND_TIMEOUT)
+    }
+
+    /// `Ok` when this engine runs containers here and holds every image
+    /// of [`IMAGES`]; otherwise why not.
+    pub fn available(self) -> Result<(), String> {
+        if self == Engine::Docker {
+            return available();
+        }
+        let prog = self.program();
+        let probe = self.run(&["--version"]).map_err(|e| {
+            format!("cannot run {prog}: {e} (scripts/fixture/setup.sh installs it)")
+        })?;
+        if !probe.status.success() {
+            return Err(format!("{prog} --version fails"));
+        }
+        for name in IMAGES {
+            let img = self.image(name);
+            let out = Engine::Podman
+                .run(&["image", "exists", &img])
+                .map_err(|e| format!("cannot run podman: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "image {img} missing in podman's storage: run scripts/images/build.sh as root"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Full reference of one of [`IMAGES`]: `mitogen-test/<name>:latest`.
 ///
 /// # Examples
@@ -160,9 +232,11 @@ pub fn containers_with_id(id: &str) -> io::Result<Vec<String>> {
         .collect())
 }
 
-/// A container started by the test, removed (`docker rm -f`) on drop.
+/// A container started by the test, removed (`docker rm -f`, `podman rm
+/// -f -t 0`, `buildah rm`) on drop.
 #[derive(Debug)]
 pub struct Container {
+    engine: Engine,
     name: String,
     id: String,
 }
@@ -188,22 +262,75 @@ impl Container {
     /// let ctr = Container::start_with(&image("noshell"), &[], &["/busybox", "sleep", "1000000"]).unwrap();
     /// ```
     pub fn start_with(image: &str, run_args: &[&str], command: &[&str]) -> io::Result<Container> {
+        Container::start_in(Engine::Docker, image, run_args, command)
+    }
+
+    /// A container of `engine`: `docker`/`podman run -d --name
+    /// mitogen-test-<unique> <run_args> <image> <command>`, or `buildah from
+    /// --pull=never --name mitogen-test-<unique> <image>` (a working
+    /// container: `run_args` and `command` are not used).
+    ///
+    /// podman runs with `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`:
+    /// its defaults exceed the hard limits this machine gives root, and
+    /// runc then fails with "error setting rlimit type 7: operation not
+    /// permitted" (docs/testing.md, Containers).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use mitogen_testkit::docker::{Container, Engine};
+    /// let ctr = Container::start_in(Engine::Podman, &Engine::Podman.image("debian"), &[], &["sleep", "1000000"]).unwrap();
+    /// ```
+    pub fn start_in(
+        engine: Engine,
+        image: &str,
+        run_args: &[&str],
+        command: &[&str],
+    ) -> io::Result<Container> {
         let name = unique_name();
-        let mut args = vec!["run", "-d", "--name", &name];
-        args.extend_from_slice(run_args);
+        let mut args: Vec<&str> = match engine {
+            Engine::Docker => vec!["run", "-d", "--name", &name],
+            Engine::Podman => vec![
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ],
+            Engine::Buildah => vec!["from", "--pull=never", "--name", &name],
+        };
+        if engine != Engine::Buildah {
+            args.extend_from_slice(run_args);
+        }
         args.push(image);
-        args.extend_from_slice(command);
-        let out = docker(&args)?;
+        if engine != Engine::Buildah {
+            args.extend_from_slice(command);
+        }
+        let mut ctr = Container {
+            engine,
+            name: name.clone(),
+            id: String::new(),
+        };
+        // From here on a half-created container is removed by drop.
+        let out = engine.run(&args)?;
         if !out.status.success() {
-            // A half-created container is still ours to remove.
-            let _ = docker(&["rm", "-f", &name]);
             return Err(io::Error::other(format!(
-                "docker run {image} failed: {}",
+                "{} {} {image} failed: {}",
+                engine.program(),
+                args[0],
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Ok(Container { name, id })
+        let id = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        ctr.id = id;
+        Ok(ctr)
     }
 
     /// The container's name (`mitogen-test-…`).
@@ -218,7 +345,8 @@ impl Container {
 
     /// `true` while the container runs (`docker inspect .State.Running`).
     pub fn is_running(&self) -> bool {
-        docker(&["inspect", "--format", "{{.State.Running}}", &self.name])
+        self.engine
+            .run(&["inspect", "--format", "{{.State.Running}}", &self.name])
             .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true")
             .unwrap_or(false)
     }
@@ -226,7 +354,7 @@ impl Container {
     /// Stop the container at once (`docker kill`) and wait until the engine
     /// reports it not running; it still exists until drop.
     pub fn stop(&self) -> io::Result<()> {
-        let out = docker(&["kill", &self.name])?;
+        let out = self.engine.run(&["kill", &self.name])?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
                 "docker kill {} failed: {}",
@@ -234,7 +362,7 @@ impl Container {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        let out = docker(&["wait", &self.name])?;
+        let out = self.engine.run(&["wait", &self.name])?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
                 "docker wait {} failed: {}",
@@ -245,24 +373,38 @@ impl Container {
         Ok(())
     }
 
-    /// `docker exec <name> <command>`, bounded by [`COMMAND_TIMEOUT`].
+    /// `docker exec <name> <command>` (`podman exec`, `buildah run
+    /// <name> --`), bounded by [`COMMAND_TIMEOUT`].
     pub fn exec(&self, command: &[&str]) -> io::Result<Output> {
-        let mut args = vec!["exec", self.name.as_str()];
+        let mut args = match self.engine {
+            Engine::Buildah => vec!["run", self.name.as_str(), "--"],
+            _ => vec!["exec", self.name.as_str()],
+        };
         args.extend_from_slice(command);
-        docker(&args)
+        self.engine.run(&args)
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        match docker(&["rm", "-f", &self.name]) {
+        let args: &[&str] = match self.engine {
+            Engine::Docker => &["rm", "-f", &self.name],
+            Engine::Podman => &["rm", "-f", "-t", "0", &self.name],
+            Engine::Buildah => &["rm", &self.name],
+        };
+        match self.engine.run(args) {
             Ok(o) if o.status.success() => {}
             Ok(o) => eprintln!(
-                "warning: docker rm -f {} failed: {}",
+                "warning: {} rm {} failed: {}",
+                self.engine.program(),
                 self.name,
                 String::from_utf8_lossy(&o.stderr).trim()
             ),
-            Err(e) => eprintln!("warning: docker rm -f {} failed: {e}", self.name),
+            Err(e) => eprintln!(
+                "warning: {} rm {} failed: {e}",
+                self.engine.program(),
+                self.name
+            ),
         }
     }
 }
