@@ -18,6 +18,7 @@
 //! the whole run (`ssh::Fixture`) and passes its coordinates to both peers as
 //! `--ssh JSON`; without it those rows stay null.
 
+mod docker;
 mod ours;
 mod raw;
 mod remote_fns;

@@ -676,7 +676,7 @@ fn chain(router: &Router, depth: usize) -> mitogen::Result<Context> {
 /// Runs `f` in a fresh session (router and broker), shut down with its
 /// children after `f` returns, untimed. An error is reported on stderr and
 /// gives `None`.
-fn session<T>(f: impl FnOnce(&Router) -> mitogen::Result<T>) -> Option<T> {
+pub(crate) fn session<T>(f: impl FnOnce(&Router) -> mitogen::Result<T>) -> Option<T> {
     match Router::with(|router| f(&router)) {
         Ok(Ok(v)) => Some(v),
         Ok(Err(e)) | Err(e) => {
@@ -759,6 +759,7 @@ pub fn run(name: &str, p: &Profile, target: Option<&Target>) -> Option<f64> {
         "master_rss_50_children_kb" => master_rss_50_children_kb(p),
         "tree_500_master_rss_kb" => tree_500_rss_kb(p, false),
         "tree_500_leaf_rss_kb" => tree_500_rss_kb(p, true),
+        "docker_connect_first_call_ms" => crate::docker::connect_first_call_ms(p),
         "stream_1gib_slow_reader_peak_rss_kb" => stream_1gib_slow_reader_peak_rss_kb(p, false),
         "stream_1gib_slow_reader_child_peak_rss_kb" => stream_1gib_slow_reader_peak_rss_kb(p, true),
         other => match Profile::scale_n(other) {

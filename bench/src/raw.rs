@@ -34,6 +34,7 @@ pub fn measure(raw: Raw, p: &Profile, target: Option<&Target>) -> Option<f64> {
         (Raw::SshTrueMs, Some(t)) => ssh_true_ms(t, p.ssh_true_n),
         (Raw::SshEchoUs, Some(t)) => ssh_echo_us(t, p.rt_warm, p.rt_n),
         (Raw::SshTrueMs | Raw::SshEchoUs, None) => return None,
+        (Raw::DockerExecTrueMs, _) => crate::docker::exec_true_ms(p.ssh_true_n),
     };
     match r {
         Ok(v) if v.is_finite() => Some(v),

@@ -33,15 +33,19 @@ pub enum Raw {
     /// One-byte round trips through one long-lived `ssh ... cat`, µs per
     /// round trip.
     SshEchoUs,
+    /// `docker exec <container> true` on a running `mitogen-test/debian`
+    /// container, ms (median).
+    DockerExecTrueMs,
 }
 
 impl Raw {
-    pub const ALL: [Raw; 5] = [
+    pub const ALL: [Raw; 6] = [
         Raw::PingPongUs,
         Raw::SocketpairMbps,
         Raw::SpawnTrueMs,
         Raw::SshTrueMs,
         Raw::SshEchoUs,
+        Raw::DockerExecTrueMs,
     ];
 
     /// Needs the ssh fixture.
@@ -56,6 +60,7 @@ impl Raw {
             Raw::SpawnTrueMs => "raw_spawn_true_ms",
             Raw::SshTrueMs => "raw_ssh_true_ms",
             Raw::SshEchoUs => "raw_ssh_echo_roundtrip_us",
+            Raw::DockerExecTrueMs => "raw_docker_exec_true_ms",
         }
     }
 
@@ -63,7 +68,7 @@ impl Raw {
         match self {
             Raw::PingPongUs => "us",
             Raw::SocketpairMbps => "MB/s",
-            Raw::SpawnTrueMs | Raw::SshTrueMs => "ms",
+            Raw::SpawnTrueMs | Raw::SshTrueMs | Raw::DockerExecTrueMs => "ms",
             Raw::SshEchoUs => "us",
         }
     }
@@ -192,6 +197,13 @@ pub const WORKLOADS: &[Workload] = &[
         "ours only: 5 relays x 99 leaves via=",
     ),
     memory("tree_500_leaf_rss_kb", "ours only: one leaf of that tree"),
+    note(
+        limit(
+            w("docker_connect_first_call_ms", "ms", Lower),
+            Raw::DockerExecTrueMs,
+        ),
+        "ours only: Python needs python3 in the container, mitogen-test/debian has none",
+    ),
 ];
 
 /// Iteration counts. The fields from `connect_n` to `ssh_connect_n` mirror
