@@ -111,6 +111,9 @@ pub(crate) struct Conversation<'a> {
     /// stdio is the terminal (`Tty` mode): prompts arrive on `read_fd`,
     /// and are looked for there until the first first-stage marker.
     pub stdio_is_tty: bool,
+    /// stdout before the first first-stage marker is the program's own
+    /// output (container engines' errors), kept for `Prompts::failure`.
+    pub program_on_stdout: bool,
     /// Send the configuration at once (the program is this binary itself),
     /// not on the first stage's `MITOGEN-EXEC` marker.
     pub config_first: bool,
@@ -369,6 +372,8 @@ impl Conversation<'_> {
                         st.term.push_line(line);
                         st.pending.extend_from_slice(line);
                         keep_tail(&mut st.pending, KEEP_BYTES);
+                    } else if self.program_on_stdout && !st.marker_seen {
+                        st.term.push_line(line);
                     }
                     None
                 }
@@ -393,7 +398,7 @@ impl Conversation<'_> {
     fn ended(&self, st: &mut State, prompts: &Option<Box<dyn Prompts>>, chunk: &mut [u8]) -> Error {
         self.drain_stderr(st, chunk);
         st.out.push_line(&st.buf);
-        if self.stdio_is_tty && !st.marker_seen {
+        if (self.stdio_is_tty || self.program_on_stdout) && !st.marker_seen {
             st.term.push_line(&st.buf);
         }
         let said = st.term.text();

@@ -27,9 +27,14 @@ const WORDS: &[(&str, ConnectFailure)] = &[
     ("\"/bin/sh\": stat /bin/sh", ConnectFailure::NoShell),
     ("/bin/sh: no such file", ConnectFailure::NoShell),
     ("executable file not found", ConnectFailure::NoShell),
+    // docker: "permission denied while trying to connect to the Docker
+    // daemon socket": the engine runs, this user may not use it.
+    (
+        "permission denied while trying to connect",
+        ConnectFailure::PermissionDenied,
+    ),
     // docker: "Cannot connect to the Docker daemon at unix:///…. Is the
-    // docker daemon running?"; "permission denied while trying to connect
-    // to the Docker daemon socket"; kubectl: "The connection to the server
+    // docker daemon running?"; kubectl: "The connection to the server
     // … was refused", "Unable to connect to the server".
     (
         "cannot connect to the docker daemon",
@@ -83,6 +88,11 @@ const WORDS: &[(&str, ConnectFailure)] = &[
         "failed to get init pid",
         ConnectFailure::ContainerNotRunning,
     ),
+    // podman: "can only create exec sessions on running containers".
+    (
+        "exec sessions on running containers",
+        ConnectFailure::ContainerNotRunning,
+    ),
     // docker: "No such container: x"; podman: "no container with name or
     // ID"; kubectl: `pods "x" not found`; lxd/incus: "Instance not found";
     // jexec: `jail "x" not found`; systemd: "No machine 'x' known".
@@ -94,6 +104,8 @@ const WORDS: &[(&str, ConnectFailure)] = &[
     ("instance not found", ConnectFailure::ContainerNotFound),
     ("\" not found", ConnectFailure::ContainerNotFound),
     ("no machine", ConnectFailure::ContainerNotFound),
+    // buildah: `reading build container "x": container not known`.
+    ("container not known", ConnectFailure::ContainerNotFound),
     ("does not exist", ConnectFailure::ContainerNotFound),
     ("permission denied", ConnectFailure::PermissionDenied),
 ];
@@ -142,7 +154,10 @@ mod tests {
             ("Error response from daemon: No such container: web", ConnectFailure::ContainerNotFound),
             ("Error response from daemon: container 4f2a is not running", ConnectFailure::ContainerNotRunning),
             ("Cannot connect to the Docker daemon at unix:///nope.sock. Is the docker daemon running?", ConnectFailure::EngineUnavailable),
-            ("permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock", ConnectFailure::EngineUnavailable),
+            ("permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock", ConnectFailure::PermissionDenied),
+            ("Error: can only create exec sessions on running containers: container state improper", ConnectFailure::ContainerNotRunning),
+            ("Error: reading build container \"w\": container not known", ConnectFailure::ContainerNotFound),
+            ("Error: determining run uid: user: unknown user error looking up user \"ghost\"", ConnectFailure::UnknownUser),
             ("unable to find user app: no matching entries in passwd file", ConnectFailure::UnknownUser),
             ("OCI runtime exec failed: exec failed: unable to start container process: exec: \"/bin/sh\": stat /bin/sh: no such file or directory: unknown", ConnectFailure::NoShell),
             ("Error from server (NotFound): pods \"web-0\" not found", ConnectFailure::ContainerNotFound),

@@ -20,6 +20,9 @@
 //! | `jail` | `jexec` | socketpair | — |
 //! | `machinectl` | `systemd-run --machine --pipe` | socketpair | — |
 //! | `fork` | none: a fork of this program's zygote | socketpair | — |
+//! | `docker` | `docker exec -i` / `docker run -i --rm` | socketpair | — |
+//! | `podman` | `podman exec -i` | socketpair | — |
+//! | `buildah` | `buildah run` | socketpair | — |
 
 pub(crate) mod engine;
 pub(crate) mod method;
@@ -53,6 +56,9 @@ method::methods! {
     jail: Jail(JailOptions),
     machinectl: Machinectl(MachinectlOptions),
     fork: Fork(ForkOptions),
+    docker: Docker(DockerOptions),
+    podman: Podman(PodmanOptions),
+    buildah: Buildah(BuildahOptions),
 }
 
 impl Error {

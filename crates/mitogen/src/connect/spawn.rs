@@ -98,6 +98,10 @@ pub(crate) struct Launch {
     /// Instead of running `argv`, have this router's zygote fork the
     /// child, with these hooks (the `fork` method).
     pub fork: Option<ForkHooks>,
+    /// The program prints its own errors on stdout before the first stage
+    /// starts (docker exec: "unable to find user", "OCI runtime exec
+    /// failed"): see [`Launch::program_output_on_stdout`].
+    pub program_on_stdout: bool,
 }
 
 impl Launch {
@@ -114,6 +118,7 @@ impl Launch {
             prompts: None,
             pre_exec: None,
             fork: None,
+            program_on_stdout: false,
         })
     }
 
@@ -130,6 +135,7 @@ impl Launch {
             prompts: None,
             pre_exec: None,
             fork: None,
+            program_on_stdout: false,
         }
     }
 
@@ -142,6 +148,7 @@ impl Launch {
             prompts: None,
             pre_exec: None,
             fork: Some(hooks),
+            program_on_stdout: false,
         }
     }
 
@@ -154,6 +161,15 @@ impl Launch {
     /// The same launch with `prompts` reading the program's output.
     pub(crate) fn prompts(mut self, prompts: impl Prompts + 'static) -> Launch {
         self.prompts = Some(Box::new(prompts));
+        self
+    }
+
+    /// The same launch, with the stdout lines printed before the first
+    /// first-stage marker read as the program's own words by
+    /// [`Prompts::failure`] (never by `on_output`: nothing is typed in
+    /// answer to them). For programs that print their errors there.
+    pub(crate) fn program_output_on_stdout(mut self) -> Launch {
+        self.program_on_stdout = true;
         self
     }
 }
@@ -451,6 +467,7 @@ fn adopt(
         stderr_fd: started.err_r.as_ref().map(|f| f.as_raw_fd()),
         tty_fd: tty.as_ref().map(|f| f.as_raw_fd()),
         stdio_is_tty: launch.stdio == StdioMode::Tty,
+        program_on_stdout: launch.program_on_stdout,
         config_first: launch.first_stage == FirstStageArg::None,
         install: started.install,
         deadline: plan.deadline,
