@@ -135,75 +135,65 @@ up_to_date() {
 WORK=$(mktemp -d /tmp/mitogen-images.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
-build_busybox() {
-    local name=mitogen-test/busybox hash root
-    hash=$(hash_of "$name" "${BUSYBOX_PKGS[@]}")
+# build NAME FILL PKG...: unless NAME:in-<hash> exists, extract PKG...
+# into a fresh root, let FILL finish it (FILL ROOT), add the common files,
+# import it and let check_NAME (if defined) try it.
+build() {
+    local name=$1 fill=$2 hash root
+    shift 2
+    hash=$(hash_of "$name" "$@")
     if up_to_date "$name" "$hash"; then
         log "$name:in-$hash up to date"
         return
     fi
-    root=$WORK/busybox
-    mkdir -p "$root"
-    extract "$root" "${BUSYBOX_PKGS[@]}"
-    rm -rf "$root/usr/share"
+    root=$WORK/${name##*/}
+    mkdir -p "$root/.debs"
+    extract "$root/.debs" "$@"
+    "$fill" "$root"
+    rm -rf "$root/.debs"
+    base_files "$root"
+    import "$name" "$hash" "$root"
+    log "built $name:in-$hash"
+}
+
+fill_busybox() {
+    local root=$1 applet
+    mv "$root/.debs/bin" "$root/bin"
     mkdir -p "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
     # busybox --list-full names each applet with its directory (bin/sh,
     # usr/bin/id, ...); it runs here because it is static.
-    local applet
     for applet in $("$root/bin/busybox" --list-full); do
         [ "$applet" = bin/busybox ] && continue
         [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
     done
-    base_files "$root"
     [ -L "$root/bin/sh" ] || { echo "images: busybox has no sh applet" >&2; exit 1; }
-    import "$name" "$hash" "$root"
-    log "built $name:in-$hash"
 }
 
-build_debian() {
-    local name=mitogen-test/debian hash root
-    hash=$(hash_of "$name" "${DEBIAN_PKGS[@]}")
-    if up_to_date "$name" "$hash"; then
-        log "$name:in-$hash up to date"
-        return
-    fi
-    root=$WORK/debian
-    mkdir -p "$root"
-    extract "$root" "${DEBIAN_PKGS[@]}"
-    rm -rf "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/info" "$root/usr/share/locale"
-    base_files "$root"
+fill_debian() {
+    local root=$1 d
+    rm -rf "$root/.debs/usr/share/doc" "$root/.debs/usr/share/man" \
+        "$root/.debs/usr/share/info" "$root/.debs/usr/share/locale"
+    for d in "$root/.debs"/*; do mv "$d" "$root/"; done
     # A loader cache, so the libraries are found however ld.so was built.
     printf 'include /etc/ld.so.conf.d/*.conf\n' >"$root/etc/ld.so.conf"
     ldconfig -r "$root"
-    import "$name" "$hash" "$root"
-    # The image must run a dynamically linked program through /bin/sh.
-    local out
-    out=$(docker run --rm "$name:in-$hash" /bin/sh -c 'id -u app; ls -nd /tmp' 2>&1 || true)
+}
+
+fill_noshell() {
+    mv "$1/.debs/bin/busybox" "$1/busybox"
+}
+
+# The debian image must run a dynamically linked program through /bin/sh.
+check_debian() {
+    local tag=$1 out
+    out=$(docker run --rm "$tag" /bin/sh -c 'id -u app; ls -nd /tmp' 2>&1 || true)
     case "$out" in
     1000*drwxrwxrwt*) ;;
     *)
-        echo "images: $name does not work (id -u app; ls -nd /tmp printed: $out)" >&2
+        echo "images: $tag does not work (id -u app; ls -nd /tmp printed: $out)" >&2
         exit 1
         ;;
     esac
-    log "built $name:in-$hash"
-}
-
-build_noshell() {
-    local name=mitogen-test/noshell hash root
-    hash=$(hash_of "$name" "${BUSYBOX_PKGS[@]}")
-    if up_to_date "$name" "$hash"; then
-        log "$name:in-$hash up to date"
-        return
-    fi
-    root=$WORK/noshell
-    mkdir -p "$root/x"
-    extract "$root/x" "${BUSYBOX_PKGS[@]}"
-    mv "$root/x/bin/busybox" "$root/busybox"
-    rm -rf "$root/x"
-    base_files "$root"
-    import "$name" "$hash" "$root"
-    log "built $name:in-$hash"
 }
 
 # Copy each image into podman's storage unless its input tag is there.
@@ -229,9 +219,10 @@ to_podman() {
 }
 
 start=$(date +%s.%N)
-build_busybox
-build_debian
-build_noshell
+build mitogen-test/busybox fill_busybox "${BUSYBOX_PKGS[@]}"
+build mitogen-test/debian fill_debian "${DEBIAN_PKGS[@]}"
+check_debian mitogen-test/debian:latest
+build mitogen-test/noshell fill_noshell "${BUSYBOX_PKGS[@]}"
 to_podman
 end=$(date +%s.%N)
 log "done in $(awk "BEGIN { printf \"%.1f\", $end - $start }") s"

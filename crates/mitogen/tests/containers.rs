@@ -100,6 +100,17 @@ fn docker_container_answers_calls_inside_the_container() {
         );
     })
     .unwrap();
+    // The contexts ended with the router: only the container's own
+    // `sleep` is left in it (`docker top` lists its processes).
+    mitogen_testkit::wait_for(
+        Duration::from_secs(20),
+        "the contexts' processes to leave the container",
+        || {
+            let top = docker::docker(&["top", ctr.name(), "-o", "pid,args"]).unwrap();
+            let text = String::from_utf8_lossy(&top.stdout).to_string();
+            text.lines().skip(1).count() == 1 && text.contains("sleep 1000000")
+        },
+    );
 }
 
 #[test]
@@ -178,6 +189,20 @@ fn docker_errors_name_the_cause_and_the_container() {
             "stopped container",
         );
         assert_failure(&e, ConnectFailure::ContainerNotRunning, &[stopped.name()]);
+
+        // Paused.
+        let paused = start("busybox");
+        let out = docker::docker(&["pause", paused.name()]).unwrap();
+        assert!(out.status.success(), "docker pause: {out:?}");
+        let e = failure(
+            router.docker(DockerOptions::container(paused.name())),
+            "paused container",
+        );
+        assert_failure(
+            &e,
+            ConnectFailure::ContainerNotRunning,
+            &[paused.name(), "paused"],
+        );
 
         // Unknown user.
         let bb = start("busybox");

@@ -8,16 +8,16 @@
 //!
 //! Prompts: none. Errors: `StreamError::Bootstrap` naming the context
 //! (`buildah.<container>`) with buildah's words and a kind
-//! ([`EngineErrors`]): `ContainerNotFound` ("container not known"),
+//! ([`EngineErrors`](super::engine::EngineErrors)): `ContainerNotFound` ("container not known"),
 //! `UnknownUser` ("unknown user"), `NoShell`; `ProgramNotFound` without
 //! buildah; `InvalidOptions` for an empty name or one starting with `-`.
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{check_name, EngineErrors};
+use super::engine::check_name;
 use super::method::{common_field, Method};
 use super::options::{common_builders, CommonOptions};
-use super::spawn::{FirstStageArg, Launch};
+use super::spawn::Launch;
 use crate::context::Context;
 use crate::error::Result;
 use crate::router::Router;
@@ -105,9 +105,7 @@ impl Method for BuildahOptions {
     }
 
     fn launch(&self, _: &Router) -> Result<Launch> {
-        Ok(Launch::shell(self.argv(), FirstStageArg::Script)
-            .prompts(EngineErrors)
-            .program_output_on_stdout())
+        Ok(super::docker::engine_launch(self.argv()))
     }
 }
 

@@ -162,6 +162,15 @@ pub(super) fn exec_flags(
     a
 }
 
+/// The launch of every container engine method: `argv` then the first
+/// stage as one argument, stdio on a socketpair, the engine's words read
+/// into kinds, on stderr and on stdout before the first stage starts.
+pub(super) fn engine_launch(argv: Vec<String>) -> Launch {
+    Launch::shell(argv, FirstStageArg::Script)
+        .prompts(EngineErrors)
+        .program_output_on_stdout()
+}
+
 /// Refuse environment names docker would misread (empty, or with `=`).
 pub(super) fn check_env(method: &str, env: &[(String, String)]) -> Result<(), StreamError> {
     match env.iter().find(|(k, _)| k.is_empty() || k.contains('=')) {
@@ -203,9 +212,7 @@ impl Method for DockerOptions {
     }
 
     fn launch(&self, _: &Router) -> Result<Launch> {
-        Ok(Launch::shell(self.argv(), FirstStageArg::Script)
-            .prompts(EngineErrors)
-            .program_output_on_stdout())
+        Ok(engine_launch(self.argv()))
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! Prompts: none. Errors: `StreamError::Bootstrap` naming the context
 //! (`podman.<container>`) with podman's words and a kind
-//! ([`EngineErrors`]): `ContainerNotFound` ("no container with name or
+//! ([`EngineErrors`](super::engine::EngineErrors)): `ContainerNotFound` ("no container with name or
 //! ID"), `ContainerNotRunning` ("can only create exec sessions on running
 //! containers"),
 //! `EngineUnavailable` ("Cannot connect to Podman"), `UnknownUser`
@@ -16,10 +16,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{check_name, EngineErrors};
+use super::engine::check_name;
 use super::method::{common_field, Method};
 use super::options::{common_builders, CommonOptions};
-use super::spawn::{FirstStageArg, Launch};
+use super::spawn::Launch;
 use crate::context::Context;
 use crate::error::Result;
 use crate::router::Router;
@@ -111,9 +111,7 @@ impl Method for PodmanOptions {
     }
 
     fn launch(&self, _: &Router) -> Result<Launch> {
-        Ok(Launch::shell(self.argv(), FirstStageArg::Script)
-            .prompts(EngineErrors)
-            .program_output_on_stdout())
+        Ok(super::docker::engine_launch(self.argv()))
     }
 }
 
