@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use mitogen::{
-    BuildahOptions, ConnectFailure, Context, DockerOptions, Error, PodmanOptions, Router,
-    SshOptions, SudoOptions,
+    BuildahOptions, ConnectFailure, Context, DockerOptions, Error, MethodOptions, PodmanOptions,
+    Router, SshOptions, SudoOptions,
 };
 use mitogen_testkit::docker::{self, image, Container, Engine};
 use mitogen_testkit::fixture;
@@ -376,26 +376,13 @@ fn podman_container_user_and_errors() {
     )
     .unwrap();
     Router::with(|router| {
-        let c = router.podman(PodmanOptions::container(ctr.name())).unwrap();
-        assert_eq!(c.name(), format!("podman.{}", ctr.name()));
-        assert_eq!(c.call(add::remote, (2, 3)).unwrap(), 5);
-        assert_eq!(c.call(ids::remote, ()).unwrap(), (0, 0));
-        let app = router
-            .podman(PodmanOptions::container(ctr.name()).username("app"))
-            .unwrap();
-        assert_eq!(app.call(ids::remote, ()).unwrap(), (1000, 1000));
-
-        let missing = docker::unique_name();
-        let e = failure(
-            router.podman(PodmanOptions::container(&missing)),
-            "missing container",
-        );
-        assert_failure(&e, ConnectFailure::ContainerNotFound, &[&missing]);
-        let e = failure(
-            router.podman(PodmanOptions::container(ctr.name()).username("ghost")),
-            "unknown user",
-        );
-        assert_failure(&e, ConnectFailure::UnknownUser, &[ctr.name(), "ghost"]);
+        engine_basics(&router, "podman", ctr.name(), |name, user| {
+            let o = PodmanOptions::container(name);
+            match user {
+                Some(u) => o.username(u).into(),
+                None => o.into(),
+            }
+        });
 
         let stopped = Container::start_in(
             Engine::Podman,
@@ -438,27 +425,37 @@ fn buildah_container_user_and_errors() {
     let ctr =
         Container::start_in(Engine::Buildah, &Engine::Buildah.image("debian"), &[], &[]).unwrap();
     Router::with(|router| {
-        let c = router
-            .buildah(BuildahOptions::container(ctr.name()))
-            .unwrap();
-        assert_eq!(c.name(), format!("buildah.{}", ctr.name()));
-        assert_eq!(c.call(add::remote, (2, 3)).unwrap(), 5);
-        let app = router
-            .buildah(BuildahOptions::container(ctr.name()).username("app"))
-            .unwrap();
-        assert_eq!(app.call(ids::remote, ()).unwrap(), (1000, 1000));
-
-        let missing = docker::unique_name();
-        let e = failure(
-            router.buildah(BuildahOptions::container(&missing)),
-            "missing container",
-        );
-        assert_failure(&e, ConnectFailure::ContainerNotFound, &[&missing]);
-        let e = failure(
-            router.buildah(BuildahOptions::container(ctr.name()).username("ghost")),
-            "unknown user",
-        );
-        assert_failure(&e, ConnectFailure::UnknownUser, &[ctr.name(), "ghost"]);
+        engine_basics(&router, "buildah", ctr.name(), |name, user| {
+            let o = BuildahOptions::container(name);
+            match user {
+                Some(u) => o.username(u).into(),
+                None => o.into(),
+            }
+        });
     })
     .unwrap();
+}
+
+/// What every engine method does: a context in the container `ctr` as
+/// its default user (root) and as `app`; a missing container and an
+/// unknown user are refused with their kind, naming them. `opts` builds the
+/// method's options for a container name and a user.
+fn engine_basics(
+    router: &Router,
+    method: &str,
+    ctr: &str,
+    opts: impl Fn(&str, Option<&str>) -> MethodOptions,
+) {
+    let c = router.connect(opts(ctr, None)).unwrap();
+    assert_eq!(c.name(), format!("{method}.{ctr}"));
+    assert_eq!(c.call(add::remote, (2, 3)).unwrap(), 5);
+    assert_eq!(c.call(ids::remote, ()).unwrap(), (0, 0));
+    let app = router.connect(opts(ctr, Some("app"))).unwrap();
+    assert_eq!(app.call(ids::remote, ()).unwrap(), (1000, 1000));
+
+    let missing = docker::unique_name();
+    let e = failure(router.connect(opts(&missing, None)), "missing container");
+    assert_failure(&e, ConnectFailure::ContainerNotFound, &[&missing]);
+    let e = failure(router.connect(opts(ctr, Some("ghost"))), "unknown user");
+    assert_failure(&e, ConnectFailure::UnknownUser, &[ctr, "ghost"]);
 }
