@@ -350,9 +350,8 @@ fn send(router: &Router, dst: u32, kind: u8, handle: u32, bytes: u64) {
 
 /// Register the `FLOW_CONTROL` handler.
 pub(super) fn install(router: &Router) {
-    let r = router.clone();
     router.add_handler(
-        move |msg: Message| r.inner.flow.on_message(&r, &msg),
+        Router::own(|r, msg| r.inner.flow.on_message(r, &msg)),
         Some(FLOW_CONTROL),
         true,
         None,

@@ -191,9 +191,8 @@ impl Router {
 
 /// Register the `KEEPALIVE` handler: every context answers heartbeats.
 pub(super) fn install(router: &Router) {
-    let r = router.clone();
     router.add_handler(
-        move |msg: Message| r.on_heartbeat(&msg),
+        Router::own(|r, msg| r.on_heartbeat(&msg)),
         Some(KEEPALIVE),
         true,
         None,

@@ -715,6 +715,20 @@ impl Router {
         true
     }
 
+    /// A handler body for the router's own services: `f` runs with the
+    /// router the message arrived at. It holds no `Router` itself, so the
+    /// handlers a router keeps never keep it (and its broker thread's
+    /// descriptors) alive after it is dropped.
+    pub(crate) fn own(
+        f: impl Fn(&Router, Message) + Send + Sync + 'static,
+    ) -> impl Fn(Message) + Send + Sync + 'static {
+        move |msg: Message| {
+            if let Some(router) = msg.router.clone() {
+                f(&router, msg)
+            }
+        }
+    }
+
     fn deliver(&self, mut msg: Message) {
         msg.router = Some(self.clone());
         let handler = match self

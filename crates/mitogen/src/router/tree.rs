@@ -103,25 +103,22 @@ impl Router {
     /// Install the tree-maintenance handlers every router has. Each accepts
     /// messages from direct children only (`DEL_ROUTE` also from the parent).
     pub(crate) fn install_tree_handlers(&self) {
-        let r = self.clone();
         self.add_handler(
-            move |msg: Message| r.on_allocate_id(msg),
+            Router::own(|r, msg| r.on_allocate_id(msg)),
             Some(ALLOCATE_ID),
             true,
             None,
             Some(Arc::new(is_immediate_child)),
         );
-        let r = self.clone();
         self.add_handler(
-            move |msg: Message| r.on_add_route(&msg),
+            Router::own(|r, msg| r.on_add_route(&msg)),
             Some(ADD_ROUTE),
             true,
             None,
             Some(Arc::new(is_immediate_child)),
         );
-        let r = self.clone();
         self.add_handler(
-            move |msg: Message| r.on_del_route(&msg),
+            Router::own(|r, msg| r.on_del_route(&msg)),
             Some(DEL_ROUTE),
             true,
             None,
