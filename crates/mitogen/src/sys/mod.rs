@@ -20,3 +20,5 @@ pub use zygote::{
     auto_reap_children, dup_onto, fork_single_threaded, null_onto, recv_with_fds, send_with_fds,
     seqpacket_pair, set_process_name, thread_count, wait_all_children, Forked,
 };
+mod setns;
+pub use setns::{read_in_root, Credentials, Entry, Leader, Namespace, Report, Step};

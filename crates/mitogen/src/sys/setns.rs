@@ -1,0 +1,504 @@
+//! Entering a running container's namespaces, root and user (the `setns`
+//! connection method).
+//!
+//! Everything is prepared in the parent, before fork: the leader process is
+//! pinned by a pidfd and its `/proc/<pid>` directory opened once, so later
+//! lookups cannot land on another process that reused the pid; each
+//! namespace that differs from ours is opened as a descriptor; the
+//! container's root is opened as a directory descriptor; the user's ids and
+//! home directory are resolved from the container's own files
+//! ([`read_in_root`], which never follows a symlink out of the container).
+//! The forked child then runs [`Entry::enter`], which only makes
+//! async-signal-safe system calls on that prepared data, in this order:
+//!
+//! 1. `setns` into: user (only when the leader's differs from ours; entered
+//!    first, so the remaining namespaces, owned by it, can be joined with
+//!    the capabilities it grants), cgroup, ipc, uts, net, pid, mnt, time;
+//! 2. `fchdir` to the leader's root, `chroot(".")`, `chdir("/")`;
+//! 3. `setgroups`, `setresgid`, `setresuid` (gid before uid, while we may
+//!    still change it), then `chdir` to the home directory when it exists.
+//!
+//! The pid and time namespaces apply only to children of the caller: the
+//! process that called `setns` stays where it was. The exec'd program is
+//! that same process, so the method runs `/bin/sh -c '/bin/sh -c "$1"; exit
+//! $?'`: the outer shell (outside the pid namespace) forks the inner one,
+//! which is born inside it and execs the context. A failing step is written
+//! as one byte to a pipe ([`Report`]), so the error names the step and not
+//! only the errno.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// One kind of Linux namespace, in the order [`Entry::enter`] joins them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    /// User and group ids, capabilities.
+    User,
+    /// The view of `/proc/self/cgroup`.
+    Cgroup,
+    /// System V IPC, POSIX message queues.
+    Ipc,
+    /// Host name and domain name.
+    Uts,
+    /// Network devices, addresses, ports.
+    Net,
+    /// Process ids (children only).
+    Pid,
+    /// Mounts.
+    Mnt,
+    /// Boot and monotonic clocks (children only).
+    Time,
+}
+
+impl Namespace {
+    /// All kinds, in joining order.
+    pub const ORDER: [Namespace; 8] = [
+        Namespace::User,
+        Namespace::Cgroup,
+        Namespace::Ipc,
+        Namespace::Uts,
+        Namespace::Net,
+        Namespace::Pid,
+        Namespace::Mnt,
+        Namespace::Time,
+    ];
+
+    /// The file name under `/proc/<pid>/ns/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Namespace::User => "user",
+            Namespace::Cgroup => "cgroup",
+            Namespace::Ipc => "ipc",
+            Namespace::Uts => "uts",
+            Namespace::Net => "net",
+            Namespace::Pid => "pid",
+            Namespace::Mnt => "mnt",
+            Namespace::Time => "time",
+        }
+    }
+
+    fn flag(self) -> libc::c_int {
+        match self {
+            Namespace::User => libc::CLONE_NEWUSER,
+            Namespace::Cgroup => libc::CLONE_NEWCGROUP,
+            Namespace::Ipc => libc::CLONE_NEWIPC,
+            Namespace::Uts => libc::CLONE_NEWUTS,
+            Namespace::Net => libc::CLONE_NEWNET,
+            Namespace::Pid => libc::CLONE_NEWPID,
+            Namespace::Mnt => libc::CLONE_NEWNS,
+            Namespace::Time => 0x80, // CLONE_NEWTIME
+        }
+    }
+}
+
+/// A container's leader process, pinned: its pidfd and its `/proc/<pid>`
+/// directory, opened while the pidfd showed it alive.
+#[derive(Debug)]
+pub struct Leader {
+    pid: u32,
+    pidfd: OwnedFd,
+    proc_dir: OwnedFd,
+}
+
+impl Leader {
+    /// Pin process `pid`. Fails with `NotFound` when it does not exist.
+    pub fn open(pid: u32) -> io::Result<Leader> {
+        let pidfd = super::pidfd_open(pid)?;
+        let path = CString::new(format!("/proc/{pid}")).expect("no NUL in a number");
+        let proc_dir = open_at(libc::AT_FDCWD, &path, libc::O_PATH | libc::O_DIRECTORY)?;
+        let leader = Leader {
+            pid,
+            pidfd,
+            proc_dir,
+        };
+        // Alive after `proc_dir` was opened: the directory is this
+        // process's, not that of one that reused the pid before.
+        if !leader.is_alive() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(leader)
+    }
+
+    /// Its process id, as seen from here.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the process still runs.
+    pub fn is_alive(&self) -> bool {
+        // SAFETY: pidfd_send_signal with signal 0 only checks for existence;
+        // the null siginfo is allowed.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                0,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        rc == 0
+    }
+
+    /// Its namespace of kind `ns`, when it differs from the calling
+    /// thread's; `None` when it is the same or the kernel lacks the kind.
+    pub fn namespace_if_other(&self, ns: Namespace) -> io::Result<Option<OwnedFd>> {
+        let rel = CString::new(format!("ns/{}", ns.name())).expect("no NUL");
+        let theirs = match read_link_at(self.proc_dir.as_raw_fd(), &rel) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let own = CString::new(format!("/proc/thread-self/ns/{}", ns.name())).expect("no NUL");
+        match read_link_at(libc::AT_FDCWD, &own) {
+            Ok(ours) if ours == theirs => return Ok(None),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        open_at(self.proc_dir.as_raw_fd(), &rel, libc::O_RDONLY).map(Some)
+    }
+
+    /// The `/proc/<pid>/ns/<kind>` link text (e.g. `pid:[4026532255]`).
+    pub fn namespace_id(&self, ns: Namespace) -> io::Result<String> {
+        let rel = CString::new(format!("ns/{}", ns.name())).expect("no NUL");
+        read_link_at(self.proc_dir.as_raw_fd(), &rel)
+    }
+
+    /// Its root directory, as a directory descriptor.
+    pub fn root(&self) -> io::Result<OwnedFd> {
+        open_at(
+            self.proc_dir.as_raw_fd(),
+            c"root",
+            libc::O_PATH | libc::O_DIRECTORY,
+        )
+    }
+}
+
+/// `openat(dir, path, flags | O_CLOEXEC | O_NOCTTY)`.
+fn open_at(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = syscall!(openat(
+        dir,
+        path.as_ptr(),
+        flags | libc::O_CLOEXEC | libc::O_NOCTTY
+    ))?;
+    // SAFETY: openat returned a fresh descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn read_link_at(dir: RawFd, path: &CStr) -> io::Result<String> {
+    let mut buf = [0u8; 256];
+    let n = syscall!(readlinkat(
+        dir,
+        path.as_ptr(),
+        buf.as_mut_ptr().cast(),
+        buf.len()
+    ))?;
+    Ok(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
+/// Read the regular file `path` (relative) under the directory `root` as if
+/// `root` were `/`: symlinks and `..` inside the tree resolve within it
+/// (`openat2` with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`), so a hostile
+/// container cannot point us at the host's files. Refuses anything but a
+/// regular file (a FIFO would block us) and files over `limit` bytes.
+pub fn read_in_root(root: &OwnedFd, path: &str, limit: usize) -> io::Result<Vec<u8>> {
+    let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: open_how is plain data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads `how` (of the size given) and the NUL-terminated
+    // path; it returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nobody else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path} is not a regular file"),
+        ));
+    }
+    if meta.len() > limit as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path} is larger than {limit} bytes"),
+        ));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    io::Read::read_to_end(&mut io::Read::take(file, limit as u64 + 1), &mut out)?;
+    if out.len() > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path} grew past {limit} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The user to become inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids (the primary one included).
+    pub groups: Vec<u32>,
+    /// Home directory, entered when it exists.
+    pub home: Option<CString>,
+}
+
+/// A step of [`Entry::enter`], as reported when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `setns` into this namespace.
+    Setns(Namespace),
+    /// `fchdir` to the leader's root and `chroot` there.
+    Chroot,
+    /// `setgroups`.
+    SetGroups,
+    /// `setresgid`.
+    SetGid,
+    /// `setresuid`.
+    SetUid,
+}
+
+impl Step {
+    fn code(self) -> u8 {
+        match self {
+            Step::Setns(ns) => Namespace::ORDER.iter().position(|n| *n == ns).unwrap_or(0) as u8,
+            Step::Chroot => 20,
+            Step::SetGroups => 21,
+            Step::SetGid => 22,
+            Step::SetUid => 23,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Step> {
+        Some(match c {
+            20 => Step::Chroot,
+            21 => Step::SetGroups,
+            22 => Step::SetGid,
+            23 => Step::SetUid,
+            n => Step::Setns(*Namespace::ORDER.get(n as usize)?),
+        })
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Setns(ns) => write!(f, "entering its {} namespace", ns.name()),
+            Step::Chroot => f.write_str("changing root to its root directory"),
+            Step::SetGroups => f.write_str("setting the supplementary groups"),
+            Step::SetGid => f.write_str("setting the group id"),
+            Step::SetUid => f.write_str("setting the user id"),
+        }
+    }
+}
+
+/// Everything the child needs to enter a container, prepared before fork.
+/// The descriptors stay open as long as the `Entry` lives: keep it alive
+/// until the program is spawned.
+#[derive(Debug)]
+pub struct Entry {
+    namespaces: Vec<(Namespace, OwnedFd)>,
+    root: OwnedFd,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+    home: Option<CString>,
+    report: OwnedFd,
+}
+
+/// The parent's end of an [`Entry`]'s failure report.
+#[derive(Debug)]
+pub struct Report(OwnedFd);
+
+impl Report {
+    /// The step that failed in the child, if one did. Call after the spawn
+    /// failed: the child wrote the byte before it exited.
+    pub fn failed_step(&self) -> Option<Step> {
+        let mut b = [0u8; 1];
+        match super::read(self.0.as_raw_fd(), &mut b) {
+            Ok(1) => Step::from_code(b[0]),
+            _ => None,
+        }
+    }
+}
+
+impl Entry {
+    /// Prepare to enter `leader`'s namespaces (those that differ from
+    /// ours) and root as `creds`.
+    pub fn new(leader: &Leader, creds: Credentials) -> io::Result<(Entry, Report)> {
+        let mut namespaces = Vec::new();
+        for ns in Namespace::ORDER {
+            if let Some(fd) = leader.namespace_if_other(ns)? {
+                namespaces.push((ns, fd));
+            }
+        }
+        let (r, w) = super::pipe_cloexec()?;
+        super::set_nonblocking(r.as_raw_fd(), true)?;
+        let entry = Entry {
+            namespaces,
+            root: leader.root()?,
+            uid: creds.uid,
+            gid: creds.gid,
+            groups: creds.groups,
+            home: creds.home,
+            report: w,
+        };
+        Ok((entry, Report(r)))
+    }
+
+    /// Whether a namespace is entered that applies only to children (pid,
+    /// time), so the program must fork once more to be inside it.
+    pub fn needs_fork(&self) -> bool {
+        self.namespaces
+            .iter()
+            .any(|(ns, _)| matches!(ns, Namespace::Pid | Namespace::Time))
+    }
+
+    /// The namespaces that will be entered, in order.
+    pub fn namespaces(&self) -> impl Iterator<Item = Namespace> + '_ {
+        self.namespaces.iter().map(|(ns, _)| *ns)
+    }
+
+    /// Enter, in the forked child before exec. Async-signal-safe: system
+    /// calls on prepared data only, no allocation.
+    pub fn enter(&self) -> io::Result<()> {
+        for (ns, fd) in &self.namespaces {
+            self.step(Step::Setns(*ns), syscall!(setns(fd.as_raw_fd(), ns.flag())))?;
+        }
+        self.step(Step::Chroot, syscall!(fchdir(self.root.as_raw_fd())))?;
+        self.step(Step::Chroot, syscall!(chroot(c".".as_ptr())))?;
+        self.step(Step::Chroot, syscall!(chdir(c"/".as_ptr())))?;
+        self.step(
+            Step::SetGroups,
+            syscall!(setgroups(self.groups.len(), self.groups.as_ptr())),
+        )?;
+        self.step(Step::SetGid, syscall!(setresgid(self.gid, self.gid, self.gid)))?;
+        self.step(Step::SetUid, syscall!(setresuid(self.uid, self.uid, self.uid)))?;
+        if let Some(home) = &self.home {
+            // A missing or unreadable home is not an error: stay in `/`.
+            let _ = syscall!(chdir(home.as_ptr()));
+        }
+        Ok(())
+    }
+
+    /// Pass `res` through, reporting `step` on the pipe when it failed.
+    fn step(&self, step: Step, res: io::Result<libc::c_int>) -> io::Result<()> {
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let code = [step.code()];
+                // SAFETY: write(2) of one byte from a live buffer; the result
+                // does not matter (the errno is reported anyway).
+                unsafe { libc::write(self.report.as_raw_fd(), code.as_ptr().cast(), 1) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Arrange for `cmd`'s child to [`enter`](Entry::enter) before exec.
+    /// The entry moves into the command and so lives until it is dropped.
+    pub fn install(self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: `enter` makes only async-signal-safe system calls on
+        // descriptors and buffers owned by the closure, which the command
+        // keeps alive until it is dropped, after the fork.
+        unsafe {
+            cmd.pre_exec(move || self.enter());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_codes_round_trip() {
+        let mut all: Vec<Step> = Namespace::ORDER.into_iter().map(Step::Setns).collect();
+        all.extend([Step::Chroot, Step::SetGroups, Step::SetGid, Step::SetUid]);
+        for s in all {
+            assert_eq!(Step::from_code(s.code()), Some(s), "{s}");
+        }
+        assert_eq!(Step::from_code(99), None);
+    }
+
+    #[test]
+    fn our_own_namespaces_are_not_entered_again() {
+        let me = Leader::open(std::process::id()).unwrap();
+        for ns in Namespace::ORDER {
+            assert!(me.namespace_if_other(ns).unwrap().is_none(), "{ns:?}");
+        }
+        assert!(me.is_alive());
+    }
+
+    #[test]
+    fn a_missing_leader_is_not_found() {
+        // Pids above pid_max never exist.
+        let e = Leader::open(i32::MAX as u32).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "{e}");
+    }
+
+    fn tree() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "mitogen-setns-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        d
+    }
+
+    fn open_dir(p: &std::path::Path) -> OwnedFd {
+        std::fs::File::open(p).unwrap().into()
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let d = tree();
+        std::fs::write(d.join("etc/real"), "inside\n").unwrap();
+        // Absolute and `..`-escaping links both stay in the tree.
+        std::os::unix::fs::symlink("/etc/real", d.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("../../../../../etc/real", d.join("etc/group")).unwrap();
+        let root = open_dir(&d);
+        assert_eq!(read_in_root(&root, "etc/passwd", 100).unwrap(), b"inside\n");
+        assert_eq!(read_in_root(&root, "etc/group", 100).unwrap(), b"inside\n");
+        // A link to a host file that does not exist in the tree fails.
+        std::os::unix::fs::symlink("/etc/hostname", d.join("etc/host")).unwrap();
+        let e = read_in_root(&root, "etc/host", 100).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn fifos_and_large_files_are_refused() {
+        let d = tree();
+        let fifo = CString::new(d.join("etc/passwd").into_os_string().into_encoded_bytes()).unwrap();
+        syscall!(mkfifo(fifo.as_ptr(), 0o600)).unwrap();
+        std::fs::write(d.join("etc/group"), vec![b'x'; 101]).unwrap();
+        let root = open_dir(&d);
+        let e = read_in_root(&root, "etc/passwd", 100).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = read_in_root(&root, "etc/group", 100).unwrap_err();
+        assert!(e.to_string().contains("larger than 100"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
