@@ -29,6 +29,10 @@ pub(crate) mod method;
 mod options;
 pub(crate) mod prompt;
 pub(crate) mod spawn;
+mod setns;
+mod ssh;
+mod su;
+mod sudo;
 mod via;
 
 pub use local::Bootstrap;
@@ -38,6 +42,10 @@ pub use ssh::CheckHostKeys;
 // The fork method's hooks type, and what the child entry calls.
 pub use fork::ForkHooks;
 pub(crate) use fork::{enter_if_zygote, run_hook, HookPoint};
+pub use setns::{ContainerKind, SetnsOptions};
+pub use ssh::{CheckHostKeys, SshOptions};
+pub use su::SuOptions;
+pub use sudo::SudoOptions;
 
 use crate::error::{ConnectFailure, Error};
 

@@ -1,0 +1,606 @@
+//! `setns`: a context inside a running container, entered directly by root.
+//!
+//! Program: first the container engine, once, to find the container's
+//! leader process: `docker inspect --type container -f {{.State.Pid}} <c>`,
+//! `lxc-info -n <c> -p -H`, `lxc info <c>` (its `Pid:`/`PID:` line) or
+//! `machinectl show -p Leader <c>`, bounded by `connect_timeout`. Then no
+//! program of the engine: `/bin/sh -c '/bin/sh -c "$1"; exit $?' setns
+//! '<first stage>'`, the container's own shell, started by a child that
+//! entered the leader's namespaces, root and user before exec
+//! ([`crate::sys::Entry`] says how and in what order; the extra shell is
+//! there because a pid namespace applies only to the children of whoever
+//! joined it). The user's ids and home come from the container's
+//! `/etc/passwd` and `/etc/group`, read from the host inside the
+//! container's root only (a symlink cannot lead out of it). `HOME`, `USER`,
+//! `LOGNAME`, `SHELL` are set for that user; host paths (`TMPDIR`,
+//! `XDG_*`) are removed. Nothing inside the container is needed but a
+//! POSIX shell and the tools the first stage uses.
+//!
+//! Prompts: none.
+//!
+//! Errors (`StreamError::Bootstrap`, the kind first in the reason):
+//! `PermissionDenied` when we are not root or the kernel refuses a step,
+//! `ContainerNotFound`, `ContainerNotRunning`, `EngineUnavailable` (the
+//! engine's program is missing or its daemon unreachable),
+//! `LeaderNotFound` (the engine answered something else, or the leader
+//! exited), `UnknownUser`; each names the container, the engine and the
+//! cause. A root context keeps the host's capabilities, and joins neither
+//! the container's cgroup nor its seccomp or LSM profile.
+
+use std::ffi::{CString, OsString};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::LocalOptions;
+
+/// Which engine runs the container, i.e. how its leader process is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ContainerKind {
+    /// Docker: `docker inspect`.
+    Docker,
+    /// LXC: `lxc-info`.
+    Lxc,
+    /// LXD: `lxc info`.
+    Lxd,
+    /// systemd-nspawn machines: `machinectl show`.
+    Machinectl,
+}
+
+impl ContainerKind {
+    /// Lowercase name, as Mitogen spells the `kind` argument.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContainerKind::Docker => "docker",
+            ContainerKind::Lxc => "lxc",
+            ContainerKind::Lxd => "lxd",
+            ContainerKind::Machinectl => "machinectl",
+        }
+    }
+}
+
+/// Options of `Router::setns` (Mitogen's `setns()` arguments).
+///
+/// # Examples
+/// ```
+/// use mitogen::{ContainerKind, SetnsOptions};
+/// let mut opts = SetnsOptions::new("web", ContainerKind::Docker);
+/// opts.username = "app".into();
+/// assert_eq!(opts.docker_path, "docker");
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetnsOptions {
+    /// The container's name or id, as its engine knows it.
+    pub container: String,
+    /// Its engine.
+    pub kind: ContainerKind,
+    /// User to become inside it, looked up in its `/etc/passwd` (default
+    /// `root`, which works without one).
+    pub username: String,
+    /// The docker program (default `docker`).
+    pub docker_path: String,
+    /// The lxc-info program (default `lxc-info`).
+    pub lxc_info_path: String,
+    /// The LXD client (default `lxc`).
+    pub lxc_path: String,
+    /// The machinectl program (default `machinectl`).
+    pub machinectl_path: String,
+    /// Options shared with `local`.
+    pub common: LocalOptions,
+}
+
+impl SetnsOptions {
+    /// Options for `container` of engine `kind`, everything else default.
+    pub fn new(container: impl Into<String>, kind: ContainerKind) -> SetnsOptions {
+        SetnsOptions {
+            container: container.into(),
+            kind,
+            username: "root".into(),
+            docker_path: "docker".into(),
+            lxc_info_path: "lxc-info".into(),
+            lxc_path: "lxc".into(),
+            machinectl_path: "machinectl".into(),
+            common: LocalOptions::default(),
+        }
+    }
+
+    /// The engine command that finds the leader.
+    fn leader_argv(&self) -> Vec<String> {
+        let c = self.container.clone();
+        match self.kind {
+            ContainerKind::Docker => vec![
+                self.docker_path.clone(),
+                "inspect".into(),
+                "--type".into(),
+                "container".into(),
+                "-f".into(),
+                "{{.State.Pid}}".into(),
+                c,
+            ],
+            ContainerKind::Lxc => vec![
+                self.lxc_info_path.clone(),
+                "-n".into(),
+                c,
+                "-p".into(),
+                "-H".into(),
+            ],
+            ContainerKind::Lxd => vec![self.lxc_path.clone(), "info".into(), c],
+            ContainerKind::Machinectl => vec![
+                self.machinectl_path.clone(),
+                "show".into(),
+                "-p".into(),
+                "Leader".into(),
+                c,
+            ],
+        }
+    }
+}
+
+/// Why a setns connection failed, before any bootstrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Why {
+    PermissionDenied,
+    ContainerNotFound,
+    ContainerNotRunning,
+    EngineUnavailable,
+    LeaderNotFound,
+    UnknownUser,
+    InvalidOptions,
+}
+
+/// A failure with its kind and words (naming container, engine and cause).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub why: Why,
+    pub reason: String,
+}
+
+/// At most this much of the engine's output is kept.
+const OUTPUT_LIMIT: usize = 64 * 1024;
+/// Larger `/etc/passwd` or `/etc/group` files are refused.
+const DB_LIMIT: usize = 4 << 20;
+
+/// Printable text of untrusted output: control characters become `?`, at
+/// most 500 characters.
+fn printable(b: &[u8]) -> String {
+    String::from_utf8_lossy(b)
+        .trim()
+        .chars()
+        .take(500)
+        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+        .collect()
+}
+
+/// What the engine program printed and how it ended.
+struct Answer {
+    status: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Run `argv` with stdin closed, collecting at most [`OUTPUT_LIMIT`] of
+/// stdout and stderr, killed and reaped at `deadline`.
+fn run_bounded(argv: &[String], deadline: Instant) -> std::io::Result<Option<Answer>> {
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut open = [true, true];
+    let mut buf = [0u8; 8192];
+    while open.iter().any(|o| *o) {
+        let fds = [
+            if open[0] { out.as_raw_fd() } else { -1 },
+            if open[1] { err.as_raw_fd() } else { -1 },
+        ];
+        let ready = crate::sys::poll_many(&fds, deadline)?;
+        if ready.iter().all(|r| !r) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        for (i, sink) in [&mut stdout, &mut stderr].into_iter().enumerate() {
+            if !ready[i] {
+                continue;
+            }
+            let fd = if i == 0 { out.as_raw_fd() } else { err.as_raw_fd() };
+            match crate::sys::read(fd, &mut buf)? {
+                0 => open[i] = false,
+                n if sink.len() < OUTPUT_LIMIT => sink.extend_from_slice(&buf[..n]),
+                _ => {}
+            }
+        }
+    }
+    // Both pipes closed: the program is exiting; wait no longer than the deadline.
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        let pidfd = crate::sys::pidfd_open(child.id())?;
+        if !crate::sys::poll_readable(pidfd.as_raw_fd(), deadline)? {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+    };
+    Ok(Some(Answer {
+        status: status.code(),
+        stdout,
+        stderr,
+    }))
+}
+
+impl SetnsOptions {
+    fn fail(&self, why: Why, cause: impl std::fmt::Display) -> Failure {
+        Failure {
+            why,
+            reason: format!(
+                "{} container {:?}: {cause}",
+                self.kind.name(),
+                self.container
+            ),
+        }
+    }
+
+    /// Ask the engine for the leader's pid.
+    pub(crate) fn find_leader(&self, deadline: Instant) -> Result<u32, Failure> {
+        let argv = self.leader_argv();
+        let answer = match run_bounded(&argv, deadline) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                return Err(self.fail(
+                    Why::EngineUnavailable,
+                    format!("{} did not answer before the connect timeout", argv[0]),
+                ))
+            }
+            Err(e) => {
+                return Err(self.fail(
+                    Why::EngineUnavailable,
+                    format!("could not run {}: {e}", argv[0]),
+                ))
+            }
+        };
+        self.parse_leader(&argv[0], &answer)
+    }
+
+    /// The leader's pid from the engine's answer, or why there is none.
+    fn parse_leader(&self, program: &str, a: &Answer) -> Result<u32, Failure> {
+        let out = String::from_utf8_lossy(&a.stdout);
+        let err = String::from_utf8_lossy(&a.stderr);
+        let said = || {
+            let both = printable(&[a.stderr.as_slice(), a.stdout.as_slice()].concat());
+            if both.is_empty() {
+                format!("{program} printed nothing")
+            } else {
+                format!("{program} said: {both}")
+            }
+        };
+        let lower = err.to_lowercase();
+        let daemon_down = [
+            "cannot connect to the docker daemon",
+            "is the docker daemon running",
+            "permission denied while trying to connect",
+            "failed to connect to bus",
+            "unable to connect",
+            "connection refused",
+        ];
+        let not_found = [
+            "no such container",
+            "no such object",
+            "doesn't exist",
+            "does not exist",
+            "not found",
+            "no machine",
+        ];
+        if a.status != Some(0) {
+            if not_found.iter().any(|p| lower.contains(p)) {
+                return Err(self.fail(Why::ContainerNotFound, said()));
+            }
+            if daemon_down.iter().any(|p| lower.contains(p)) {
+                return Err(self.fail(Why::EngineUnavailable, said()));
+            }
+            let how = match a.status {
+                Some(s) => format!("exited with status {s}"),
+                None => "was killed".into(),
+            };
+            return Err(self.fail(Why::LeaderNotFound, format!("{program} {how}; {}", said())));
+        }
+        let pid_text = match self.kind {
+            ContainerKind::Docker | ContainerKind::Lxc => Some(out.trim().to_string()),
+            ContainerKind::Lxd => out.lines().find_map(|l| {
+                let mut w = l.split_whitespace();
+                matches!(w.next(), Some("Pid:" | "PID:")).then(|| w.next().unwrap_or("").into())
+            }),
+            ContainerKind::Machinectl => out
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Leader=").map(str::to_string)),
+        };
+        let stopped = match self.kind {
+            // docker prints 0 for a stopped container, lxc-info nothing.
+            ContainerKind::Docker => pid_text.as_deref() == Some("0"),
+            ContainerKind::Lxc => pid_text.as_deref() == Some(""),
+            ContainerKind::Lxd => out.lines().any(|l| {
+                let l = l.trim().to_lowercase();
+                l.starts_with("status:") && !l.contains("running")
+            }),
+            ContainerKind::Machinectl => false,
+        };
+        if stopped {
+            return Err(self.fail(Why::ContainerNotRunning, "it is not running"));
+        }
+        match pid_text.as_deref().map(str::parse::<u32>) {
+            Some(Ok(pid)) if pid > 0 => Ok(pid),
+            _ => Err(self.fail(
+                Why::LeaderNotFound,
+                format!("no leader pid in the answer; {}", said()),
+            )),
+        }
+    }
+}
+
+/// A user of the container, from its `/etc/passwd` and `/etc/group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct User {
+    pub uid: u32,
+    pub gid: u32,
+    /// The primary group and every group listing the user as a member.
+    pub groups: Vec<u32>,
+    pub home: String,
+    pub shell: String,
+}
+
+/// Look `name` up in the text of a passwd and a group file. Malformed
+/// lines are skipped. `root` without a passwd entry is uid 0, gid 0, home `/`.
+pub(crate) fn find_user(passwd: &[u8], group: &[u8], name: &str) -> Option<User> {
+    let passwd = String::from_utf8_lossy(passwd);
+    let mut user = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 7 || f[0] != name {
+            return None;
+        }
+        Some(User {
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            groups: Vec::new(),
+            home: f[5].to_string(),
+            shell: f[6].to_string(),
+        })
+    });
+    if user.is_none() && name == "root" {
+        user = Some(User {
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+            home: "/".into(),
+            shell: String::new(),
+        });
+    }
+    let mut user = user?;
+    if user.shell.is_empty() {
+        user.shell = "/bin/sh".into();
+    }
+    user.groups.push(user.gid);
+    for l in String::from_utf8_lossy(group).lines() {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 4 || !f[3].split(',').any(|m| m == name) {
+            continue;
+        }
+        if let Ok(gid) = f[2].parse::<u32>() {
+            if !user.groups.contains(&gid) && user.groups.len() < 65536 {
+                user.groups.push(gid);
+            }
+        }
+    }
+    Some(user)
+}
+
+/// Everything needed to start the context in the container.
+pub(crate) struct Prepared {
+    pub leader: crate::sys::Leader,
+    pub entry: crate::sys::Entry,
+    pub report: crate::sys::Report,
+    /// Program and arguments before the first stage.
+    pub prefix: Vec<OsString>,
+    /// Variables to set (`HOME`, `USER`, `LOGNAME`, `SHELL`, `PATH`).
+    pub env: Vec<(&'static str, String)>,
+    /// Variables to remove (host paths).
+    pub env_remove: &'static [&'static str],
+}
+
+/// Host paths that mean nothing inside the container.
+const ENV_REMOVE: &[&str] = &["TMPDIR", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME"];
+
+/// Find the leader, resolve the user and open everything the child needs.
+pub(crate) fn prepare(opts: &SetnsOptions, deadline: Instant) -> Result<Prepared, Failure> {
+    if opts.container.is_empty() {
+        return Err(opts.fail(Why::InvalidOptions, "the container name is empty"));
+    }
+    if crate::sys::effective_uid() != 0 {
+        return Err(opts.fail(
+            Why::PermissionDenied,
+            format!(
+                "entering a container's namespaces needs root (effective uid is {})",
+                crate::sys::effective_uid()
+            ),
+        ));
+    }
+    let pid = opts.find_leader(deadline)?;
+    let leader = crate::sys::Leader::open(pid).map_err(|e| {
+        opts.fail(
+            Why::LeaderNotFound,
+            format!("its leader process {pid} is gone: {e}"),
+        )
+    })?;
+    let root = leader
+        .root()
+        .map_err(|e| opts.fail(Why::LeaderNotFound, format!("opening /proc/{pid}/root: {e}")))?;
+    let read = |path: &str| match crate::sys::read_in_root(&root, path, DB_LIMIT) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(opts.fail(Why::UnknownUser, format!("reading its /{path}: {e}"))),
+    };
+    let (passwd, group) = (read("etc/passwd")?, read("etc/group")?);
+    let user = find_user(&passwd, &group, &opts.username).ok_or_else(|| {
+        opts.fail(
+            Why::UnknownUser,
+            format!("no user {:?} in its /etc/passwd", opts.username),
+        )
+    })?;
+    let creds = crate::sys::Credentials {
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups.clone(),
+        home: CString::new(user.home.clone()).ok(),
+    };
+    let (entry, report) = crate::sys::Entry::new(&leader, creds).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            Why::PermissionDenied
+        } else {
+            Why::LeaderNotFound
+        };
+        opts.fail(why, format!("opening the namespaces of process {pid}: {e}"))
+    })?;
+    let prefix: Vec<OsString> = if entry.needs_fork() {
+        // The pid namespace holds only the children of the process that
+        // joined it: the outer shell forks the inner one inside it.
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "/bin/sh -c \"$1\"; exit $?".into(),
+            "setns".into(),
+        ]
+    } else {
+        vec!["/bin/sh".into(), "-c".into()]
+    };
+    let env = vec![
+        ("HOME", user.home.clone()),
+        ("USER", opts.username.clone()),
+        ("LOGNAME", opts.username.clone()),
+        ("SHELL", user.shell.clone()),
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
+    ];
+    Ok(Prepared {
+        leader,
+        entry,
+        report,
+        prefix,
+        env,
+        env_remove: ENV_REMOVE,
+    })
+}
+
+/// The words for a spawn that failed in the child's pre-exec step.
+pub(crate) fn step_failure(
+    opts: &SetnsOptions,
+    report: &crate::sys::Report,
+    err: &std::io::Error,
+) -> Option<Failure> {
+    let step = report.failed_step()?;
+    let why = if err.raw_os_error() == Some(libc::EPERM) {
+        Why::PermissionDenied
+    } else {
+        Why::LeaderNotFound
+    };
+    Some(opts.fail(why, format!("{step} failed: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: i32, stdout: &str, stderr: &str) -> Answer {
+        Answer {
+            status: Some(status),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        }
+    }
+
+    fn parse(kind: ContainerKind, a: Answer) -> Result<u32, Failure> {
+        SetnsOptions::new("web", kind).parse_leader("prog", &a)
+    }
+
+    #[test]
+    fn leaders_are_read_from_each_engine() {
+        use ContainerKind::*;
+        assert_eq!(parse(Docker, answer(0, "4242\n", "")), Ok(4242));
+        assert_eq!(parse(Lxc, answer(0, "77\n", "")), Ok(77));
+        let lxd = "Name: web\nStatus: RUNNING\nType: container\nPid: 515\n";
+        assert_eq!(parse(Lxd, answer(0, lxd, "")), Ok(515));
+        let lxd_new = "Name: web\nStatus: RUNNING\nPID: 516\n";
+        assert_eq!(parse(Lxd, answer(0, lxd_new, "")), Ok(516));
+        assert_eq!(parse(Machinectl, answer(0, "Leader=900\n", "")), Ok(900));
+    }
+
+    #[test]
+    fn stopped_missing_and_unreachable_are_told_apart() {
+        use ContainerKind::*;
+        let why = |k, a| parse(k, a).unwrap_err().why;
+        assert_eq!(why(Docker, answer(0, "0\n", "")), Why::ContainerNotRunning);
+        assert_eq!(why(Lxc, answer(0, "", "")), Why::ContainerNotRunning);
+        assert_eq!(
+            why(Lxd, answer(0, "Name: web\nStatus: STOPPED\n", "")),
+            Why::ContainerNotRunning
+        );
+        assert_eq!(
+            why(Docker, answer(1, "", "Error: No such container: web\n")),
+            Why::ContainerNotFound
+        );
+        assert_eq!(
+            why(Lxc, answer(1, "", "web doesn't exist\n")),
+            Why::ContainerNotFound
+        );
+        assert_eq!(
+            why(Machinectl, answer(1, "", "No machine 'web' known\n")),
+            Why::ContainerNotFound
+        );
+        let down = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?";
+        let e = parse(Docker, answer(1, "", down)).unwrap_err();
+        assert_eq!(e.why, Why::EngineUnavailable);
+        assert!(e.reason.starts_with("docker container \"web\": prog said: Cannot connect"), "{}", e.reason);
+        let e = parse(Docker, answer(0, "<no value>\x1b[2J\n", "")).unwrap_err();
+        assert_eq!(e.why, Why::LeaderNotFound);
+        assert!(e.reason.contains("<no value>?[2J"), "control characters replaced: {}", e.reason);
+    }
+
+    #[test]
+    fn users_come_with_their_groups() {
+        let passwd = b"root:x:0:0:root:/root:/bin/bash\nbroken line\napp:x:1000:1000:App:/home/app:\n";
+        let group = b"root:x:0:\napp:x:1000:\nstaff:x:50:app\naudio:x:29:root,app\nbad:x:zz:app\n";
+        let app = find_user(passwd, group, "app").unwrap();
+        assert_eq!((app.uid, app.gid), (1000, 1000));
+        assert_eq!(app.groups, vec![1000, 50, 29]);
+        assert_eq!(app.home, "/home/app");
+        assert_eq!(app.shell, "/bin/sh", "an empty shell means /bin/sh");
+        let root = find_user(passwd, group, "root").unwrap();
+        assert_eq!((root.uid, root.groups.clone()), (0, vec![0, 29]));
+        assert_eq!(find_user(passwd, group, "nobody"), None);
+        assert_eq!(find_user(passwd, group, "broken line"), None);
+        // No passwd file at all: root still works.
+        let bare = find_user(b"", b"", "root").unwrap();
+        assert_eq!((bare.uid, bare.gid, bare.home.as_str()), (0, 0, "/"));
+    }
+
+    #[test]
+    fn a_hung_engine_is_bounded() {
+        let t = Instant::now();
+        let r = run_bounded(
+            &["/bin/sh".into(), "-c".into(), "exec sleep 30".into()],
+            Instant::now() + std::time::Duration::from_millis(200),
+        )
+        .unwrap();
+        assert!(r.is_none(), "expected a timeout");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+}
