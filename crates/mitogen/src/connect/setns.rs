@@ -518,6 +518,7 @@ pub(crate) fn step_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::Namespace;
 
     fn answer(status: i32, stdout: &str, stderr: &str) -> Answer {
         Answer {
@@ -602,5 +603,96 @@ mod tests {
         .unwrap();
         assert!(r.is_none(), "expected a timeout");
         assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    /// A throwaway running container, removed on drop.
+    struct Ctr(String);
+
+    impl Drop for Ctr {
+        fn drop(&mut self) {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", &self.0])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Start a container of `$MITOGEN_SETNS_IMAGE` (default
+    /// `mitogen-test/debian`), or say why not.
+    fn container(test: &str) -> Option<Ctr> {
+        let image =
+            std::env::var("MITOGEN_SETNS_IMAGE").unwrap_or_else(|_| "mitogen-test/debian".into());
+        let skip = |why: String| {
+            eprintln!("SKIP {test}: {why}");
+            None
+        };
+        if crate::sys::effective_uid() != 0 {
+            return skip("needs root".into());
+        }
+        let have = Command::new("docker").args(["image", "inspect", &image]).output();
+        match have {
+            Ok(o) if o.status.success() => {}
+            Ok(_) => return skip(format!("no image {image} (scripts/images/build.sh)")),
+            Err(e) => return skip(format!("no docker: {e}")),
+        }
+        let name = format!("mitogen-setns-unit-{}", std::process::id());
+        let out = Command::new("docker")
+            .args(["run", "-d", "--rm", "--name", &name, "--hostname", "setns-unit"])
+            .args([&image, "sleep", "600"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker run: {}", printable(&out.stderr));
+        Some(Ctr(name))
+    }
+
+    #[test]
+    fn a_shell_enters_a_real_container_as_its_user() {
+        let Some(ctr) = container("a_shell_enters_a_real_container_as_its_user") else {
+            return;
+        };
+        let mut o = SetnsOptions::new(ctr.0.clone(), ContainerKind::Docker);
+        o.username = "app".into();
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        let p = prepare(&o, deadline).unwrap_or_else(|e| panic!("{}", e.reason));
+        assert!(p.entry.needs_fork(), "docker gives a container its own pid namespace");
+        let mut cmd = Command::new(&p.prefix[0]);
+        cmd.args(&p.prefix[1..]).arg(
+            "readlink /proc/self/ns/pid /proc/self/ns/mnt /proc/self/ns/uts; hostname; \
+             id -u; id -g; id -G; echo $HOME $USER; pwd; echo $$",
+        );
+        for (k, v) in &p.env {
+            cmd.env(k, v);
+        }
+        let expected: Vec<String> = [Namespace::Pid, Namespace::Mnt, Namespace::Uts]
+            .into_iter()
+            .map(|ns| p.leader.namespace_id(ns).unwrap())
+            .collect();
+        p.entry.install(&mut cmd);
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text} {}", printable(&out.stderr));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[..3], expected, "namespaces: {text}");
+        assert_eq!(lines[3], "setns-unit");
+        assert_eq!(lines[4..6], ["1000", "1000"], "ids: {text}");
+        // The same groups docker itself gives the user.
+        let theirs = Command::new("docker")
+            .args(["exec", "-u", "app", &ctr.0, "id", "-G"])
+            .output()
+            .unwrap();
+        let sorted = |s: &str| {
+            let mut v: Vec<String> = s.split_whitespace().map(String::from).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            sorted(lines[6]),
+            sorted(&String::from_utf8_lossy(&theirs.stdout))
+        );
+        assert_eq!(lines[7], "/home/app app");
+        assert_eq!(lines[8], "/home/app");
+        let pid: u32 = lines[9].parse().unwrap();
+        assert!(pid > 1 && pid < 1000, "a small pid of the container's namespace: {pid}");
     }
 }
