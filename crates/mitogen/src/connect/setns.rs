@@ -605,45 +605,23 @@ mod tests {
         assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
     }
 
-    /// A throwaway running container, removed on drop.
-    struct Ctr(String);
-
-    impl Drop for Ctr {
-        fn drop(&mut self) {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", &self.0])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-
-    /// Start a container of `$MITOGEN_SETNS_IMAGE` (default
-    /// `mitogen-test/debian`), or say why not.
-    fn container(test: &str) -> Option<Ctr> {
-        let image =
-            std::env::var("MITOGEN_SETNS_IMAGE").unwrap_or_else(|_| "mitogen-test/debian".into());
-        let skip = |why: String| {
-            eprintln!("SKIP {test}: {why}");
-            None
+    /// A running container of the debian image, or why not.
+    fn container(test: &str) -> Option<mitogen_testkit::docker::Container> {
+        use mitogen_testkit::docker;
+        let why = if crate::sys::effective_uid() != 0 {
+            Err("needs root".to_string())
+        } else {
+            docker::available()
         };
-        if crate::sys::effective_uid() != 0 {
-            return skip("needs root".into());
+        if !mitogen_testkit::fixture::ready_or_skip(test, why) {
+            return None;
         }
-        let have = Command::new("docker").args(["image", "inspect", &image]).output();
-        match have {
-            Ok(o) if o.status.success() => {}
-            Ok(_) => return skip(format!("no image {image} (scripts/images/build.sh)")),
-            Err(e) => return skip(format!("no docker: {e}")),
-        }
-        let name = format!("mitogen-setns-unit-{}", std::process::id());
-        let out = Command::new("docker")
-            .args(["run", "-d", "--rm", "--name", &name, "--hostname", "setns-unit"])
-            .args([&image, "sleep", "600"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "docker run: {}", printable(&out.stderr));
-        Some(Ctr(name))
+        let ctr = docker::Container::start_with(
+            &docker::image("debian"),
+            &["--hostname", "setns-unit"],
+            &["sleep", "1000000"],
+        );
+        Some(ctr.expect("starting a container"))
     }
 
     #[test]
@@ -651,14 +629,14 @@ mod tests {
         let Some(ctr) = container("a_shell_enters_a_real_container_as_its_user") else {
             return;
         };
-        let mut o = SetnsOptions::new(ctr.0.clone(), ContainerKind::Docker);
+        let mut o = SetnsOptions::new(ctr.name(), ContainerKind::Docker);
         o.username = "app".into();
         let deadline = Instant::now() + std::time::Duration::from_secs(20);
         let p = prepare(&o, deadline).unwrap_or_else(|e| panic!("{}", e.reason));
         assert!(p.entry.needs_fork(), "docker gives a container its own pid namespace");
         let mut cmd = Command::new(&p.prefix[0]);
         cmd.args(&p.prefix[1..]).arg(
-            "readlink /proc/self/ns/pid /proc/self/ns/mnt /proc/self/ns/uts; hostname; \
+            "readlink /proc/self/ns/pid /proc/self/ns/mnt /proc/self/ns/uts; cat /proc/sys/kernel/hostname; \
              id -u; id -g; id -G; echo $HOME $USER; pwd; echo $$",
         );
         for (k, v) in &p.env {
@@ -678,7 +656,7 @@ mod tests {
         assert_eq!(lines[4..6], ["1000", "1000"], "ids: {text}");
         // The same groups docker itself gives the user.
         let theirs = Command::new("docker")
-            .args(["exec", "-u", "app", &ctr.0, "id", "-G"])
+            .args(["exec", "-u", "app", ctr.name(), "id", "-G"])
             .output()
             .unwrap();
         let sorted = |s: &str| {
