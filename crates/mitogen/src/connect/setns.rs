@@ -4,12 +4,10 @@
 //! leader process: `docker inspect --type container -f {{.State.Pid}} <c>`,
 //! `lxc-info -n <c> -p -H`, `lxc info <c>` (its `Pid:`/`PID:` line) or
 //! `machinectl show -p Leader <c>`, bounded by `connect_timeout`. Then no
-//! program of the engine: `/bin/sh -c '/bin/sh -c "$1"; exit $?' setns
-//! '<first stage>'`, the container's own shell, started by a child that
-//! entered the leader's namespaces, root and user before exec
-//! ([`crate::sys::Entry`] says how and in what order; the extra shell is
-//! there because a pid namespace applies only to the children of whoever
-//! joined it). The user's ids and home come from the container's
+//! program of the engine: `/bin/sh -c '<first stage>'`, the container's own
+//! shell, started by a child that entered the leader's namespaces, root and
+//! user before exec, forking once more to be inside its pid namespace
+//! ([`crate::sys::Entry`] says how and in what order). The user's ids and home come from the container's
 //! `/etc/passwd` and `/etc/group`, read from the host inside the
 //! container's root only (a symlink cannot lead out of it). `HOME`, `USER`,
 //! `LOGNAME`, `SHELL` are set for that user; host paths (`TMPDIR`,
@@ -468,18 +466,7 @@ pub(crate) fn prepare(opts: &SetnsOptions, deadline: Instant) -> Result<Prepared
         };
         opts.fail(why, format!("opening the namespaces of process {pid}: {e}"))
     })?;
-    let prefix: Vec<OsString> = if entry.needs_fork() {
-        // The pid namespace holds only the children of the process that
-        // joined it: the outer shell forks the inner one inside it.
-        vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "/bin/sh -c \"$1\"; exit $?".into(),
-            "setns".into(),
-        ]
-    } else {
-        vec!["/bin/sh".into(), "-c".into()]
-    };
+    let prefix: Vec<OsString> = vec!["/bin/sh".into(), "-c".into()];
     let env = vec![
         ("HOME", user.home.clone()),
         ("USER", opts.username.clone()),
@@ -636,8 +623,9 @@ mod tests {
         assert!(p.entry.needs_fork(), "docker gives a container its own pid namespace");
         let mut cmd = Command::new(&p.prefix[0]);
         cmd.args(&p.prefix[1..]).arg(
-            "readlink /proc/self/ns/pid /proc/self/ns/mnt /proc/self/ns/uts; cat /proc/sys/kernel/hostname; \
-             id -u; id -g; id -G; echo $HOME $USER; pwd; echo $$",
+            "readlink /proc/self/ns/pid /proc/self/ns/mnt /proc/self/ns/uts; \
+             cat /proc/sys/kernel/hostname; id -u; id -g; id -G; echo $HOME $USER; pwd; \
+             echo $$; exec sh -c 'kill -TERM $$'",
         );
         for (k, v) in &p.env {
             cmd.env(k, v);
@@ -647,9 +635,16 @@ mod tests {
             .map(|ns| p.leader.namespace_id(ns).unwrap())
             .collect();
         p.entry.install(&mut cmd);
-        let out = cmd.output().unwrap();
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // The process we spawned stays outside the container's pid
+        // namespace: it must be our own program, never the container's.
+        let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
+        assert_eq!(exe, std::env::current_exe().unwrap());
+        let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text} {}", printable(&out.stderr));
+        // The middle process ends as the shell did: killed by SIGTERM.
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{text} {}", printable(&out.stderr));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[..3], expected, "namespaces: {text}");
         assert_eq!(lines[3], "setns-unit");

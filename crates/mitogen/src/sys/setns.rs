@@ -16,15 +16,22 @@
 //!    the capabilities it grants), cgroup, ipc, uts, net, pid, mnt, time;
 //! 2. `fchdir` to the leader's root, `chroot(".")`, `chdir("/")`;
 //! 3. `setgroups`, `setresgid`, `setresuid` (gid before uid, while we may
-//!    still change it), then `chdir` to the home directory when it exists.
+//!    still change it), then `chdir` to the home directory when it exists;
+//! 4. when a pid or time namespace was joined: `fork`. Those namespaces
+//!    apply only to children of the caller (the caller itself stays where
+//!    it was), so the exec'd program must be a child. The forked child
+//!    asks for `SIGKILL` when its parent dies and goes on to exec, inside
+//!    the namespaces. The parent (the process our caller spawned and
+//!    reaps) closes every descriptor, including the standard library's
+//!    exec-error pipe, so `spawn` returns as soon as the child execs, then
+//!    waits for the child and ends the same way (same exit status, or the
+//!    same signal). It runs only our own code: no program of the container
+//!    ever runs outside the container's pid namespace, where it could
+//!    signal the host's processes. (Python Mitogen uses the container's
+//!    `/bin/sh` as that middle process.)
 //!
-//! The pid and time namespaces apply only to children of the caller: the
-//! process that called `setns` stays where it was. The exec'd program is
-//! that same process, so the method runs `/bin/sh -c '/bin/sh -c "$1"; exit
-//! $?'`: the outer shell (outside the pid namespace) forks the inner one,
-//! which is born inside it and execs the context. A failing step is written
-//! as one byte to a pipe ([`Report`]), so the error names the step and not
-//! only the errno.
+//! A failing step is written as one byte to a pipe ([`Report`]), so the
+//! error names the step and not only the errno.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -274,6 +281,8 @@ pub enum Step {
     SetGid,
     /// `setresuid`.
     SetUid,
+    /// `fork` into the pid namespace.
+    Fork,
 }
 
 impl Step {
@@ -284,6 +293,7 @@ impl Step {
             Step::SetGroups => 21,
             Step::SetGid => 22,
             Step::SetUid => 23,
+            Step::Fork => 24,
         }
     }
 
@@ -293,6 +303,7 @@ impl Step {
             21 => Step::SetGroups,
             22 => Step::SetGid,
             23 => Step::SetUid,
+            24 => Step::Fork,
             n => Step::Setns(*Namespace::ORDER.get(n as usize)?),
         })
     }
@@ -306,6 +317,7 @@ impl std::fmt::Display for Step {
             Step::SetGroups => f.write_str("setting the supplementary groups"),
             Step::SetGid => f.write_str("setting the group id"),
             Step::SetUid => f.write_str("setting the user id"),
+            Step::Fork => f.write_str("forking into its pid namespace"),
         }
     }
 }
@@ -365,7 +377,7 @@ impl Entry {
     }
 
     /// Whether a namespace is entered that applies only to children (pid,
-    /// time), so the program must fork once more to be inside it.
+    /// time), so [`enter`](Entry::enter) forks once more.
     pub fn needs_fork(&self) -> bool {
         self.namespaces
             .iter()
@@ -396,7 +408,60 @@ impl Entry {
             // A missing or unreadable home is not an error: stay in `/`.
             let _ = syscall!(chdir(home.as_ptr()));
         }
+        if self.needs_fork() {
+            self.fork_inside()?;
+        }
         Ok(())
+    }
+
+    /// Fork; in the parent, wait for the child and end as it ends (never
+    /// returns); in the child, return to go on to exec.
+    fn fork_inside(&self) -> io::Result<()> {
+        // SAFETY: getpid has no preconditions.
+        let middle = unsafe { libc::getpid() };
+        let child = match syscall!(fork()) {
+            Ok(pid) => pid,
+            Err(e) => return self.step(Step::Fork, Err(e)),
+        };
+        if child == 0 {
+            // SAFETY: prctl(PR_SET_PDEATHSIG) with a signal number; getppid
+            // has no preconditions. A parent outside our pid namespace reads
+            // as 0: any other value means it already died and we were
+            // adopted, so the death signal will never come.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                let ppid = libc::getppid();
+                if ppid != 0 && ppid != middle {
+                    libc::_exit(1);
+                }
+            }
+            return Ok(());
+        }
+        // SAFETY: from here this process only closes its descriptors, waits
+        // for its child and exits; it never returns into the standard
+        // library's child code. All calls are async-signal-safe.
+        unsafe {
+            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+                for fd in 0..4096 {
+                    libc::close(fd);
+                }
+            }
+            let mut status = 0;
+            loop {
+                if libc::waitpid(child, &mut status, 0) == child {
+                    break;
+                }
+                if *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(127);
+                }
+            }
+            if libc::WIFSIGNALED(status) {
+                let sig = libc::WTERMSIG(status);
+                libc::signal(sig, libc::SIG_DFL);
+                libc::kill(middle, sig);
+            }
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
     }
 
     /// Pass `res` through, reporting `step` on the pipe when it failed.
@@ -433,7 +498,13 @@ mod tests {
     #[test]
     fn step_codes_round_trip() {
         let mut all: Vec<Step> = Namespace::ORDER.into_iter().map(Step::Setns).collect();
-        all.extend([Step::Chroot, Step::SetGroups, Step::SetGid, Step::SetUid]);
+        all.extend([
+            Step::Chroot,
+            Step::SetGroups,
+            Step::SetGid,
+            Step::SetUid,
+            Step::Fork,
+        ]);
         for s in all {
             assert_eq!(Step::from_code(s.code()), Some(s), "{s}");
         }
