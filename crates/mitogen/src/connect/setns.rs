@@ -625,7 +625,8 @@ mod tests {
         cmd.args(&p.prefix[1..]).arg(
             "readlink /proc/self/ns/pid /proc/self/ns/mnt /proc/self/ns/uts; \
              cat /proc/sys/kernel/hostname; id -u; id -g; id -G; echo $HOME $USER; pwd; \
-             echo $$; exec sh -c 'kill -TERM $$'",
+             echo $$; while read k v; do [ $k = CapBnd: ] && echo $v; done </proc/self/status; \
+             exec sh -c 'kill -TERM $$'",
         );
         for (k, v) in &p.env {
             cmd.env(k, v);
@@ -667,5 +668,8 @@ mod tests {
         assert_eq!(lines[8], "/home/app");
         let pid: u32 = lines[9].parse().unwrap();
         assert!(pid > 1 && pid < 1000, "a small pid of the container's namespace: {pid}");
+        let leader = std::fs::read_to_string(format!("/proc/{}/status", p.leader.pid())).unwrap();
+        let bounding = leader.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap();
+        assert_eq!(lines[10], bounding.trim(), "the leader's bounding set, not the host's");
     }
 }

@@ -15,9 +15,15 @@
 //!    first, so the remaining namespaces, owned by it, can be joined with
 //!    the capabilities it grants), cgroup, ipc, uts, net, pid, mnt, time;
 //! 2. `fchdir` to the leader's root, `chroot(".")`, `chdir("/")`;
-//! 3. `setgroups`, `setresgid`, `setresuid` (gid before uid, while we may
-//!    still change it), then `chdir` to the home directory when it exists;
-//! 4. when a pid or time namespace was joined: `fork`. Those namespaces
+//! 3. the leader's capability limits: every capability outside its
+//!    bounding set is dropped from ours, ambient ones are cleared, the
+//!    inheritable set is cut to its own (so a root context, or a setuid
+//!    program run by one, has no more than the container's own processes,
+//!    not the host's full set);
+//! 4. `setgroups`, `setresgid`, `setresuid` (gid before uid, while we may
+//!    still change it), `no_new_privs` when the leader has it, then `chdir`
+//!    to the home directory when it exists;
+//! 5. when a pid or time namespace was joined: `fork`. Those namespaces
 //!    apply only to children of the caller (the caller itself stays where
 //!    it was), so the exec'd program must be a child. The forked child
 //!    asks for `SIGKILL` when its parent dies and goes on to exec, inside
@@ -36,6 +42,22 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
 
 /// One kind of Linux namespace, in the order [`Entry::enter`] joins them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +204,49 @@ impl Leader {
     }
 }
 
+/// The capability limits of a process, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `CapBnd`: capabilities it can ever gain.
+    pub bounding: u64,
+    /// `CapInh`: capabilities kept across exec.
+    pub inheritable: u64,
+    /// `NoNewPrivs`: setuid programs do not raise privileges.
+    pub no_new_privs: bool,
+}
+
+impl Limits {
+    /// Parse the text of a `/proc/<pid>/status` file.
+    pub fn parse(status: &str) -> Option<Limits> {
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+        };
+        Some(Limits {
+            bounding: u64::from_str_radix(field("CapBnd:")?, 16).ok()?,
+            inheritable: u64::from_str_radix(field("CapInh:")?, 16).ok()?,
+            no_new_privs: field("NoNewPrivs:") == Some("1"),
+        })
+    }
+}
+
+impl Leader {
+    /// Its capability limits.
+    pub fn limits(&self) -> io::Result<Limits> {
+        let fd = open_at(self.proc_dir.as_raw_fd(), c"status", libc::O_RDONLY)?;
+        let mut text = String::new();
+        io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)?;
+        Limits::parse(&text).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no CapBnd or CapInh in its /proc status",
+            )
+        })
+    }
+}
+
 /// `openat(dir, path, flags | O_CLOEXEC | O_NOCTTY)`.
 fn open_at(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     let fd = syscall!(openat(
@@ -275,6 +340,8 @@ pub enum Step {
     Setns(Namespace),
     /// `fchdir` to the leader's root and `chroot` there.
     Chroot,
+    /// Limiting the capabilities to the leader's.
+    Capabilities,
     /// `setgroups`.
     SetGroups,
     /// `setresgid`.
@@ -294,6 +361,7 @@ impl Step {
             Step::SetGid => 22,
             Step::SetUid => 23,
             Step::Fork => 24,
+            Step::Capabilities => 25,
         }
     }
 
@@ -304,6 +372,7 @@ impl Step {
             22 => Step::SetGid,
             23 => Step::SetUid,
             24 => Step::Fork,
+            25 => Step::Capabilities,
             n => Step::Setns(*Namespace::ORDER.get(n as usize)?),
         })
     }
@@ -318,6 +387,7 @@ impl std::fmt::Display for Step {
             Step::SetGid => f.write_str("setting the group id"),
             Step::SetUid => f.write_str("setting the user id"),
             Step::Fork => f.write_str("forking into its pid namespace"),
+            Step::Capabilities => f.write_str("limiting capabilities to its own"),
         }
     }
 }
@@ -333,6 +403,7 @@ pub struct Entry {
     gid: libc::gid_t,
     groups: Vec<libc::gid_t>,
     home: Option<CString>,
+    limits: Limits,
     report: OwnedFd,
 }
 
@@ -371,6 +442,7 @@ impl Entry {
             gid: creds.gid,
             groups: creds.groups,
             home: creds.home,
+            limits: leader.limits()?,
             report: w,
         };
         Ok((entry, Report(r)))
@@ -398,12 +470,19 @@ impl Entry {
         self.step(Step::Chroot, syscall!(fchdir(self.root.as_raw_fd())))?;
         self.step(Step::Chroot, syscall!(chroot(c".".as_ptr())))?;
         self.step(Step::Chroot, syscall!(chdir(c"/".as_ptr())))?;
+        self.limit_capabilities()?;
         self.step(
             Step::SetGroups,
             syscall!(setgroups(self.groups.len(), self.groups.as_ptr())),
         )?;
         self.step(Step::SetGid, syscall!(setresgid(self.gid, self.gid, self.gid)))?;
         self.step(Step::SetUid, syscall!(setresuid(self.uid, self.uid, self.uid)))?;
+        if self.limits.no_new_privs {
+            self.step(
+                Step::Capabilities,
+                syscall!(prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)),
+            )?;
+        }
         if let Some(home) = &self.home {
             // A missing or unreadable home is not an error: stay in `/`.
             let _ = syscall!(chdir(home.as_ptr()));
@@ -412,6 +491,42 @@ impl Entry {
             self.fork_inside()?;
         }
         Ok(())
+    }
+
+    /// Cut our capabilities to the leader's limits (before the ids change:
+    /// dropping from the bounding set needs `CAP_SETPCAP`).
+    fn limit_capabilities(&self) -> io::Result<()> {
+        for cap in 0..64 {
+            if self.limits.bounding & (1u64 << cap) != 0 {
+                continue;
+            }
+            match syscall!(prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)) {
+                // Past the kernel's last capability.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+                other => self.step(Step::Capabilities, other)?,
+            }
+        }
+        let clear = syscall!(prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0
+        ));
+        self.step(Step::Capabilities, clear)?;
+        let mut header = CapHeader {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let mut data = [CapData::default(); 2];
+        // SAFETY: capget fills two CapData structs (version 3) and reads the header.
+        let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+        self.step(Step::Capabilities, if got == 0 { Ok(0) } else { Err(io::Error::last_os_error()) })?;
+        data[0].inheritable &= self.limits.inheritable as u32;
+        data[1].inheritable &= (self.limits.inheritable >> 32) as u32;
+        // SAFETY: capset reads the header and two CapData structs (version 3).
+        let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+        self.step(Step::Capabilities, if set == 0 { Ok(0) } else { Err(io::Error::last_os_error()) })
     }
 
     /// Fork; in the parent, wait for the child and end as it ends (never
@@ -504,11 +619,25 @@ mod tests {
             Step::SetGid,
             Step::SetUid,
             Step::Fork,
+            Step::Capabilities,
         ]);
         for s in all {
             assert_eq!(Step::from_code(s.code()), Some(s), "{s}");
         }
         assert_eq!(Step::from_code(99), None);
+    }
+
+    #[test]
+    fn limits_are_read_from_proc_status() {
+        let status = "Name:\tsleep\nCapInh:\t0000000000000000\nCapPrm:\t00000000a80425fb\n\
+                      CapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\n";
+        let l = Limits::parse(status).unwrap();
+        assert_eq!(l.bounding, 0xa80425fb);
+        assert_eq!(l.inheritable, 0);
+        assert!(l.no_new_privs);
+        assert_eq!(Limits::parse("CapInh:\t0\n"), None, "no CapBnd: refused");
+        let me = Leader::open(std::process::id()).unwrap();
+        assert!(me.limits().is_ok());
     }
 
     #[test]
