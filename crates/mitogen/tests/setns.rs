@@ -112,7 +112,12 @@ fn processes_in(ctr: &Container) -> Vec<u32> {
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() == Some(&ns))
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .ok()
+                .as_ref()
+                == Some(&ns)
+        })
         .collect()
 }
 
@@ -144,7 +149,11 @@ fn setns_docker_root_answers_calls_in_the_containers_namespaces() {
         })
         .collect();
     let ours = std::fs::read_link("/proc/self/ns/pid").unwrap();
-    assert_ne!(ours.to_string_lossy(), expected[0], "docker gave no pid namespace");
+    assert_ne!(
+        ours.to_string_lossy(),
+        expected[0],
+        "docker gave no pid namespace"
+    );
     Router::with(|router| {
         let c = router.setns(opts(&ctr, "root")).unwrap();
         assert_eq!(c.call(add::remote, (2, 3)).unwrap(), 5);

@@ -5,25 +5,29 @@
 //! `lxc-info -n <c> -p -H`, `lxc info <c>` (its `Pid:`/`PID:` line) or
 //! `machinectl show -p Leader <c>`, bounded by `connect_timeout`. Then no
 //! program of the engine: `/bin/sh -c '<first stage>'`, the container's own
-//! shell, started by a child that entered the leader's namespaces, root and
-//! user before exec, forking once more to be inside its pid namespace
-//! ([`crate::sys::Entry`] says how and in what order). The user's ids and home come from the container's
-//! `/etc/passwd` and `/etc/group`, read from the host inside the
-//! container's root only (a symlink cannot lead out of it). `HOME`, `USER`,
-//! `LOGNAME`, `SHELL` are set for that user; host paths (`TMPDIR`,
-//! `XDG_*`) are removed. Nothing inside the container is needed but a
-//! POSIX shell and the tools the first stage uses.
+//! shell, started by a child that entered the leader's namespaces, root,
+//! capability limits and user before exec, forking once more to be inside
+//! its pid namespace ([`crate::sys::Entry`] says how and in what order). The
+//! user's ids and home come from the container's `/etc/passwd` and
+//! `/etc/group`, read from the host inside the container's root only (a
+//! symlink cannot lead out of it). `HOME`, `USER`, `LOGNAME`, `SHELL` and
+//! `PATH` are set for that user; host paths (`TMPDIR`, `XDG_*`) are
+//! removed. stdio is a socketpair. Nothing inside the container is needed
+//! but `/bin/sh` and the tools the first stage uses.
 //!
 //! Prompts: none.
 //!
-//! Errors (`StreamError::Bootstrap`, the kind first in the reason):
-//! `PermissionDenied` when we are not root or the kernel refuses a step,
+//! Errors (`StreamError::Bootstrap`, the kind first in the reason, naming
+//! the container, the engine and the cause): `PermissionDenied` when we
+//! are not root or the kernel refuses a step (the step is quoted),
 //! `ContainerNotFound`, `ContainerNotRunning`, `EngineUnavailable` (the
-//! engine's program is missing or its daemon unreachable),
+//! engine's program is missing, hangs or its daemon is unreachable),
 //! `LeaderNotFound` (the engine answered something else, or the leader
-//! exited), `UnknownUser`; each names the container, the engine and the
-//! cause. A root context keeps the host's capabilities, and joins neither
-//! the container's cgroup nor its seccomp or LSM profile.
+//! exited), `UnknownUser`, `NoShell`; `InvalidOptions` for an empty
+//! container name or one starting with `-`.
+//!
+//! Not done: a context joins neither the container's cgroup (resource
+//! limits) nor its seccomp or LSM profile.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::AsRawFd;
@@ -32,7 +36,13 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::LocalOptions;
+use super::method::{common_field, Method};
+use super::options::{common_builders, CommonOptions};
+use super::prompt::{Password, Prompts};
+use super::spawn::{FirstStageArg, Launch};
+use crate::context::Context;
+use crate::error::{ConnectFailure, Error, Result, StreamError};
+use crate::router::Router;
 
 /// Which engine runs the container, i.e. how its leader process is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +60,11 @@ pub enum ContainerKind {
 
 impl ContainerKind {
     /// Lowercase name, as Mitogen spells the `kind` argument.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(mitogen::ContainerKind::Machinectl.name(), "machinectl");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             ContainerKind::Docker => "docker",
@@ -60,13 +75,13 @@ impl ContainerKind {
     }
 }
 
-/// Options of `Router::setns` (Mitogen's `setns()` arguments).
+/// Options of [`Router::setns`] (Mitogen's `setns()` arguments).
 ///
 /// # Examples
 /// ```
 /// use mitogen::{ContainerKind, SetnsOptions};
-/// let mut opts = SetnsOptions::new("web", ContainerKind::Docker);
-/// opts.username = "app".into();
+/// let opts = SetnsOptions::new("web", ContainerKind::Docker).username("app");
+/// assert_eq!(opts.username, "app");
 /// assert_eq!(opts.docker_path, "docker");
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,8 +101,8 @@ pub struct SetnsOptions {
     pub lxc_path: String,
     /// The machinectl program (default `machinectl`).
     pub machinectl_path: String,
-    /// Options shared with `local`.
-    pub common: LocalOptions,
+    /// Options every method shares (name, timeout, debug, via, …).
+    pub common: CommonOptions,
 }
 
 impl SetnsOptions {
@@ -101,9 +116,41 @@ impl SetnsOptions {
             lxc_info_path: "lxc-info".into(),
             lxc_path: "lxc".into(),
             machinectl_path: "machinectl".into(),
-            common: LocalOptions::default(),
+            common: CommonOptions::default(),
         }
     }
+
+    /// The user to become inside the container (default `root`).
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = username.into();
+        self
+    }
+
+    /// The docker program (default `docker`).
+    pub fn docker_path(mut self, path: impl Into<String>) -> Self {
+        self.docker_path = path.into();
+        self
+    }
+
+    /// The lxc-info program (default `lxc-info`).
+    pub fn lxc_info_path(mut self, path: impl Into<String>) -> Self {
+        self.lxc_info_path = path.into();
+        self
+    }
+
+    /// The LXD client (default `lxc`).
+    pub fn lxc_path(mut self, path: impl Into<String>) -> Self {
+        self.lxc_path = path.into();
+        self
+    }
+
+    /// The machinectl program (default `machinectl`).
+    pub fn machinectl_path(mut self, path: impl Into<String>) -> Self {
+        self.machinectl_path = path.into();
+        self
+    }
+
+    common_builders!();
 
     /// The engine command that finds the leader.
     fn leader_argv(&self) -> Vec<String> {
@@ -137,22 +184,89 @@ impl SetnsOptions {
     }
 }
 
-/// Why a setns connection failed, before any bootstrap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Why {
-    PermissionDenied,
-    ContainerNotFound,
-    ContainerNotRunning,
-    EngineUnavailable,
-    LeaderNotFound,
-    UnknownUser,
-    InvalidOptions,
+impl Method for SetnsOptions {
+    const NAME: &'static str = "setns";
+
+    common_field!();
+
+    fn target(&self) -> Option<String> {
+        Some(self.container.clone())
+    }
+
+    fn prepare(&mut self) -> Result<()> {
+        super::engine::check_name("setns", "container", &self.container)?;
+        Ok(())
+    }
+
+    fn launch(&self, _: &Router) -> Result<Launch> {
+        let deadline = Instant::now() + self.common.connect_timeout;
+        let p = prepare(self, deadline).map_err(|f| {
+            Error::from(StreamError::Bootstrap {
+                name: self
+                    .common
+                    .remote_name
+                    .clone()
+                    .unwrap_or_else(|| format!("setns.{}", self.container)),
+                reason: format!("{}: {}", f.why, f.reason),
+                output: String::new(),
+            })
+        })?;
+        let mut launch =
+            Launch::shell(["/bin/sh", "-c"], FirstStageArg::Script).prompts(StepErrors);
+        launch.env = p.env;
+        launch.pre_exec = Some(p.entry.into_pre_exec());
+        Ok(launch)
+    }
+}
+
+impl Router {
+    /// Start a context inside a running container by entering its
+    /// namespaces directly (Mitogen's `Router.setns`); needs root.
+    ///
+    /// # Errors
+    /// [`Error::Stream`](crate::Error::Stream) with a
+    /// [`kind`](crate::StreamError::kind): `PermissionDenied`,
+    /// `ContainerNotFound`, `ContainerNotRunning`, `EngineUnavailable`,
+    /// `LeaderNotFound`, `UnknownUser`, `NoShell`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use mitogen::{ContainerKind, SetnsOptions};
+    /// # mitogen::Router::with(|router| {
+    /// let web = router
+    ///     .setns(SetnsOptions::new("web", ContainerKind::Docker).username("app"))
+    ///     .unwrap();
+    /// # }).unwrap();
+    /// ```
+    pub fn setns(&self, opts: SetnsOptions) -> Result<Context> {
+        super::method::connect(self, opts)
+    }
+}
+
+/// Reads the words a failed pre-exec step prints (`mitogen-setns: … failed:
+/// EPERM …`); no prompts are answered.
+struct StepErrors;
+
+impl Prompts for StepErrors {
+    fn on_output(&mut self, _: &str) -> Result<Option<Password>, Error> {
+        Ok(None)
+    }
+
+    fn on_exit(&self, _: &str) -> Option<Error> {
+        None
+    }
+
+    fn failure(&self, output: &str) -> Option<ConnectFailure> {
+        let line = output.lines().find(|l| l.starts_with("mitogen-setns: "))?;
+        (line.contains("EPERM") || line.contains("EACCES"))
+            .then_some(ConnectFailure::PermissionDenied)
+    }
 }
 
 /// A failure with its kind and words (naming container, engine and cause).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {
-    pub why: Why,
+    pub why: ConnectFailure,
     pub reason: String,
 }
 
@@ -189,8 +303,8 @@ fn run_bounded(argv: &[String], deadline: Instant) -> std::io::Result<Option<Ans
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut open = [true, true];
     let mut buf = [0u8; 8192];
@@ -209,7 +323,11 @@ fn run_bounded(argv: &[String], deadline: Instant) -> std::io::Result<Option<Ans
             if !ready[i] {
                 continue;
             }
-            let fd = if i == 0 { out.as_raw_fd() } else { err.as_raw_fd() };
+            let fd = if i == 0 {
+                out.as_raw_fd()
+            } else {
+                err.as_raw_fd()
+            };
             match crate::sys::read(fd, &mut buf)? {
                 0 => open[i] = false,
                 n if sink.len() < OUTPUT_LIMIT => sink.extend_from_slice(&buf[..n]),
@@ -237,7 +355,7 @@ fn run_bounded(argv: &[String], deadline: Instant) -> std::io::Result<Option<Ans
 }
 
 impl SetnsOptions {
-    fn fail(&self, why: Why, cause: impl std::fmt::Display) -> Failure {
+    fn fail(&self, why: ConnectFailure, cause: impl std::fmt::Display) -> Failure {
         Failure {
             why,
             reason: format!(
@@ -255,13 +373,13 @@ impl SetnsOptions {
             Ok(Some(a)) => a,
             Ok(None) => {
                 return Err(self.fail(
-                    Why::EngineUnavailable,
+                    ConnectFailure::EngineUnavailable,
                     format!("{} did not answer before the connect timeout", argv[0]),
                 ))
             }
             Err(e) => {
                 return Err(self.fail(
-                    Why::EngineUnavailable,
+                    ConnectFailure::EngineUnavailable,
                     format!("could not run {}: {e}", argv[0]),
                 ))
             }
@@ -300,16 +418,19 @@ impl SetnsOptions {
         ];
         if a.status != Some(0) {
             if not_found.iter().any(|p| lower.contains(p)) {
-                return Err(self.fail(Why::ContainerNotFound, said()));
+                return Err(self.fail(ConnectFailure::ContainerNotFound, said()));
             }
             if daemon_down.iter().any(|p| lower.contains(p)) {
-                return Err(self.fail(Why::EngineUnavailable, said()));
+                return Err(self.fail(ConnectFailure::EngineUnavailable, said()));
             }
             let how = match a.status {
                 Some(s) => format!("exited with status {s}"),
                 None => "was killed".into(),
             };
-            return Err(self.fail(Why::LeaderNotFound, format!("{program} {how}; {}", said())));
+            return Err(self.fail(
+                ConnectFailure::LeaderNotFound,
+                format!("{program} {how}; {}", said()),
+            ));
         }
         let pid_text = match self.kind {
             ContainerKind::Docker | ContainerKind::Lxc => Some(out.trim().to_string()),
@@ -332,12 +453,12 @@ impl SetnsOptions {
             ContainerKind::Machinectl => false,
         };
         if stopped {
-            return Err(self.fail(Why::ContainerNotRunning, "it is not running"));
+            return Err(self.fail(ConnectFailure::ContainerNotRunning, "it is not running"));
         }
         match pid_text.as_deref().map(str::parse::<u32>) {
             Some(Ok(pid)) if pid > 0 => Ok(pid),
             _ => Err(self.fail(
-                Why::LeaderNotFound,
+                ConnectFailure::LeaderNotFound,
                 format!("no leader pid in the answer; {}", said()),
             )),
         }
@@ -402,28 +523,26 @@ pub(crate) fn find_user(passwd: &[u8], group: &[u8], name: &str) -> Option<User>
 
 /// Everything needed to start the context in the container.
 pub(crate) struct Prepared {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub leader: crate::sys::Leader,
     pub entry: crate::sys::Entry,
-    pub report: crate::sys::Report,
-    /// Program and arguments before the first stage.
-    pub prefix: Vec<OsString>,
-    /// Variables to set (`HOME`, `USER`, `LOGNAME`, `SHELL`, `PATH`).
-    pub env: Vec<(&'static str, String)>,
-    /// Variables to remove (host paths).
-    pub env_remove: &'static [&'static str],
+    /// Environment changes: `Some` sets, `None` removes.
+    pub env: Vec<(OsString, Option<OsString>)>,
 }
 
 /// Host paths that mean nothing inside the container.
-const ENV_REMOVE: &[&str] = &["TMPDIR", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME"];
+const ENV_REMOVE: &[&str] = &[
+    "TMPDIR",
+    "XDG_CACHE_HOME",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+];
 
 /// Find the leader, resolve the user and open everything the child needs.
 pub(crate) fn prepare(opts: &SetnsOptions, deadline: Instant) -> Result<Prepared, Failure> {
-    if opts.container.is_empty() {
-        return Err(opts.fail(Why::InvalidOptions, "the container name is empty"));
-    }
     if crate::sys::effective_uid() != 0 {
         return Err(opts.fail(
-            Why::PermissionDenied,
+            ConnectFailure::PermissionDenied,
             format!(
                 "entering a container's namespaces needs root (effective uid is {})",
                 crate::sys::effective_uid()
@@ -433,22 +552,28 @@ pub(crate) fn prepare(opts: &SetnsOptions, deadline: Instant) -> Result<Prepared
     let pid = opts.find_leader(deadline)?;
     let leader = crate::sys::Leader::open(pid).map_err(|e| {
         opts.fail(
-            Why::LeaderNotFound,
+            ConnectFailure::LeaderNotFound,
             format!("its leader process {pid} is gone: {e}"),
         )
     })?;
-    let root = leader
-        .root()
-        .map_err(|e| opts.fail(Why::LeaderNotFound, format!("opening /proc/{pid}/root: {e}")))?;
+    let root = leader.root().map_err(|e| {
+        opts.fail(
+            ConnectFailure::LeaderNotFound,
+            format!("opening /proc/{pid}/root: {e}"),
+        )
+    })?;
     let read = |path: &str| match crate::sys::read_in_root(&root, path, DB_LIMIT) {
         Ok(b) => Ok(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(opts.fail(Why::UnknownUser, format!("reading its /{path}: {e}"))),
+        Err(e) => Err(opts.fail(
+            ConnectFailure::UnknownUser,
+            format!("reading its /{path}: {e}"),
+        )),
     };
     let (passwd, group) = (read("etc/passwd")?, read("etc/group")?);
     let user = find_user(&passwd, &group, &opts.username).ok_or_else(|| {
         opts.fail(
-            Why::UnknownUser,
+            ConnectFailure::UnknownUser,
             format!("no user {:?} in its /etc/passwd", opts.username),
         )
     })?;
@@ -458,48 +583,32 @@ pub(crate) fn prepare(opts: &SetnsOptions, deadline: Instant) -> Result<Prepared
         groups: user.groups.clone(),
         home: CString::new(user.home.clone()).ok(),
     };
-    let (entry, report) = crate::sys::Entry::new(&leader, creds).map_err(|e| {
+    if !crate::sys::exists_in_root(&root, "bin/sh") {
+        return Err(opts.fail(ConnectFailure::NoShell, "it has no /bin/sh"));
+    }
+    let entry = crate::sys::Entry::new(&leader, creds).map_err(|e| {
         let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
-            Why::PermissionDenied
+            ConnectFailure::PermissionDenied
         } else {
-            Why::LeaderNotFound
+            ConnectFailure::LeaderNotFound
         };
         opts.fail(why, format!("opening the namespaces of process {pid}: {e}"))
     })?;
-    let prefix: Vec<OsString> = vec!["/bin/sh".into(), "-c".into()];
-    let env = vec![
-        ("HOME", user.home.clone()),
-        ("USER", opts.username.clone()),
-        ("LOGNAME", opts.username.clone()),
-        ("SHELL", user.shell.clone()),
+    let mut env: Vec<(OsString, Option<OsString>)> = [
+        ("HOME", user.home.as_str()),
+        ("USER", opts.username.as_str()),
+        ("LOGNAME", opts.username.as_str()),
+        ("SHELL", user.shell.as_str()),
         (
             "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         ),
-    ];
-    Ok(Prepared {
-        leader,
-        entry,
-        report,
-        prefix,
-        env,
-        env_remove: ENV_REMOVE,
-    })
-}
-
-/// The words for a spawn that failed in the child's pre-exec step.
-pub(crate) fn step_failure(
-    opts: &SetnsOptions,
-    report: &crate::sys::Report,
-    err: &std::io::Error,
-) -> Option<Failure> {
-    let step = report.failed_step()?;
-    let why = if err.raw_os_error() == Some(libc::EPERM) {
-        Why::PermissionDenied
-    } else {
-        Why::LeaderNotFound
-    };
-    Some(opts.fail(why, format!("{step} failed: {err}")))
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.into(), Some(v.into())))
+    .collect();
+    env.extend(ENV_REMOVE.iter().map(|k| (OsString::from(k), None)));
+    Ok(Prepared { leader, entry, env })
 }
 
 #[cfg(test)]
@@ -535,36 +644,52 @@ mod tests {
     fn stopped_missing_and_unreachable_are_told_apart() {
         use ContainerKind::*;
         let why = |k, a| parse(k, a).unwrap_err().why;
-        assert_eq!(why(Docker, answer(0, "0\n", "")), Why::ContainerNotRunning);
-        assert_eq!(why(Lxc, answer(0, "", "")), Why::ContainerNotRunning);
+        assert_eq!(
+            why(Docker, answer(0, "0\n", "")),
+            ConnectFailure::ContainerNotRunning
+        );
+        assert_eq!(
+            why(Lxc, answer(0, "", "")),
+            ConnectFailure::ContainerNotRunning
+        );
         assert_eq!(
             why(Lxd, answer(0, "Name: web\nStatus: STOPPED\n", "")),
-            Why::ContainerNotRunning
+            ConnectFailure::ContainerNotRunning
         );
         assert_eq!(
             why(Docker, answer(1, "", "Error: No such container: web\n")),
-            Why::ContainerNotFound
+            ConnectFailure::ContainerNotFound
         );
         assert_eq!(
             why(Lxc, answer(1, "", "web doesn't exist\n")),
-            Why::ContainerNotFound
+            ConnectFailure::ContainerNotFound
         );
         assert_eq!(
             why(Machinectl, answer(1, "", "No machine 'web' known\n")),
-            Why::ContainerNotFound
+            ConnectFailure::ContainerNotFound
         );
         let down = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?";
         let e = parse(Docker, answer(1, "", down)).unwrap_err();
-        assert_eq!(e.why, Why::EngineUnavailable);
-        assert!(e.reason.starts_with("docker container \"web\": prog said: Cannot connect"), "{}", e.reason);
+        assert_eq!(e.why, ConnectFailure::EngineUnavailable);
+        assert!(
+            e.reason
+                .starts_with("docker container \"web\": prog said: Cannot connect"),
+            "{}",
+            e.reason
+        );
         let e = parse(Docker, answer(0, "<no value>\x1b[2J\n", "")).unwrap_err();
-        assert_eq!(e.why, Why::LeaderNotFound);
-        assert!(e.reason.contains("<no value>?[2J"), "control characters replaced: {}", e.reason);
+        assert_eq!(e.why, ConnectFailure::LeaderNotFound);
+        assert!(
+            e.reason.contains("<no value>?[2J"),
+            "control characters replaced: {}",
+            e.reason
+        );
     }
 
     #[test]
     fn users_come_with_their_groups() {
-        let passwd = b"root:x:0:0:root:/root:/bin/bash\nbroken line\napp:x:1000:1000:App:/home/app:\n";
+        let passwd =
+            b"root:x:0:0:root:/root:/bin/bash\nbroken line\napp:x:1000:1000:App:/home/app:\n";
         let group = b"root:x:0:\napp:x:1000:\nstaff:x:50:app\naudio:x:29:root,app\nbad:x:zz:app\n";
         let app = find_user(passwd, group, "app").unwrap();
         assert_eq!((app.uid, app.gid), (1000, 1000));
@@ -589,7 +714,11 @@ mod tests {
         )
         .unwrap();
         assert!(r.is_none(), "expected a timeout");
-        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     /// A running container of the debian image, or why not.
@@ -620,23 +749,33 @@ mod tests {
         o.username = "app".into();
         let deadline = Instant::now() + std::time::Duration::from_secs(20);
         let p = prepare(&o, deadline).unwrap_or_else(|e| panic!("{}", e.reason));
-        assert!(p.entry.needs_fork(), "docker gives a container its own pid namespace");
-        let mut cmd = Command::new(&p.prefix[0]);
-        cmd.args(&p.prefix[1..]).arg(
+        assert!(
+            p.entry.needs_fork(),
+            "docker gives a container its own pid namespace"
+        );
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(
             "readlink /proc/self/ns/pid /proc/self/ns/mnt /proc/self/ns/uts; \
              cat /proc/sys/kernel/hostname; id -u; id -g; id -G; echo $HOME $USER; pwd; \
              echo $$; while read k v; do [ $k = CapBnd: ] && echo $v; done </proc/self/status; \
              exec sh -c 'kill -TERM $$'",
         );
         for (k, v) in &p.env {
-            cmd.env(k, v);
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
         }
         let expected: Vec<String> = [Namespace::Pid, Namespace::Mnt, Namespace::Uts]
             .into_iter()
             .map(|ns| p.leader.namespace_id(ns).unwrap())
             .collect();
-        p.entry.install(&mut cmd);
-        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        p.entry.into_pre_exec().install(&mut cmd);
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         // The process we spawned stays outside the container's pid
         // namespace: it must be our own program, never the container's.
         let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
@@ -645,7 +784,12 @@ mod tests {
         let text = String::from_utf8_lossy(&out.stdout);
         // The middle process ends as the shell did: killed by SIGTERM.
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{text} {}", printable(&out.stderr));
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGTERM),
+            "{text} {}",
+            printable(&out.stderr)
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[..3], expected, "namespaces: {text}");
         assert_eq!(lines[3], "setns-unit");
@@ -667,9 +811,19 @@ mod tests {
         assert_eq!(lines[7], "/home/app app");
         assert_eq!(lines[8], "/home/app");
         let pid: u32 = lines[9].parse().unwrap();
-        assert!(pid > 1 && pid < 1000, "a small pid of the container's namespace: {pid}");
+        assert!(
+            pid > 1 && pid < 1000,
+            "a small pid of the container's namespace: {pid}"
+        );
         let leader = std::fs::read_to_string(format!("/proc/{}/status", p.leader.pid())).unwrap();
-        let bounding = leader.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap();
-        assert_eq!(lines[10], bounding.trim(), "the leader's bounding set, not the host's");
+        let bounding = leader
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .unwrap();
+        assert_eq!(
+            lines[10],
+            bounding.trim(),
+            "the leader's bounding set, not the host's"
+        );
     }
 }

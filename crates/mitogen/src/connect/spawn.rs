@@ -102,6 +102,8 @@ pub(crate) struct Launch {
     /// starts (docker exec: "unable to find user", "OCI runtime exec
     /// failed"): see [`Launch::program_output_on_stdout`].
     pub program_on_stdout: bool,
+    /// Environment changes for the program: `Some` sets, `None` removes.
+    pub env: Vec<(OsString, Option<OsString>)>,
 }
 
 impl Launch {
@@ -119,6 +121,7 @@ impl Launch {
             pre_exec: None,
             fork: None,
             program_on_stdout: false,
+            env: Vec::new(),
         })
     }
 
@@ -149,6 +152,7 @@ impl Launch {
             pre_exec: None,
             fork: Some(hooks),
             program_on_stdout: false,
+            env: Vec::new(),
         }
     }
 
@@ -341,6 +345,12 @@ fn start_command(
     }
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
+    for (key, value) in &launch.env {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
     if launch.first_stage == FirstStageArg::None {
         cmd.arg0(format!("mitogen:{name}"))
             .env(CHILD_ENV, format!("{nonce}:{child_timeout_ms}"));

@@ -21,4 +21,4 @@ pub use zygote::{
     seqpacket_pair, set_process_name, thread_count, wait_all_children, Forked,
 };
 mod setns;
-pub use setns::{read_in_root, Credentials, Entry, Leader, Namespace, Report, Step};
+pub use setns::{exists_in_root, read_in_root, Credentials, Entry, Leader, Namespace};

@@ -36,8 +36,10 @@
 //!    signal the host's processes. (Python Mitogen uses the container's
 //!    `/bin/sh` as that middle process.)
 //!
-//! A failing step is written as one byte to a pipe ([`Report`]), so the
-//! error names the step and not only the errno.
+//! A failing step writes `mitogen-setns: <step> failed: <errno name>` to
+//! the child's stderr and exits with status 1, so the connection's error
+//! quotes the step, not only an errno (and a refused step is not mistaken
+//! for a missing program, as an error returned to `spawn` would be).
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -275,27 +277,8 @@ fn read_link_at(dir: RawFd, path: &CStr) -> io::Result<String> {
 /// container cannot point us at the host's files. Refuses anything but a
 /// regular file (a FIFO would block us) and files over `limit` bytes.
 pub fn read_in_root(root: &OwnedFd, path: &str, limit: usize) -> io::Result<Vec<u8>> {
-    let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: open_how is plain data; all-zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2 reads `how` (of the size given) and the NUL-terminated
-    // path; it returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a fresh descriptor that nobody else owns.
-    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    let fd = open_in_root(root, path, libc::O_RDONLY | libc::O_NONBLOCK)?;
+    let file = std::fs::File::from(fd);
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(
@@ -318,6 +301,42 @@ pub fn read_in_root(root: &OwnedFd, path: &str, limit: usize) -> io::Result<Vec<
         ));
     }
     Ok(out)
+}
+
+/// Whether `path` (relative) under `root`, resolved as in [`read_in_root`],
+/// is a regular file (e.g. the container's `bin/sh`, through its symlinks).
+pub fn exists_in_root(root: &OwnedFd, path: &str) -> bool {
+    open_in_root(root, path, libc::O_PATH)
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.is_file())
+}
+
+/// `openat2(root, path, flags)` resolving as if `root` were `/`.
+fn open_in_root(root: &OwnedFd, path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: open_how is plain data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    // openat2 refuses flags that mean nothing with O_PATH (O_NOCTTY).
+    let extra = if flags & libc::O_PATH != 0 { 0 } else { libc::O_NOCTTY };
+    how.flags = (flags | extra | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads `how` (of the size given) and the NUL-terminated
+    // path; it returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// The user to become inside the container.
@@ -353,42 +372,41 @@ pub enum Step {
 }
 
 impl Step {
-    fn code(self) -> u8 {
+    /// What the step does, in words.
+    pub fn text(self) -> &'static str {
         match self {
-            Step::Setns(ns) => Namespace::ORDER.iter().position(|n| *n == ns).unwrap_or(0) as u8,
-            Step::Chroot => 20,
-            Step::SetGroups => 21,
-            Step::SetGid => 22,
-            Step::SetUid => 23,
-            Step::Fork => 24,
-            Step::Capabilities => 25,
+            Step::Setns(Namespace::User) => "entering the container's user namespace",
+            Step::Setns(Namespace::Cgroup) => "entering the container's cgroup namespace",
+            Step::Setns(Namespace::Ipc) => "entering the container's ipc namespace",
+            Step::Setns(Namespace::Uts) => "entering the container's uts namespace",
+            Step::Setns(Namespace::Net) => "entering the container's net namespace",
+            Step::Setns(Namespace::Pid) => "entering the container's pid namespace",
+            Step::Setns(Namespace::Mnt) => "entering the container's mnt namespace",
+            Step::Setns(Namespace::Time) => "entering the container's time namespace",
+            Step::Chroot => "changing root to the container's",
+            Step::SetGroups => "setgroups",
+            Step::SetGid => "setresgid",
+            Step::SetUid => "setresuid",
+            Step::Fork => "forking into the container's pid namespace",
+            Step::Capabilities => "limiting capabilities to the container's",
         }
-    }
-
-    fn from_code(c: u8) -> Option<Step> {
-        Some(match c {
-            20 => Step::Chroot,
-            21 => Step::SetGroups,
-            22 => Step::SetGid,
-            23 => Step::SetUid,
-            24 => Step::Fork,
-            25 => Step::Capabilities,
-            n => Step::Setns(*Namespace::ORDER.get(n as usize)?),
-        })
     }
 }
 
-impl std::fmt::Display for Step {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Step::Setns(ns) => write!(f, "entering its {} namespace", ns.name()),
-            Step::Chroot => f.write_str("changing root to its root directory"),
-            Step::SetGroups => f.write_str("setting the supplementary groups"),
-            Step::SetGid => f.write_str("setting the group id"),
-            Step::SetUid => f.write_str("setting the user id"),
-            Step::Fork => f.write_str("forking into its pid namespace"),
-            Step::Capabilities => f.write_str("limiting capabilities to its own"),
-        }
+/// A name and meaning for the errno values the steps can fail with.
+fn errno_name(errno: libc::c_int) -> &'static str {
+    match errno {
+        libc::EPERM => "EPERM (operation not permitted)",
+        libc::EACCES => "EACCES (permission denied)",
+        libc::EINVAL => "EINVAL (invalid argument)",
+        libc::ENOENT => "ENOENT (no such file or directory)",
+        libc::ENOTDIR => "ENOTDIR (not a directory)",
+        libc::EBADF => "EBADF (bad file descriptor)",
+        libc::ENOMEM => "ENOMEM (out of memory)",
+        libc::EAGAIN => "EAGAIN (resource temporarily unavailable)",
+        libc::EUSERS => "EUSERS (too many users)",
+        libc::ENOSPC => "ENOSPC (no space left)",
+        _ => "another error",
     }
 }
 
@@ -404,38 +422,19 @@ pub struct Entry {
     groups: Vec<libc::gid_t>,
     home: Option<CString>,
     limits: Limits,
-    report: OwnedFd,
-}
-
-/// The parent's end of an [`Entry`]'s failure report.
-#[derive(Debug)]
-pub struct Report(OwnedFd);
-
-impl Report {
-    /// The step that failed in the child, if one did. Call after the spawn
-    /// failed: the child wrote the byte before it exited.
-    pub fn failed_step(&self) -> Option<Step> {
-        let mut b = [0u8; 1];
-        match super::read(self.0.as_raw_fd(), &mut b) {
-            Ok(1) => Step::from_code(b[0]),
-            _ => None,
-        }
-    }
 }
 
 impl Entry {
     /// Prepare to enter `leader`'s namespaces (those that differ from
     /// ours) and root as `creds`.
-    pub fn new(leader: &Leader, creds: Credentials) -> io::Result<(Entry, Report)> {
+    pub fn new(leader: &Leader, creds: Credentials) -> io::Result<Entry> {
         let mut namespaces = Vec::new();
         for ns in Namespace::ORDER {
             if let Some(fd) = leader.namespace_if_other(ns)? {
                 namespaces.push((ns, fd));
             }
         }
-        let (r, w) = super::pipe_cloexec()?;
-        super::set_nonblocking(r.as_raw_fd(), true)?;
-        let entry = Entry {
+        Ok(Entry {
             namespaces,
             root: leader.root()?,
             uid: creds.uid,
@@ -443,9 +442,7 @@ impl Entry {
             groups: creds.groups,
             home: creds.home,
             limits: leader.limits()?,
-            report: w,
-        };
-        Ok((entry, Report(r)))
+        })
     }
 
     /// Whether a namespace is entered that applies only to children (pid,
@@ -454,11 +451,6 @@ impl Entry {
         self.namespaces
             .iter()
             .any(|(ns, _)| matches!(ns, Namespace::Pid | Namespace::Time))
-    }
-
-    /// The namespaces that will be entered, in order.
-    pub fn namespaces(&self) -> impl Iterator<Item = Namespace> + '_ {
-        self.namespaces.iter().map(|(ns, _)| *ns)
     }
 
     /// Enter, in the forked child before exec. Async-signal-safe: system
@@ -475,8 +467,14 @@ impl Entry {
             Step::SetGroups,
             syscall!(setgroups(self.groups.len(), self.groups.as_ptr())),
         )?;
-        self.step(Step::SetGid, syscall!(setresgid(self.gid, self.gid, self.gid)))?;
-        self.step(Step::SetUid, syscall!(setresuid(self.uid, self.uid, self.uid)))?;
+        self.step(
+            Step::SetGid,
+            syscall!(setresgid(self.gid, self.gid, self.gid)),
+        )?;
+        self.step(
+            Step::SetUid,
+            syscall!(setresuid(self.uid, self.uid, self.uid)),
+        )?;
         if self.limits.no_new_privs {
             self.step(
                 Step::Capabilities,
@@ -521,12 +519,26 @@ impl Entry {
         let mut data = [CapData::default(); 2];
         // SAFETY: capget fills two CapData structs (version 3) and reads the header.
         let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
-        self.step(Step::Capabilities, if got == 0 { Ok(0) } else { Err(io::Error::last_os_error()) })?;
+        self.step(
+            Step::Capabilities,
+            if got == 0 {
+                Ok(0)
+            } else {
+                Err(io::Error::last_os_error())
+            },
+        )?;
         data[0].inheritable &= self.limits.inheritable as u32;
         data[1].inheritable &= (self.limits.inheritable >> 32) as u32;
         // SAFETY: capset reads the header and two CapData structs (version 3).
         let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-        self.step(Step::Capabilities, if set == 0 { Ok(0) } else { Err(io::Error::last_os_error()) })
+        self.step(
+            Step::Capabilities,
+            if set == 0 {
+                Ok(0)
+            } else {
+                Err(io::Error::last_os_error())
+            },
+        )
     }
 
     /// Fork; in the parent, wait for the child and end as it ends (never
@@ -579,30 +591,38 @@ impl Entry {
         }
     }
 
-    /// Pass `res` through, reporting `step` on the pipe when it failed.
+    /// Pass `res` through; when it failed, say which step on stderr and
+    /// exit with status 1 (never returns).
     fn step(&self, step: Step, res: io::Result<libc::c_int>) -> io::Result<()> {
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let code = [step.code()];
-                // SAFETY: write(2) of one byte from a live buffer; the result
-                // does not matter (the errno is reported anyway).
-                unsafe { libc::write(self.report.as_raw_fd(), code.as_ptr().cast(), 1) };
-                Err(e)
-            }
+        let Err(e) = res else { return Ok(()) };
+        let mut buf = [0u8; 160];
+        let mut n = 0;
+        for part in [
+            "mitogen-setns: ",
+            step.text(),
+            " failed: ",
+            errno_name(e.raw_os_error().unwrap_or(0)),
+            "\n",
+        ] {
+            let take = part.len().min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&part.as_bytes()[..take]);
+            n += take;
+        }
+        // SAFETY: write(2) from a live stack buffer and _exit(2) are
+        // async-signal-safe; nothing of the standard library's child code
+        // runs after this.
+        unsafe {
+            libc::write(2, buf.as_ptr().cast(), n);
+            libc::_exit(1)
         }
     }
 
-    /// Arrange for `cmd`'s child to [`enter`](Entry::enter) before exec.
-    /// The entry moves into the command and so lives until it is dropped.
-    pub fn install(self, cmd: &mut std::process::Command) {
-        use std::os::unix::process::CommandExt;
+    /// The step to run between fork and exec: [`enter`](Entry::enter).
+    /// The entry, with its descriptors, lives as long as the step.
+    pub fn into_pre_exec(self) -> super::PreExec {
         // SAFETY: `enter` makes only async-signal-safe system calls on
-        // descriptors and buffers owned by the closure, which the command
-        // keeps alive until it is dropped, after the fork.
-        unsafe {
-            cmd.pre_exec(move || self.enter());
-        }
+        // descriptors and buffers the closure owns, prepared before the fork.
+        unsafe { super::PreExec::new(move || self.enter()) }
     }
 }
 
@@ -611,7 +631,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn step_codes_round_trip() {
+    fn every_step_has_words() {
         let mut all: Vec<Step> = Namespace::ORDER.into_iter().map(Step::Setns).collect();
         all.extend([
             Step::Chroot,
@@ -622,9 +642,9 @@ mod tests {
             Step::Capabilities,
         ]);
         for s in all {
-            assert_eq!(Step::from_code(s.code()), Some(s), "{s}");
+            assert!(s.text().len() < 60, "{s:?} fits the message buffer");
         }
-        assert_eq!(Step::from_code(99), None);
+        assert!(errno_name(libc::EPERM).starts_with("EPERM"));
     }
 
     #[test]
@@ -680,6 +700,8 @@ mod tests {
         std::os::unix::fs::symlink("../../../../../etc/real", d.join("etc/group")).unwrap();
         let root = open_dir(&d);
         assert_eq!(read_in_root(&root, "etc/passwd", 100).unwrap(), b"inside\n");
+        assert!(exists_in_root(&root, "etc/group"));
+        assert!(!exists_in_root(&root, "etc"), "a directory is not a file");
         assert_eq!(read_in_root(&root, "etc/group", 100).unwrap(), b"inside\n");
         // A link to a host file that does not exist in the tree fails.
         std::os::unix::fs::symlink("/etc/hostname", d.join("etc/host")).unwrap();
@@ -691,7 +713,8 @@ mod tests {
     #[test]
     fn fifos_and_large_files_are_refused() {
         let d = tree();
-        let fifo = CString::new(d.join("etc/passwd").into_os_string().into_encoded_bytes()).unwrap();
+        let fifo =
+            CString::new(d.join("etc/passwd").into_os_string().into_encoded_bytes()).unwrap();
         syscall!(mkfifo(fifo.as_ptr(), 0o600)).unwrap();
         std::fs::write(d.join("etc/group"), vec![b'x'; 101]).unwrap();
         let root = open_dir(&d);
