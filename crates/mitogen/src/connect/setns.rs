@@ -523,6 +523,7 @@ pub(crate) fn find_user(passwd: &[u8], group: &[u8], name: &str) -> Option<User>
 
 /// Everything needed to start the context in the container.
 pub(crate) struct Prepared {
+    /// Pins the leader until the launch is built; read by tests.
     #[cfg_attr(not(test), allow(dead_code))]
     pub leader: crate::sys::Leader,
     pub entry: crate::sys::Entry,
@@ -556,6 +557,12 @@ pub(crate) fn prepare(opts: &SetnsOptions, deadline: Instant) -> Result<Prepared
             format!("its leader process {pid} is gone: {e}"),
         )
     })?;
+    tracing::debug!(
+        "{} container {:?}: leader pid {}",
+        opts.kind.name(),
+        opts.container,
+        leader.pid()
+    );
     let root = leader.root().map_err(|e| {
         opts.fail(
             ConnectFailure::LeaderNotFound,

@@ -190,6 +190,7 @@ impl Leader {
         open_at(self.proc_dir.as_raw_fd(), &rel, libc::O_RDONLY).map(Some)
     }
 
+    #[cfg(test)]
     /// The `/proc/<pid>/ns/<kind>` link text (e.g. `pid:[4026532255]`).
     pub fn namespace_id(&self, ns: Namespace) -> io::Result<String> {
         let rel = CString::new(format!("ns/{}", ns.name())).expect("no NUL");
@@ -318,7 +319,11 @@ fn open_in_root(root: &OwnedFd, path: &str, flags: libc::c_int) -> io::Result<Ow
     // SAFETY: open_how is plain data; all-zero is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     // openat2 refuses flags that mean nothing with O_PATH (O_NOCTTY).
-    let extra = if flags & libc::O_PATH != 0 { 0 } else { libc::O_NOCTTY };
+    let extra = if flags & libc::O_PATH != 0 {
+        0
+    } else {
+        libc::O_NOCTTY
+    };
     how.flags = (flags | extra | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: openat2 reads `how` (of the size given) and the NUL-terminated
