@@ -278,3 +278,45 @@ fn setns_needs_root() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A hostile container's `/etc/passwd` is an absolute symlink to a host
+/// file: read from the host naively, it would resolve on the host. It must
+/// resolve inside the container (where it does not exist), so the user the
+/// host file names is unknown.
+#[test]
+fn setns_reads_passwd_inside_the_container_only() {
+    if !ready("setns_reads_passwd_inside_the_container_only") {
+        return;
+    }
+    let ctr = debian();
+    let host_file = format!("/tmp/mitogen-setns-host-passwd-{}", std::process::id());
+    std::fs::write(&host_file, "evil:x:0:0:evil:/:/bin/sh\n").unwrap();
+    let link = format!("rm -f /etc/passwd && ln -s {host_file} /etc/passwd");
+    let out = docker::docker(&["exec", ctr.name(), "/bin/sh", "-c", &link]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = Router::with(|router| connect_failure(router.setns(opts(&ctr, "evil")), "evil"));
+    let _ = std::fs::remove_file(&host_file);
+    let (k, e) = r.unwrap();
+    assert_eq!(k, ConnectFailure::UnknownUser, "{e}");
+}
+
+/// The method also runs in another context (`via`), like every method.
+#[test]
+fn setns_via_a_local_context() {
+    if !ready("setns_via_a_local_context") {
+        return;
+    }
+    let ctr = debian();
+    Router::with(|router| {
+        let relay = router.local(mitogen::LocalOptions::default()).unwrap();
+        let c = router.setns(opts(&ctr, "app").via(&relay)).unwrap();
+        let i = c.call(inside::remote, ()).unwrap();
+        assert_eq!(i.uids, vec![1000; 4], "{i:?}");
+        assert_eq!(i.hostname, "setns-test");
+    })
+    .unwrap();
+}
