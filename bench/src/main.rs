@@ -22,6 +22,7 @@ mod docker;
 mod ours;
 mod raw;
 mod remote_fns;
+mod setns;
 mod ssh;
 mod stats;
 mod workloads;

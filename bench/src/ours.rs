@@ -757,6 +757,7 @@ pub fn run(name: &str, p: &Profile, target: Option<&Target>) -> Option<f64> {
         "chain_10_roundtrip_us" => chain_10_roundtrip_us(p),
         "idle_child_rss_kb" => idle_child_rss_kb(p),
         "master_rss_50_children_kb" => master_rss_50_children_kb(p),
+        "setns_connect_first_call_ms" => crate::setns::setns_connect_first_call_ms(p),
         "tree_500_master_rss_kb" => tree_500_rss_kb(p, false),
         "tree_500_leaf_rss_kb" => tree_500_rss_kb(p, true),
         "docker_connect_first_call_ms" => crate::docker::connect_first_call_ms(p),

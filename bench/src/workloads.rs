@@ -203,6 +203,8 @@ pub const WORKLOADS: &[Workload] = &[
             Raw::DockerExecTrueMs,
         ),
         "ours only: Python needs python3 in the container, mitogen-test/debian has none",
+        w("setns_connect_first_call_ms", "ms", Lower),
+        "ours only: warm setns into a docker container (root, mitogen-test/debian)",
     ),
 ];
 

@@ -24,6 +24,10 @@
 //! | `podman` | `podman exec -i` | socketpair | — |
 //! | `buildah` | `buildah run` | socketpair | — |
 
+//! | `setns` | the container's `/bin/sh`, after entering its namespaces (root) | socketpair | — |
+
+mod doas;
+mod docker_api;
 pub(crate) mod engine;
 pub(crate) mod method;
 mod options;

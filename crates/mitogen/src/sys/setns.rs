@@ -398,6 +398,15 @@ impl Step {
     }
 }
 
+/// A raw `syscall(2)` return as a result: `-1` reads `errno`.
+fn raw_result(rc: libc::c_long) -> io::Result<libc::c_int> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as libc::c_int)
+    }
+}
+
 /// A name and meaning for the errno values the steps can fail with.
 fn errno_name(errno: libc::c_int) -> &'static str {
     match errno {
@@ -524,26 +533,12 @@ impl Entry {
         let mut data = [CapData::default(); 2];
         // SAFETY: capget fills two CapData structs (version 3) and reads the header.
         let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
-        self.step(
-            Step::Capabilities,
-            if got == 0 {
-                Ok(0)
-            } else {
-                Err(io::Error::last_os_error())
-            },
-        )?;
+        self.step(Step::Capabilities, raw_result(got))?;
         data[0].inheritable &= self.limits.inheritable as u32;
         data[1].inheritable &= (self.limits.inheritable >> 32) as u32;
         // SAFETY: capset reads the header and two CapData structs (version 3).
         let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-        self.step(
-            Step::Capabilities,
-            if set == 0 {
-                Ok(0)
-            } else {
-                Err(io::Error::last_os_error())
-            },
-        )
+        self.step(Step::Capabilities, raw_result(set))
     }
 
     /// Fork; in the parent, wait for the child and end as it ends (never
