@@ -225,6 +225,16 @@ fn setns_failures_by_kind() {
         assert_eq!(k, ConnectFailure::EngineUnavailable, "{e}");
         assert!(e.contains("/nonexistent/docker"), "{e}");
 
+        let noshell = Container::start_with(
+            &docker::image("noshell"),
+            &[],
+            &["/busybox", "sleep", "1000000"],
+        )
+        .unwrap();
+        let (k, e) = connect_failure(router.setns(opts(&noshell, "root")), "no shell");
+        assert_eq!(k, ConnectFailure::NoShell, "{e}");
+        assert!(e.contains(noshell.name()), "{e}");
+
         let stopped = Container::start_with(&docker::image("debian"), &[], &["true"]).unwrap();
         mitogen_testkit::wait_for(Duration::from_secs(30), "the container to stop", || {
             let out = docker::docker(&["inspect", "-f", "{{.State.Running}}", stopped.name()]);

@@ -619,6 +619,14 @@ pub(crate) fn prepare(opts: &SetnsOptions, deadline: Instant) -> Result<Prepared
         };
         opts.fail(why, format!("opening the namespaces of process {pid}: {e}"))
     })?;
+    // A container has its own mount namespace; a process sharing ours is
+    // not its leader (a pid reused after the container stopped).
+    if !entry.enters(crate::sys::Namespace::Mnt) {
+        return Err(opts.fail(
+            ConnectFailure::LeaderNotFound,
+            format!("process {pid} shares our mount namespace: it is not the container's"),
+        ));
+    }
     let mut env: Vec<(OsString, Option<OsString>)> = [
         ("HOME", user.home.as_str()),
         ("USER", opts.username.as_str()),

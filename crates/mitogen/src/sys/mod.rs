@@ -21,6 +21,4 @@ pub use zygote::{
     seqpacket_pair, set_process_name, thread_count, wait_all_children, Forked,
 };
 mod setns;
-#[cfg(test)]
-pub use setns::Namespace;
-pub use setns::{exists_in_root, read_in_root, Credentials, Entry, Leader};
+pub use setns::{exists_in_root, read_in_root, Credentials, Entry, Leader, Namespace};

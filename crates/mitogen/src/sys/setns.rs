@@ -467,6 +467,12 @@ impl Entry {
             .any(|(ns, _)| matches!(ns, Namespace::Pid | Namespace::Time))
     }
 
+    /// Whether namespace `ns` is one that will be entered (the leader's
+    /// differs from ours).
+    pub fn enters(&self, ns: Namespace) -> bool {
+        self.namespaces.iter().any(|(n, _)| *n == ns)
+    }
+
     /// Enter, in the forked child before exec. Async-signal-safe: system
     /// calls on prepared data only, no allocation.
     pub fn enter(&self) -> io::Result<()> {
