@@ -139,11 +139,6 @@ pub use connect::prompt::Password;
 // every method's options (`SshOptions`, `SudoOptions`, …: the list in
 // `connect/mod.rs`).
 pub use connect::*;
-pub use connect::{
-    BecomeOptions, Bootstrap, CheckHostKeys, CommonOptions, ConnectionSpec, DoasOptions,
-    KubectlOptions, LocalOptions, MethodOptions, SshOptions, SuOptions, SudoOptions,
-};
-pub use connect::{ContainerKind, SetnsOptions};
 pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
 pub use error::{
     CallError, CallErrorKind, ChannelError, CodecError, ConnectFailure, Error, GetTimeoutError,

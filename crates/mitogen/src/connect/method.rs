@@ -153,22 +153,6 @@ macro_rules! methods {
 }
 
 pub(crate) use methods;
-methods! {
-    /// [`Router::local`].
-    Local(super::LocalOptions),
-    /// [`Router::ssh`].
-    Ssh(super::SshOptions),
-    /// [`Router::sudo`].
-    Sudo(super::SudoOptions),
-    /// [`Router::su`].
-    Su(super::SuOptions),
-    /// [`Router::doas`].
-    Doas(super::DoasOptions),
-    /// [`Router::kubectl`].
-    Kubectl(super::KubectlOptions),
-    /// [`Router::setns`].
-    Setns(super::SetnsOptions),
-}
 
 impl Router {
     /// Connect with any method, given as its options (Mitogen's

@@ -26,30 +26,22 @@
 
 //! | `setns` | the container's `/bin/sh`, after entering its namespaces (root) | socketpair | — |
 
-mod doas;
 mod docker_api;
 pub(crate) mod engine;
 pub(crate) mod method;
 mod options;
 pub(crate) mod prompt;
-mod setns;
 pub(crate) mod spawn;
-mod ssh;
-mod su;
-mod sudo;
 mod via;
 
 pub use local::Bootstrap;
 pub use method::ConnectionSpec;
 pub use options::{BecomeOptions, CommonOptions};
+pub use setns::ContainerKind;
 pub use ssh::CheckHostKeys;
 // The fork method's hooks type, and what the child entry calls.
 pub use fork::ForkHooks;
 pub(crate) use fork::{enter_if_zygote, run_hook, HookPoint};
-pub use setns::{ContainerKind, SetnsOptions};
-pub use ssh::{CheckHostKeys, SshOptions};
-pub use su::SuOptions;
-pub use sudo::SudoOptions;
 
 use crate::error::{ConnectFailure, Error};
 
@@ -71,6 +63,7 @@ method::methods! {
     docker: Docker(DockerOptions),
     podman: Podman(PodmanOptions),
     buildah: Buildah(BuildahOptions),
+    setns: Setns(SetnsOptions),
 }
 
 impl Error {

@@ -139,6 +139,7 @@ impl Launch {
             pre_exec: None,
             fork: None,
             program_on_stdout: false,
+            env: Vec::new(),
         }
     }
 
