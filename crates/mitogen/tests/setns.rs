@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mitogen::{ConnectFailure, ContainerKind, Context, Router, SetnsOptions};
+use mitogen::{Bootstrap, ConnectFailure, ContainerKind, Context, Router, SetnsOptions};
 use mitogen_testkit::docker::{self, Container};
 use mitogen_testkit::fixture::ready_or_skip;
 
@@ -166,6 +166,9 @@ fn setns_docker_root_answers_calls_in_the_containers_namespaces() {
         // Its pid is one of the container's: the leader is 1 there.
         assert!(i.pid > 1, "{i:?}");
         assert_eq!(c.name(), format!("setns.{}", ctr.name()));
+        // The default bootstrap runs our executable from the host: nothing
+        // is copied into the container.
+        assert_eq!(router.binary_bytes_sent(), 0);
         c.shutdown(true).unwrap();
     })
     .unwrap();
@@ -329,4 +332,42 @@ fn setns_via_a_local_context() {
         assert_eq!(i.hostname, "setns-test");
     })
     .unwrap();
+}
+
+/// With the shell bootstrap the container's `/bin/sh` runs the first stage,
+/// which copies our binary into a cache inside the container; a second
+/// connection finds it there and sends nothing.
+#[test]
+fn setns_shell_bootstrap_copies_the_binary_once() {
+    if !ready("setns_shell_bootstrap_copies_the_binary_once") {
+        return;
+    }
+    let ctr = debian();
+    let sent = |router: &Router| {
+        let c = router
+            .setns(opts(&ctr, "app").bootstrap(Bootstrap::Shell))
+            .unwrap();
+        let i = c.call(inside::remote, ()).unwrap();
+        assert_eq!(i.uids, vec![1000; 4], "{i:?}");
+        router.binary_bytes_sent()
+    };
+    let cold = Router::with(|router| sent(&router)).unwrap();
+    assert!(cold > 100_000, "the binary was sent: {cold} bytes");
+    let warm = Router::with(|router| sent(&router)).unwrap();
+    assert_eq!(warm, 0, "cached in the container");
+    let out = docker::docker(&[
+        "exec",
+        "-u",
+        "app",
+        ctr.name(),
+        "ls",
+        "-a",
+        "/home/app/.cache/mitogen",
+    ])
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

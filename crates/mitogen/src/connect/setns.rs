@@ -6,16 +6,22 @@
 //! 10–20 ms), else `docker inspect --type container -f {{.State.Pid}} <c>`,
 //! `lxc-info -n <c> -p -H`, `lxc info <c>` (its `Pid:`/`PID:` line) or
 //! `machinectl show -p Leader <c>`, bounded by `connect_timeout`. Then no
-//! program of the engine: `/bin/sh -c '<first stage>'`, the container's own
-//! shell, started by a child that entered the leader's namespaces, root,
+//! program of the engine: a child enters the leader's namespaces, root,
 //! capability limits and user before exec, forking once more to be inside
-//! its pid namespace ([`crate::sys::Entry`] says how and in what order). The
+//! its pid namespace ([`crate::sys::Entry`] says how and in what order),
+//! and execs, with [`Bootstrap::Exec`] (the default), this program itself
+//! as `/proc/self/exe`: the host's file, run inside the container, with no
+//! shell and no copy there (when the container has a procfs at `/proc` and
+//! the binary's ELF interpreter, if any; otherwise, and with
+//! [`Bootstrap::Shell`], `/bin/sh -c '<first stage>'`, the container's own
+//! shell, which copies the binary into a cache in the container). The
 //! user's ids and home come from the container's `/etc/passwd` and
 //! `/etc/group`, read from the host inside the container's root only (a
 //! symlink cannot lead out of it). `HOME`, `USER`, `LOGNAME`, `SHELL` and
 //! `PATH` are set for that user; host paths (`TMPDIR`, `XDG_*`) are
 //! removed. stdio is a socketpair. Nothing inside the container is needed
-//! but `/bin/sh` and the tools the first stage uses.
+//! but the libraries a dynamically linked binary loads (with the shell
+//! path: `/bin/sh` and the tools the first stage uses).
 //!
 //! Prompts: none.
 //!
@@ -39,6 +45,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::docker_api::{self, Inspect};
+use super::local::Bootstrap;
 use super::method::{common_field, Method};
 use super::options::{common_builders, CommonOptions};
 use super::prompt::{Password, Prompts};
@@ -104,6 +111,11 @@ pub struct SetnsOptions {
     pub lxc_path: String,
     /// The machinectl program (default `machinectl`).
     pub machinectl_path: String,
+    /// [`Bootstrap::Exec`] (default): run this program's own executable
+    /// inside the container, falling back to the shell when the container
+    /// cannot run it; [`Bootstrap::Shell`]: always the shell first stage,
+    /// which copies the binary into the container.
+    pub bootstrap: Bootstrap,
     /// Options every method shares (name, timeout, debug, via, …).
     pub common: CommonOptions,
 }
@@ -119,6 +131,7 @@ impl SetnsOptions {
             lxc_info_path: "lxc-info".into(),
             lxc_path: "lxc".into(),
             machinectl_path: "machinectl".into(),
+            bootstrap: Bootstrap::Exec,
             common: CommonOptions::default(),
         }
     }
@@ -150,6 +163,13 @@ impl SetnsOptions {
     /// The machinectl program (default `machinectl`).
     pub fn machinectl_path(mut self, path: impl Into<String>) -> Self {
         self.machinectl_path = path.into();
+        self
+    }
+
+    /// How the context starts inside the container (default
+    /// [`Bootstrap::Exec`]).
+    pub fn bootstrap(mut self, bootstrap: Bootstrap) -> Self {
+        self.bootstrap = bootstrap;
         self
     }
 
@@ -214,8 +234,16 @@ impl Method for SetnsOptions {
                 output: String::new(),
             })
         })?;
-        let mut launch =
-            Launch::shell(["/bin/sh", "-c"], FirstStageArg::Script).prompts(StepErrors);
+        let mut launch = if p.exec_self {
+            let mut l = Launch::exec_self()?;
+            // The host's executable, reachable after the chroot through
+            // the container's procfs (the child is in its pid namespace).
+            l.argv = vec!["/proc/self/exe".into()];
+            l
+        } else {
+            Launch::shell(["/bin/sh", "-c"], FirstStageArg::Script)
+        }
+        .prompts(StepErrors);
         launch.env = p.env;
         launch.pre_exec = Some(p.entry.into_pre_exec());
         Ok(launch)
@@ -547,6 +575,8 @@ pub(crate) struct Prepared {
     pub entry: crate::sys::Entry,
     /// Environment changes: `Some` sets, `None` removes.
     pub env: Vec<(OsString, Option<OsString>)>,
+    /// Run this executable as `/proc/self/exe` instead of the shell.
+    pub exec_self: bool,
 }
 
 /// Host paths that mean nothing inside the container.
@@ -608,8 +638,12 @@ pub(crate) fn prepare(opts: &SetnsOptions, deadline: Instant) -> Result<Prepared
         groups: user.groups.clone(),
         home: CString::new(user.home.clone()).ok(),
     };
-    if !crate::sys::exists_in_root(&root, "bin/sh") {
-        return Err(opts.fail(ConnectFailure::NoShell, "it has no /bin/sh"));
+    let exec_self = opts.bootstrap == Bootstrap::Exec && can_exec_self(&root);
+    if !exec_self && !crate::sys::exists_in_root(&root, "bin/sh") {
+        return Err(opts.fail(
+            ConnectFailure::NoShell,
+            "it has no /bin/sh (needed: it has no procfs at /proc or not our binary's ELF interpreter)",
+        ));
     }
     let entry = crate::sys::Entry::new(&leader, creds).map_err(|e| {
         let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -641,7 +675,59 @@ pub(crate) fn prepare(opts: &SetnsOptions, deadline: Instant) -> Result<Prepared
     .map(|(k, v)| (k.into(), Some(v.into())))
     .collect();
     env.extend(ENV_REMOVE.iter().map(|k| (OsString::from(k), None)));
-    Ok(Prepared { leader, entry, env })
+    Ok(Prepared {
+        leader,
+        entry,
+        env,
+        exec_self,
+    })
+}
+
+/// Whether this executable can run inside the container root `root`: a
+/// procfs at `/proc` (for `/proc/self/exe`) and, for a dynamically linked
+/// binary, its ELF interpreter there.
+fn can_exec_self(root: &std::os::fd::OwnedFd) -> bool {
+    if !crate::sys::is_procfs_in_root(root, "proc") {
+        return false;
+    }
+    let Ok(exe) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    let mut head = Vec::new();
+    if std::io::Read::read_to_end(&mut std::io::Read::take(exe, 64 * 1024), &mut head).is_err() {
+        return false;
+    }
+    match elf_interpreter(&head) {
+        Some(None) => true,
+        Some(Some(interp)) => crate::sys::exists_in_root(root, interp.trim_start_matches('/')),
+        None => false,
+    }
+}
+
+/// The `PT_INTERP` path of a 64-bit little-endian ELF file from its first
+/// bytes: `Some(None)` for a static binary, `None` when not understood.
+fn elf_interpreter(head: &[u8]) -> Option<Option<String>> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(head.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| {
+        let v = u64::from_le_bytes(head.get(o..o + 8)?.try_into().ok()?);
+        usize::try_from(v).ok()
+    };
+    if head.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(0x20)?, u16_at(0x36)? as usize, u16_at(0x38)?);
+    for i in 0..phnum as usize {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(ph)? == 3 {
+            // PT_INTERP: p_offset at +8, p_filesz at +32.
+            let (off, len) = (u64_at(ph + 8)?, u64_at(ph + 32)?);
+            let bytes = head.get(off..off.checked_add(len)?)?;
+            let path = bytes.split(|b| *b == 0).next()?;
+            return Some(Some(String::from_utf8(path.to_vec()).ok()?));
+        }
+    }
+    Some(None)
 }
 
 #[cfg(test)]
@@ -736,6 +822,17 @@ mod tests {
         // No passwd file at all: root still works.
         let bare = find_user(b"", b"", "root").unwrap();
         assert_eq!((bare.uid, bare.gid, bare.home.as_str()), (0, 0, "/"));
+    }
+
+    #[test]
+    fn our_own_interpreter_is_read() {
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let interp = elf_interpreter(&exe).expect("an ELF file");
+        // Test binaries are dynamically linked: the interpreter is a file here.
+        let path = interp.expect("a dynamic binary");
+        assert!(std::path::Path::new(&path).is_file(), "{path}");
+        assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None);
+        assert_eq!(elf_interpreter(&exe[..40]), None, "truncated");
     }
 
     #[test]

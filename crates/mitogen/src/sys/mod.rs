@@ -21,4 +21,6 @@ pub use zygote::{
     seqpacket_pair, set_process_name, thread_count, wait_all_children, Forked,
 };
 mod setns;
-pub use setns::{exists_in_root, read_in_root, Credentials, Entry, Leader, Namespace};
+pub use setns::{
+    exists_in_root, is_procfs_in_root, read_in_root, Credentials, Entry, Leader, Namespace,
+};

@@ -313,6 +313,18 @@ pub fn exists_in_root(root: &OwnedFd, path: &str) -> bool {
         .is_ok_and(|m| m.is_file())
 }
 
+/// Whether `path` (relative) under `root`, resolved as in [`read_in_root`],
+/// is a procfs mount (where `/proc/self/exe` works).
+pub fn is_procfs_in_root(root: &OwnedFd, path: &str) -> bool {
+    let Ok(fd) = open_in_root(root, path, libc::O_PATH | libc::O_DIRECTORY) else {
+        return false;
+    };
+    // SAFETY: statfs is plain data; fstatfs fills it in for an open descriptor.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    syscall!(fstatfs(fd.as_raw_fd(), &mut st)).is_ok()
+        && st.f_type as i64 == libc::PROC_SUPER_MAGIC as i64
+}
+
 /// `openat2(root, path, flags)` resolving as if `root` were `/`.
 fn open_in_root(root: &OwnedFd, path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
     let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -708,6 +720,9 @@ mod tests {
         assert_eq!(read_in_root(&root, "etc/passwd", 100).unwrap(), b"inside\n");
         assert!(exists_in_root(&root, "etc/group"));
         assert!(!exists_in_root(&root, "etc"), "a directory is not a file");
+        assert!(!is_procfs_in_root(&root, "etc"));
+        let slash = open_dir(std::path::Path::new("/"));
+        assert!(is_procfs_in_root(&slash, "proc"));
         assert_eq!(read_in_root(&root, "etc/group", 100).unwrap(), b"inside\n");
         // A link to a host file that does not exist in the tree fails.
         std::os::unix::fs::symlink("/etc/hostname", d.join("etc/host")).unwrap();
