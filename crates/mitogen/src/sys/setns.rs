@@ -321,8 +321,13 @@ pub fn is_procfs_in_root(root: &OwnedFd, path: &str) -> bool {
     };
     // SAFETY: statfs is plain data; fstatfs fills it in for an open descriptor.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    syscall!(fstatfs(fd.as_raw_fd(), &mut st)).is_ok()
-        && st.f_type as i64 == libc::PROC_SUPER_MAGIC as i64
+    if syscall!(fstatfs(fd.as_raw_fd(), &mut st)).is_err() {
+        return false;
+    }
+    // The two types differ between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let procfs = st.f_type as i64 == libc::PROC_SUPER_MAGIC as i64;
+    procfs
 }
 
 /// `openat2(root, path, flags)` resolving as if `root` were `/`.
