@@ -18,10 +18,11 @@
 //! user's ids and home come from the container's `/etc/passwd` and
 //! `/etc/group`, read from the host inside the container's root only (a
 //! symlink cannot lead out of it). `HOME`, `USER`, `LOGNAME`, `SHELL` and
-//! `PATH` are set for that user; host paths (`TMPDIR`, `XDG_*`) are
-//! removed. stdio is a socketpair. Nothing inside the container is needed
-//! but the libraries a dynamically linked binary loads (with the shell
-//! path: `/bin/sh` and the tools the first stage uses).
+//! `PATH` are set for that user; host paths (`TMPDIR`, `XDG_*`) and
+//! `LD_PRELOAD`/`LD_LIBRARY_PATH` are removed. stdio is a socketpair.
+//! Nothing inside the container is needed but the libraries a dynamically
+//! linked binary loads (with the shell path: `/bin/sh` and the tools the
+//! first stage uses).
 //!
 //! Prompts: none.
 //!
@@ -579,8 +580,11 @@ pub(crate) struct Prepared {
     pub exec_self: bool,
 }
 
-/// Host paths that mean nothing inside the container.
+/// Host paths that mean nothing inside the container, and loader
+/// variables that would make its libraries load the host's choices.
 const ENV_REMOVE: &[&str] = &[
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
     "TMPDIR",
     "XDG_CACHE_HOME",
     "XDG_RUNTIME_DIR",
