@@ -203,7 +203,12 @@ pub const WORKLOADS: &[Workload] = &[
             Raw::DockerExecTrueMs,
         ),
         "ours only: Python needs python3 in the container, mitogen-test/debian has none",
-        w("setns_connect_first_call_ms", "ms", Lower),
+    ),
+    note(
+        limit(
+            w("setns_connect_first_call_ms", "ms", Lower),
+            Raw::DockerExecTrueMs,
+        ),
         "ours only: warm setns into a docker container (root, mitogen-test/debian)",
     ),
 ];

@@ -23,8 +23,7 @@
 //! | `docker` | `docker exec -i` / `docker run -i --rm` | socketpair | — |
 //! | `podman` | `podman exec -i` | socketpair | — |
 //! | `buildah` | `buildah run` | socketpair | — |
-
-//! | `setns` | the container's `/bin/sh`, after entering its namespaces (root) | socketpair | — |
+//! | `setns` | none: this executable (or the container's `/bin/sh`), after entering its namespaces (root) | socketpair | — |
 
 mod docker_api;
 pub(crate) mod engine;
