@@ -31,6 +31,7 @@ pub(crate) mod method;
 mod options;
 pub(crate) mod prompt;
 pub(crate) mod spawn;
+pub(crate) mod stdio;
 mod via;
 
 pub use local::Bootstrap;

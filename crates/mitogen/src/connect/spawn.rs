@@ -5,13 +5,14 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mitogen_wire::Deframer;
 
+use super::stdio::{self, StdioMode};
 use crate::bootstrap::child::NONCE_LEN;
 use crate::bootstrap::first_stage::{FirstStage, Known};
 use crate::bootstrap::parent::Conversation;
@@ -59,19 +60,6 @@ impl Common {
             unidirectional: opts.unidirectional,
         }
     }
-}
-
-/// How the program's stdio is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StdioMode {
-    /// stdin/stdout on a socketpair, stderr on a pipe.
-    Socket,
-    /// As `Socket`, plus a pseudo-terminal as controlling terminal, for
-    /// programs that prompt on `/dev/tty` (ssh with a password, sudo).
-    Hybrid,
-    /// stdin, stdout and stderr all on a pseudo-terminal in raw mode, for
-    /// programs that prompt on their stdio (su, doas).
-    Tty,
 }
 
 /// How the first stage is passed to the program.
@@ -311,10 +299,6 @@ fn start_command(
     launch: &mut Launch,
 ) -> Result<Started> {
     let (name, nonce, child_timeout_ms) = (&plan.name, &plan.nonce, plan.child_timeout_ms);
-    let io = |what: &str, e| StreamError::Io {
-        what: format!("{what} for {name}"),
-        source: e,
-    };
     let mut argv = launch.argv.clone();
     let mut install = None;
     if launch.first_stage != FirstStageArg::None {
@@ -356,47 +340,7 @@ fn start_command(
         cmd.arg0(format!("mitogen:{name}"))
             .env(CHILD_ENV, format!("{nonce}:{child_timeout_ms}"));
     }
-    // `ours` carries the protocol; `tty` (hybrid) is watched for prompts;
-    // `err_r` collects stderr. `slave` is the terminal's other side, open
-    // here at least until the child is spawned (see below).
-    let (ours, tty, err_r, slave) = match launch.stdio {
-        StdioMode::Socket | StdioMode::Hybrid => {
-            let (ours, theirs) =
-                sys::socketpair_cloexec().map_err(|e| io("creating a socketpair", e))?;
-            let (err_r, err_w) = sys::pipe_cloexec().map_err(|e| io("creating a pipe", e))?;
-            let theirs2 = theirs
-                .try_clone()
-                .map_err(|e| io("duplicating a socket", e))?;
-            cmd.stdin(Stdio::from(theirs))
-                .stdout(Stdio::from(theirs2))
-                .stderr(Stdio::from(err_w));
-            if launch.stdio == StdioMode::Hybrid {
-                let (master, slave) =
-                    sys::openpty_raw().map_err(|e| io("opening a pseudo-terminal", e))?;
-                sys::controlling_tty_on_exec(&mut cmd, &slave);
-                (ours, Some(master), Some(err_r), Some(slave))
-            } else {
-                (ours, None, Some(err_r), None)
-            }
-        }
-        StdioMode::Tty => {
-            let (master, slave) =
-                sys::openpty_raw().map_err(|e| io("opening a pseudo-terminal", e))?;
-            let s1 = slave
-                .try_clone()
-                .map_err(|e| io("duplicating a terminal", e))?;
-            let s2 = slave
-                .try_clone()
-                .map_err(|e| io("duplicating a terminal", e))?;
-            cmd.stdin(Stdio::from(s1)).stdout(Stdio::from(s2));
-            let s3 = slave
-                .try_clone()
-                .map_err(|e| io("duplicating a terminal", e))?;
-            cmd.stderr(Stdio::from(s3));
-            sys::controlling_tty_on_exec(&mut cmd, &slave);
-            (master, None, None, Some(slave))
-        }
-    };
+    let ends = stdio::connect(&mut cmd, launch.stdio, name)?;
     if let Some(step) = launch.pre_exec.take() {
         step.install(&mut cmd);
     }
@@ -405,22 +349,7 @@ fn start_command(
         source: e,
     })?;
     drop(cmd);
-    // In `Tty` mode the program has the terminal as its stdio, so our copy
-    // of the slave goes now: when the program exits (a failed su or doas),
-    // the master reads EIO at once instead of at the timeout. In `Hybrid`
-    // mode the terminal is only the controlling terminal, which the
-    // program (sudo, ssh) opens as `/dev/tty` when it prompts: until then
-    // our copy is the slave's only open descriptor. Without it the master
-    // reads as hung up (EIO) and stops being watched, so a password prompt
-    // printed later is never seen (sudo with a password then timed out):
-    // it stays open until the hello.
-    let _slave = match launch.stdio {
-        StdioMode::Tty => {
-            drop(slave);
-            None
-        }
-        _ => slave,
-    };
+    let ends = ends.spawned();
     let program = Path::new(&argv[0])
         .file_name()
         .unwrap_or(argv[0].as_os_str())
@@ -428,10 +357,10 @@ fn start_command(
         .into_owned();
     Ok(Started {
         process: Process::Child(RefCell::new(child)),
-        ours,
-        tty,
-        err_r,
-        _slave,
+        ours: ends.ours,
+        tty: ends.tty,
+        err_r: ends.err_r,
+        _slave: ends.slave,
         program,
         install,
     })

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::method::{common_field, Method};
 use super::options::{become_builders, common_builders, BecomeOptions, CommonOptions};
-use super::spawn::{FirstStageArg, Launch, StdioMode};
+use super::spawn::{FirstStageArg, Launch};
+use super::stdio::StdioMode;
 use crate::context::Context;
 use crate::error::Result;
 use crate::router::Router;
