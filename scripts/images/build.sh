@@ -10,7 +10,10 @@
 #   mitogen-test/debian   FROM scratch: libc6, libgcc-s1, dash (/bin/sh),
 #                         coreutils, gzip and their libraries, extracted with
 #                         dpkg-deb -x; the same users. Our dynamically linked
-#                         test binaries run there.
+#                         test binaries run there. Also python3 (Debian's
+#                         python3-minimal and libpython3.11-stdlib with the
+#                         libraries they depend on), so that Python Mitogen
+#                         runs in the same image in the benchmark (bench/py).
 #   mitogen-test/noshell  FROM scratch: only /busybox, no /bin/sh (for
 #                         "no shell in the image"); run it with
 #                         `/busybox sleep N`.
@@ -46,6 +49,17 @@ fi
 SELF=$(readlink -f "$0")
 BUSYBOX_PKGS=(busybox-static)
 DEBIAN_PKGS=(libc6 libgcc-s1 dash coreutils libacl1 libattr1 libgmp10 libselinux1 libpcre2-8-0 gzip)
+# python3 for bench/py: the Depends/Pre-Depends closure of python3-minimal
+# and libpython3.11-stdlib (apt-cache depends --recurse) without what
+# DEBIAN_PKGS has, without dpkg (python3-minimal's maintainer scripts only)
+# and with media-types for the "media-types | mime-support" alternative
+# (mime-support pulls perl). Every extension module of the standard
+# library finds its libraries.
+PYTHON_PKGS=(python3-minimal python3.11-minimal libpython3.11-minimal libpython3.11-stdlib
+    media-types libexpat1 zlib1g libssl3 libbz2-1.0 libcrypt1 libdb5.3 libffi8 liblzma5
+    libncursesw6 libtinfo6 libnsl2 libtirpc3 libtirpc-common libgssapi-krb5-2 libkrb5-3
+    libk5crypto3 libcom-err2 libkrb5support0 libkeyutils1 libreadline8 readline-common
+    libsqlite3-0 libuuid1)
 CACHE=/var/cache/mitogen-test-images
 
 # Candidate versions of the packages, one "name=version" a line: part of
@@ -76,16 +90,19 @@ extract() {
         apt-get update -qq
         want=$(versions "$@")
     fi
-    local spec
+    # Debian file names write the epoch's ':' as %3a.
+    cached() { ls "$CACHE/${1%%=*}_$(echo "${1#*=}" | sed 's/:/%3a/')_"*.deb 2>/dev/null | head -n1 || true; }
+    local spec missing=()
     for spec in $want; do
-        local name=${spec%%=*} ver=${spec#*=}
-        # Debian file names write the epoch's ':' as %3a.
-        have=$(ls "$CACHE/${name}_${ver/:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
-        if [ -z "$have" ]; then
-            (cd "$CACHE" && apt-get download -qq "$name=$ver" 2>&1 | grep -v 'couldn.t be accessed by user' || true)
-            have=$(ls "$CACHE/${name}_${ver/:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
-            [ -n "$have" ] || { echo "images: could not download $name=$ver" >&2; exit 1; }
-        fi
+        [ -n "$(cached "$spec")" ] || missing+=("$spec")
+    done
+    # One apt-get call for all that is missing (one a package took 1 s each).
+    if [ "${#missing[@]}" -gt 0 ]; then
+        (cd "$CACHE" && apt-get download -qq "${missing[@]}" 2>&1 | grep -v 'couldn.t be accessed by user' || true)
+    fi
+    for spec in $want; do
+        have=$(cached "$spec")
+        [ -n "$have" ] || { echo "images: could not download $spec" >&2; exit 1; }
         dpkg-deb -x "$have" "$dir"
     done
 }
@@ -183,14 +200,16 @@ fill_noshell() {
     mv "$1/.debs/bin/busybox" "$1/busybox"
 }
 
-# The debian image must run a dynamically linked program through /bin/sh.
+# The debian image must run a dynamically linked program through /bin/sh,
+# and python3 with the extension modules whose libraries it carries.
+PY_CHECK='import bz2, ctypes, curses, dbm.ndbm, hashlib, lzma, pickle, readline, sqlite3, ssl, uuid, zlib; print("py3 ok")'
 check_debian() {
     local tag=$1 out
-    out=$(docker run --rm "$tag" /bin/sh -c 'id -u app; ls -nd /tmp' 2>&1 || true)
+    out=$(docker run --rm "$tag" /bin/sh -c "id -u app; ls -nd /tmp; python3 -c '$PY_CHECK'" 2>&1 || true)
     case "$out" in
-    1000*drwxrwxrwt*) ;;
+    1000*drwxrwxrwt*"py3 ok") ;;
     *)
-        echo "images: $tag does not work (id -u app; ls -nd /tmp printed: $out)" >&2
+        echo "images: $tag does not work (id -u app; ls -nd /tmp; python3 -c ... printed: $out)" >&2
         exit 1
         ;;
     esac
@@ -220,7 +239,7 @@ to_podman() {
 
 start=$(date +%s.%N)
 build mitogen-test/busybox fill_busybox "${BUSYBOX_PKGS[@]}"
-build mitogen-test/debian fill_debian "${DEBIAN_PKGS[@]}"
+build mitogen-test/debian fill_debian "${DEBIAN_PKGS[@]}" "${PYTHON_PKGS[@]}"
 check_debian mitogen-test/debian:latest
 build mitogen-test/noshell fill_noshell "${BUSYBOX_PKGS[@]}"
 to_podman
