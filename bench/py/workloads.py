@@ -428,6 +428,114 @@ def w_ssh_bootstrap_bytes_cold(p, t):
     return ssh_bootstrap_bytes(p, t)  # no cache on the target: cold = warm
 
 
+# --- Container workloads -------------------------------------------------------
+#
+# Each on its own container of mitogen-test/debian (scripts/images/build.sh;
+# it has /usr/bin/python3 for this), started and removed here like
+# bench/src/docker.rs and bench/src/setns.rs do for ours. Without a reachable
+# engine or the image (or, for setns, without root) they report null and
+# say why on stderr.
+
+DOCKER = 'docker'
+TEST_IMAGE = 'mitogen-test/debian:latest'
+# The interpreter inside the image. Python Mitogen's default would be this
+# process's own (the venv's), which the container does not have.
+CONTAINER_PYTHON = '/usr/bin/python3'
+DOCKER_TIMEOUT = 60
+
+
+def docker_cmd(*args):
+    """Run docker with args, bounded; (status, stdout+stderr text)."""
+    try:
+        proc = subprocess.run((DOCKER,) + args, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT,
+                              timeout=DOCKER_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, '%s %s: %s' % (DOCKER, args[0], e)
+    return proc.returncode, proc.stdout.decode('utf-8', 'replace').strip()
+
+
+class Container(object):
+    """docker run -d of TEST_IMAGE sleeping, removed (docker rm -f) on exit.
+    `why` holds the reason when there is none (name is None then)."""
+
+    seq = 0
+
+    def __enter__(self):
+        self.name = None
+        status, out = docker_cmd('info', '--format', '{{.ServerVersion}}')
+        if status != 0:
+            self.why = 'the Docker engine does not answer (docker info: %s)' % (
+                out,)
+            return self
+        status, out = docker_cmd('image', 'inspect', TEST_IMAGE)
+        if status != 0:
+            self.why = ('image %s missing: run scripts/images/build.sh as '
+                        'root' % (TEST_IMAGE,))
+            return self
+        Container.seq += 1
+        name = 'mitogen-test-py-%d-%d-%d' % (os.getpid(), Container.seq,
+                                            time.time_ns())
+        status, out = docker_cmd('run', '-d', '--name', name, TEST_IMAGE,
+                                 'sleep', '1000000')
+        if status != 0:
+            docker_cmd('rm', '-f', name)
+            self.why = 'docker run %s: %s' % (TEST_IMAGE, out)
+            return self
+        self.name = name
+        return self
+
+    def __exit__(self, *exc):
+        if self.name is not None:
+            status, out = docker_cmd('rm', '-f', self.name)
+            if status != 0:
+                log('docker rm -f %s: %s', self.name, out)
+        return False
+
+
+def container_connect_ms(what, n, connect):
+    """One untimed connect(router) + noop in a fresh session (Python
+    Mitogen keeps nothing in the container, but the container's python3
+    writes its standard library's bytecode cache then, as on a real
+    system), then n samples, each in a fresh session: start the clock,
+    connect(router), one noop call, stop the clock. Median ms."""
+    with Container() as ctr:
+        if ctr.name is None:
+            log('%s: %s', what, ctr.why)
+            return None
+        with Session() as router:
+            connect(router, ctr.name).call(noop)
+        samples = []
+        for _ in range(n):
+            with Session() as router:
+                t0 = time.perf_counter()
+                connect(router, ctr.name).call(noop)
+                samples.append((time.perf_counter() - t0) * 1e3)
+        return median(samples)
+
+
+def w_docker_connect_first_call_ms(p):
+    """router.docker(container=...) (docker exec -i <ctr> python3) then one
+    noop call; ssh_connect_n samples as bench/src/docker.rs."""
+    return container_connect_ms(
+        'docker_connect_first_call_ms', p['ssh_connect_n'],
+        lambda router, name: router.docker(container=name,
+                                           python_path=CONTAINER_PYTHON))
+
+
+def w_setns_connect_first_call_ms(p):
+    """router.setns(container=..., kind='docker') as root then one noop
+    call; connect_n samples as bench/src/setns.rs."""
+    if os.geteuid() != 0:
+        log('setns_connect_first_call_ms: needs root')
+        return None
+    return container_connect_ms(
+        'setns_connect_first_call_ms', p['connect_n'],
+        lambda router, name: router.setns(container=name, kind='docker',
+                                          python_path=CONTAINER_PYTHON))
+
+
 def median(xs):
     xs = sorted(xs)
     n = len(xs)
@@ -477,6 +585,8 @@ WORKLOADS = [
     ('scale_10_create_call_ms', w_scale(10)),
     ('scale_100_create_call_ms', w_scale(100)),
     ('scale_500_create_call_ms', w_scale(500)),
+    ('docker_connect_first_call_ms', w_docker_connect_first_call_ms),
+    ('setns_connect_first_call_ms', w_setns_connect_first_call_ms),
 ]
 
 # Iteration counts; mirrored by `Profile` in bench/src/workloads.rs, whose
