@@ -4,8 +4,9 @@
 //! removed at the end. Without a reachable engine or the image both stay
 //! null, with the reason on stderr.
 //!
-//! Python Mitogen is not run: its docker method needs python3 inside the
-//! container, and the test image has none.
+//! Python Mitogen's twin (`router.docker(container=...)`, running the
+//! image's `/usr/bin/python3`) is in `bench/py/workloads.py`, on a third
+//! container of the same image.
 
 use std::io;
 use std::process::{Command, Stdio};

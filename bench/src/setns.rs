@@ -1,5 +1,5 @@
-//! `setns_connect_first_call_ms` (ours only: Python Mitogen's setns needs a
-//! Python inside the container, which the test image does not have).
+//! `setns_connect_first_call_ms` (Python Mitogen's twin, running the
+//! image's `/usr/bin/python3`, is in `bench/py/workloads.py`).
 //!
 //! Needs root, docker and the `mitogen-test/debian` image
 //! (scripts/images/build.sh); without them the row is "n/a" with the

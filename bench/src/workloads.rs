@@ -202,14 +202,14 @@ pub const WORKLOADS: &[Workload] = &[
             w("docker_connect_first_call_ms", "ms", Lower),
             Raw::DockerExecTrueMs,
         ),
-        "ours only: Python needs python3 in the container, mitogen-test/debian has none",
+        "each side on its own mitogen-test/debian container; Python runs its /usr/bin/python3",
     ),
     note(
         limit(
             w("setns_connect_first_call_ms", "ms", Lower),
             Raw::DockerExecTrueMs,
         ),
-        "ours only: warm setns into a docker container (root, mitogen-test/debian)",
+        "warm setns into a docker container (root, mitogen-test/debian)",
     ),
 ];
 
