@@ -14,5 +14,10 @@ fi
 if [ "${CI:-}" = true ]; then
     export MITOGEN_REQUIRE_FIXTURE=1
 fi
+# The aarch64 half of tests/two_arch.rs (it skips, or fails under CI,
+# without it).
+if ! scripts/build-aarch64.sh; then
+    echo "scripts/test.sh: the aarch64 build failed; tests/two_arch.rs will say so"
+fi
 cargo test --workspace --all-targets
 cargo test --workspace --doc

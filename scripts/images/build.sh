@@ -14,6 +14,10 @@
 #                         python3-minimal and libpython3.11-stdlib with the
 #                         libraries they depend on), so that Python Mitogen
 #                         runs in the same image in the benchmark (bench/py).
+#   mitogen-test/busybox-arm64  FROM scratch: Debian's arm64 busybox-static,
+#                         run by qemu-user (uname -m says aarch64): the
+#                         two-architecture test. Built only where a
+#                         qemu-aarch64 binfmt_misc handler is registered.
 #   mitogen-test/noshell  FROM scratch: only /busybox, no /bin/sh (for
 #                         "no shell in the image"); run it with
 #                         `/busybox sleep N`.
@@ -237,11 +241,61 @@ to_podman() {
     done
 }
 
+# An arm64 busybox image for the two-architecture test: Debian's arm64
+# busybox-static, fetched through a private apt state (no change to this
+# machine's architectures), run by qemu-user through binfmt_misc (Debian's
+# qemu-user-static registers the handler with the F flag, so it works inside
+# containers). `uname -m` there says aarch64.
+ARM64_APT=$CACHE/arm64-apt
+arm64_apt() {
+    local tool=$1
+    shift
+    "$tool" -o APT::Architecture=arm64 -o APT::Architectures::=arm64 \
+        -o Dir::State::Lists="$ARM64_APT/lists" -o Dir::Cache="$ARM64_APT" \
+        -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= "$@"
+}
+build_busybox_arm64() {
+    local name=mitogen-test/busybox-arm64 version hash root deb
+    if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+        log "SKIP $name: no qemu-aarch64 handler in binfmt_misc (scripts/fixture/setup.sh installs qemu-user-static)"
+        return
+    fi
+    mkdir -p "$ARM64_APT/lists/partial" "$ARM64_APT/archives/partial"
+    version=$(arm64_apt apt-cache policy busybox-static 2>/dev/null | awk '/Candidate:/ { print $2 }')
+    if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+        log "$name: fetching the arm64 package lists"
+        arm64_apt apt-get update -qq
+        version=$(arm64_apt apt-cache policy busybox-static | awk '/Candidate:/ { print $2 }')
+    fi
+    hash=$({ cat "$SELF"; echo "$name"; echo "busybox-static:arm64=$version"; } | sha256sum | cut -c1-16)
+    if up_to_date "$name" "$hash"; then
+        log "$name:in-$hash up to date"
+        return
+    fi
+    deb=$(ls "$CACHE"/busybox-static_*"$(echo "$version" | sed 's/:/%3a/')"_arm64.deb 2>/dev/null | head -n1 || true)
+    if [ -z "$deb" ]; then
+        (cd "$CACHE" && arm64_apt apt-get download -qq "busybox-static:arm64=$version")
+        deb=$(ls "$CACHE"/busybox-static_*_arm64.deb | head -n1)
+    fi
+    root=$WORK/busybox-arm64
+    mkdir -p "$root/.debs"
+    dpkg-deb -x "$deb" "$root/.debs"
+    fill_busybox "$root"
+    rm -rf "$root/.debs"
+    base_files "$root"
+    import "$name" "$hash" "$root"
+    local machine
+    machine=$(docker run --rm "$name:latest" uname -m 2>&1 || true)
+    [ "$machine" = aarch64 ] || { echo "images: $name says uname -m = $machine, not aarch64" >&2; exit 1; }
+    log "built $name:in-$hash"
+}
+
 start=$(date +%s.%N)
 build mitogen-test/busybox fill_busybox "${BUSYBOX_PKGS[@]}"
 build mitogen-test/debian fill_debian "${DEBIAN_PKGS[@]}" "${PYTHON_PKGS[@]}"
 check_debian mitogen-test/debian:latest
 build mitogen-test/noshell fill_noshell "${BUSYBOX_PKGS[@]}"
+build_busybox_arm64
 to_podman
 end=$(date +%s.%N)
 log "done in $(awk "BEGIN { printf \"%.1f\", $end - $start }") s"
