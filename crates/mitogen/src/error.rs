@@ -559,6 +559,11 @@ pub enum ConnectFailure {
     LeaderNotFound,
     /// The target runs another build of this program.
     VersionSkew,
+    /// This program is dynamically linked and cannot run on the target:
+    /// its ELF interpreter (dynamic loader) is missing there, or the
+    /// target's C library is too old. Nothing was installed; the reason
+    /// names the interpreter and how to build statically.
+    DynamicBinary,
     /// The options were refused before anything ran.
     InvalidOptions,
     /// Anything else: the first stage failed (no usable directory, another
@@ -569,7 +574,7 @@ pub enum ConnectFailure {
 
 impl ConnectFailure {
     /// The kinds a `StreamError::Bootstrap` reason can start with.
-    const WORDED: [ConnectFailure; 11] = [
+    const WORDED: [ConnectFailure; 12] = [
         ConnectFailure::Refused,
         ConnectFailure::UnknownHost,
         ConnectFailure::TimedOut,
@@ -581,6 +586,7 @@ impl ConnectFailure {
         ConnectFailure::NoShell,
         ConnectFailure::UnknownUser,
         ConnectFailure::LeaderNotFound,
+        ConnectFailure::DynamicBinary,
     ];
 
     /// The kind a bootstrap `reason` starts with (as written by its
@@ -628,6 +634,7 @@ impl fmt::Display for ConnectFailure {
             ConnectFailure::UnknownUser => f.write_str("unknown user"),
             ConnectFailure::LeaderNotFound => f.write_str("container leader process not found"),
             ConnectFailure::VersionSkew => f.write_str("version skew"),
+            ConnectFailure::DynamicBinary => f.write_str("dynamically linked binary"),
             ConnectFailure::InvalidOptions => f.write_str("invalid options"),
             ConnectFailure::BootstrapFailed => f.write_str("bootstrap failed"),
         }

@@ -28,11 +28,18 @@ use crate::{identity, sys};
 /// configuration carrying that nonce. Anything else (a stray variable, a
 /// terminal, a file, another program's output) ends the process with a
 /// one-line error on stderr and status 1, before anything is written.
+/// The value `probe` ends it at once with status 0 (the first stage runs a
+/// new binary so before it caches it).
 pub(crate) fn enter_if_child() {
     crate::connect::enter_if_zygote();
     let Some(value) = std::env::var_os(CHILD_ENV) else {
         return;
     };
+    // The first stage's check that a freshly installed binary starts here
+    // (its loader and C library are fine): nothing to do.
+    if value == super::PROBE {
+        std::process::exit(0);
+    }
     // Our own children must not inherit the marker.
     std::env::remove_var(CHILD_ENV);
     let cwd = std::env::var_os(CWD_ENV);

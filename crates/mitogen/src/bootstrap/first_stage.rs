@@ -12,7 +12,8 @@
 //! exists with another mode is skipped, so a planted symlink can't make us
 //! change the mode of whatever it points at.
 
-use crate::bootstrap::{EXEC, FAIL, NEED};
+use crate::bootstrap::binary::is_plain_path;
+use crate::bootstrap::{forward, CHILD_ENV, DYNAMIC, EXEC, FAIL, NEED, PROBE};
 
 /// A binary the first stage may find in, or install into, the cache.
 pub(crate) struct Known<'a> {
@@ -69,6 +70,12 @@ impl FirstStage<'_> {
     /// exists), syncs the file, renames it to `<sha256>` and execs it.
     /// Just before either `exec` it prints `MITOGEN-EXEC:<nonce>`.
     pub(crate) fn script(&self) -> String {
+        self.script_with(&|sha256| forward::needs_of(sha256).and_then(|n| n.interpreter))
+    }
+
+    /// [`script`](Self::script), with the ELF interpreter of each binary
+    /// (by SHA-256) from `interpreter`: tests use a fake one.
+    pub(crate) fn script_with(&self, interpreter: &dyn Fn(&str) -> Option<String>) -> String {
         let dirs = [
             self.cache_dir.map(sh_quote).unwrap_or_default(),
             "\"${XDG_CACHE_HOME:-$HOME/.cache}/mitogen\"".into(),
@@ -88,7 +95,11 @@ impl FirstStage<'_> {
             .iter()
             .map(|b| {
                 let size = b.size.map(|s| s.to_string()).unwrap_or_default();
-                format!("{}) h={}; e={size};; ", b.machines, b.sha256)
+                let interp = interpreter(b.sha256)
+                    .filter(|p| is_plain_path(p))
+                    .map(|p| sh_quote(&p))
+                    .unwrap_or_default();
+                format!("{}) h={}; e={size}; l={interp};; ", b.machines, b.sha256)
             })
             .collect();
         let t = self.nonce;
@@ -99,7 +110,7 @@ impl FirstStage<'_> {
             "r=$PWD".into(),
             "u=$(id -u)".into(),
             "m=$(uname -m)".into(),
-            format!("case \"$m\" in {arms}*) h=none; e=;; esac"),
+            format!("case \"$m\" in {arms}*) h=none; e=; l=;; esac"),
             format!("t={t}"),
             // vd DIR: cd into DIR if it is a real directory we own (builtins only).
             "vd() { cd \"$r\" 2>/dev/null; [ -n \"$1\" ] || return 1; [ -L \"$1\" ] && return 1; [ -d \"$1\" ] && cd \"$1\" 2>/dev/null && [ -O . ]; }".into(),
@@ -113,6 +124,10 @@ impl FirstStage<'_> {
             "vh() { set -- $(LC_ALL=C ls -nd . \"./$h\" 2>/dev/null); case \"$1\" in drwx------*) ;; *) return 1;; esac; while [ $# -gt 0 ]; do [ \"$1\" = . ] && break; shift; done; [ $# -ge 6 ] || return 1; case \"$2\" in -*) ;; *) return 1;; esac; [ -z \"$e\" ] || [ \"$6\" = \"$e\" ] && return 0; rm -f \"$h\"; return 1; }".into(),
             // The candidates, once, as the positional parameters.
             format!("set -- {dirs}"),
+            // The binary's ELF interpreter `$l` (none: static) must exist,
+            // else any cached copy goes and the failure names the ELF
+            // interpreters (C libraries) the target has.
+            format!("[ -z \"$l\" ] || [ -e \"$l\" ] || {{ for d; do vd \"$d\" && vf && rm -f \"$h\"; done; echo \"{FAIL}:$t:{DYNAMIC} $m $l\" /lib*/ld-*; exit 1; }}"),
             format!("for d; do vd \"$d\" && vf && vh && {exec}; done"),
             "w=".into(),
             "for d; do cd \"$r\" 2>/dev/null; [ -L \"$d\" ] || mkdir -p \"$d\" 2>/dev/null; vd \"$d\" && vm || continue; p=.probe.$$; if printf '\\043\\041/bin/sh\\nexit 0\\n' > \"$p\" && chmod 700 \"$p\" && \"./$p\" 2>/dev/null; then rm -f \"$p\"; w=$d; break; fi; rm -f \"$p\"; done".into(),
@@ -136,14 +151,22 @@ impl FirstStage<'_> {
         let exec = self.exec_line();
         let fail = |why: &str| format!("{{ echo \"{FAIL}:$t:{why}\"; rm -f \"$o\"; exit 1; }}");
         [
-            "read -r f c s h || exit 1".to_string(),
+            // `<format> <bytes> <size> <sha256> [<interpreter>]`: the check
+            // runs again for a binary the first stage did not know.
+            "read -r f c s h l || exit 1".to_string(),
+            format!("[ -z \"$l\" ] || [ -e \"$l\" ] || {{ echo \"{FAIL}:$t:{DYNAMIC} $m $l\" /lib*/ld-*; exit 1; }}"),
             "o=\".$h.$$\"".into(),
             format!("if [ \"$f\" = gz ]; then head -c \"$c\" | gzip -dc > \"$o\"; else head -c \"$c\" > \"$o\"; fi || {}", fail("could not write $w/$o (disk full?)")),
             format!("[ $(wc -c < \"$o\") -eq \"$s\" ] || {}", fail("short write to $w/$o (disk full?)")),
             "k=; if command -v sha256sum >/dev/null 2>&1; then k=$(sha256sum < \"$o\"); elif command -v shasum >/dev/null 2>&1; then k=$(shasum -a 256 < \"$o\"); elif command -v openssl >/dev/null 2>&1; then k=$(openssl dgst -sha256 < \"$o\" 2>/dev/null); k=${k##* }; fi; k=${k%% *}".into(),
             format!("[ -z \"$k\" ] || [ \"$k\" = \"$h\" ] || {}", fail("checksum mismatch in $w/$o: got $k, expected $h")),
             "sync \"$o\" 2>/dev/null || sync".into(),
-            format!("chmod 700 \"$o\" && mv -f \"$o\" \"$h\" || {}", fail("could not install into $w")),
+            format!("chmod 700 \"$o\" || {}", fail("could not install into $w")),
+            // Run it once before it gets its cache name: a binary that
+            // cannot start here (a C library too old, a library missing)
+            // never stays. Its output becomes one line (no globbing).
+            format!("x=$({CHILD_ENV}={PROBE} \"./$o\" </dev/null 2>&1) || {{ set -f; set -- $x; echo \"{FAIL}:$t:{PROBE} $m $*\"; rm -f \"$o\"; exit 1; }}"),
+            format!("mv -f \"$o\" \"$h\" || {}", fail("could not install into $w")),
             exec,
         ]
         .join("; ")
@@ -251,7 +274,214 @@ mod tests {
     fn warm_command_line_stays_small() {
         let fs = stage(BINS, None);
         let line = fs.command_line();
-        assert!(line.len() < 1700, "{} bytes: {line}", line.len());
+        // The interpreter check (issue 11) costs ~135 bytes: 1665 before it.
+        assert!(line.len() < 1850, "{} bytes: {line}", line.len());
         assert!(!line.contains("sha256sum") && fs.install_script().contains("sha256sum"));
+    }
+
+    /// The POSIX shells here that can run a first stage: dash, busybox's
+    /// ash, bash (each one printed and skipped when missing).
+    fn shells() -> Vec<Vec<&'static str>> {
+        let mut v = Vec::new();
+        for argv in [vec!["dash"], vec!["busybox", "sh"], vec!["bash", "--posix"]] {
+            let found = std::process::Command::new(argv[0])
+                .args(&argv[1..])
+                .args(["-c", "exit 0"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if found {
+                v.push(argv);
+            } else {
+                eprintln!("skipping {}: not installed", argv[0]);
+            }
+        }
+        assert!(!v.is_empty(), "no POSIX shell at all");
+        v
+    }
+
+    const NONCE: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A private cache directory (mode 0700) under a fresh temporary one,
+    /// also used as `$HOME` and `$TMPDIR` so no other candidate is real.
+    fn private_dir(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("mitogen-fs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let cache = root.join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        for d in [&root, &cache] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        (root, cache)
+    }
+
+    /// Run `script` under `shell` with `stdin`, bounded by `timeout`.
+    fn run(shell: &[&str], script: &str, root: &std::path::Path, stdin: &[u8]) -> (i32, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new(shell[0])
+            .args(&shell[1..])
+            .arg("-c")
+            .arg(script)
+            .env("HOME", root)
+            .env("TMPDIR", root)
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_RUNTIME_DIR")
+            .current_dir(root)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        // The shell may exit before it reads it all: ignore EPIPE.
+        let _ = input.write_all(stdin);
+        drop(input);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the first stage finished within 20 s")
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn entries(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn any_machine(sha256: &str) -> [Known<'_>; 1] {
+        [Known {
+            machines: "*",
+            sha256,
+            size: None,
+        }]
+    }
+
+    /// A missing interpreter fails before anything is asked for or run,
+    /// and a cached copy of that binary is removed.
+    #[test]
+    fn a_missing_interpreter_fails_first_and_clears_the_cache() {
+        use std::os::unix::fs::PermissionsExt;
+        for shell in shells() {
+            let (root, cache) = private_dir(&format!("missing-{}", shell[0]));
+            let cached = cache.join("abc");
+            std::fs::write(&cached, "#!/bin/sh\necho ran\n").unwrap();
+            std::fs::set_permissions(&cached, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let bins = any_machine("abc");
+            let fs = stage(&bins, cache.to_str());
+            let script = fs.script_with(&|_| Some("/nonexistent/ld-fake.so.2".into()));
+            let (status, out) = run(&shell, &script, &root, b"");
+            assert_eq!(status, 1, "{shell:?}: {out}");
+            let want = format!("{FAIL}:{NONCE}:{DYNAMIC} ");
+            assert!(out.starts_with(&want), "{shell:?}: {out}");
+            assert!(
+                out.contains(" /nonexistent/ld-fake.so.2"),
+                "{shell:?}: {out}"
+            );
+            assert!(
+                !out.contains(NEED) && !out.contains(EXEC) && !out.contains("ran"),
+                "{out}"
+            );
+            assert_eq!(entries(&cache), Vec::<String>::new(), "{shell:?}");
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+    }
+
+    /// With the interpreter there, the cached binary runs as before.
+    #[test]
+    fn a_present_interpreter_lets_the_cached_binary_run() {
+        use std::os::unix::fs::PermissionsExt;
+        for shell in shells() {
+            let (root, cache) = private_dir(&format!("present-{}", shell[0]));
+            let cached = cache.join("abc");
+            std::fs::write(&cached, "#!/bin/sh\necho ran $MITOGEN_CHILD\n").unwrap();
+            std::fs::set_permissions(&cached, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let bins = any_machine("abc");
+            let fs = stage(&bins, cache.to_str());
+            let script = fs.script_with(&|_| Some("/bin/sh".into()));
+            let (status, out) = run(&shell, &script, &root, b"");
+            assert_eq!(status, 0, "{shell:?}: {out}");
+            assert_eq!(
+                out,
+                format!("{EXEC}:{NONCE}\nran {NONCE}:30000\n"),
+                "{shell:?}"
+            );
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+    }
+
+    /// The cold path: the install half and the binary on stdin.
+    fn cold(shell: &[&str], tag: &str, binary: &[u8], interp: &str) -> (i32, String, Vec<String>) {
+        use sha2::{Digest, Sha256};
+        let sha: String = Sha256::digest(binary)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let (root, cache) = private_dir(&format!("{tag}-{}", shell[0]));
+        let bins = [Known {
+            machines: "*",
+            sha256: &sha,
+            size: None,
+        }];
+        let fs = stage(&bins, cache.to_str());
+        // Unknown to the first stage: only the install half's check applies.
+        let script = fs.script_with(&|_| None);
+        let mut stdin = format!(
+            "{}\nraw {} {} {sha} {interp}\n",
+            fs.install_script(),
+            binary.len(),
+            binary.len()
+        )
+        .into_bytes();
+        stdin.extend_from_slice(binary);
+        let (status, out) = run(shell, &script, &root, &stdin);
+        let left = entries(&cache);
+        std::fs::remove_dir_all(&root).unwrap();
+        (status, out, left)
+    }
+
+    #[test]
+    fn the_install_half_checks_the_interpreter_before_writing() {
+        for shell in shells() {
+            let (status, out, left) = cold(
+                &shell,
+                "install",
+                b"#!/bin/sh\nexit 0\n",
+                "/nonexistent/ld.so",
+            );
+            assert_eq!(status, 1, "{shell:?}: {out}");
+            assert!(out.contains(&format!("{FAIL}:{NONCE}:{DYNAMIC} ")), "{out}");
+            assert!(!out.contains(EXEC), "{out}");
+            assert_eq!(left, Vec::<String>::new(), "{shell:?}: nothing written");
+        }
+    }
+
+    /// A new binary that does not start is removed and its words reported.
+    #[test]
+    fn a_binary_that_does_not_start_is_not_cached() {
+        for shell in shells() {
+            let broken = b"#!/bin/sh\necho \"cannot start: $MITOGEN_CHILD\" >&2\nexit 3\n";
+            let (status, out, left) = cold(&shell, "probe", broken, "");
+            assert_eq!(status, 1, "{shell:?}: {out}");
+            assert!(out.contains(&format!("{FAIL}:{NONCE}:{PROBE} ")), "{out}");
+            assert!(out.contains("cannot start: probe"), "{out}");
+            assert_eq!(left, Vec::<String>::new(), "{shell:?}: nothing cached");
+            // One that starts (exits 0 on the probe) is installed and exec'd.
+            let good = b"#!/bin/sh\n[ \"$MITOGEN_CHILD\" = probe ] && exit 0\necho up\n";
+            let (status, out, left) = cold(&shell, "good", good, "/bin/sh");
+            assert_eq!(status, 0, "{shell:?}: {out}");
+            assert!(out.ends_with(&format!("{EXEC}:{NONCE}\nup\n")), "{out}");
+            assert_eq!(left.len(), 1, "{shell:?}: {left:?}");
+        }
     }
 }

@@ -68,6 +68,32 @@ pub(crate) fn is_own_machine(machine: &str) -> bool {
     own_machines().split('|').any(|m| m == machine)
 }
 
+/// What the binary with this SHA-256 needs from a target (its ELF
+/// interpreter, its glibc version), if this process holds it: its own, or
+/// one added or fetched here. Never fetches.
+pub(crate) fn needs_of(sha256: &str) -> Option<super::binary::Needs> {
+    if let Ok(own) = Binary::current() {
+        if own.sha256 == sha256 {
+            return Some(own.needs.clone());
+        }
+    }
+    lock(&store().binaries)
+        .values()
+        .find(|b| b.sha256 == sha256)
+        .map(|b| b.needs.clone())
+}
+
+/// What the binary for `machine` (`uname -m`) needs, if this process holds
+/// it. Never fetches.
+pub(crate) fn needs_for_machine(machine: &str) -> Option<super::binary::Needs> {
+    if is_own_machine(machine) {
+        return Binary::current().ok().map(|b| b.needs.clone());
+    }
+    lock(&store().binaries)
+        .get(machine)
+        .map(|b| b.needs.clone())
+}
+
 impl Router {
     /// Make a build of this program for another architecture available to
     /// targets whose `uname -m` is `machine` (e.g. `aarch64`). Contexts

@@ -43,6 +43,15 @@ pub(crate) const NEED: &str = "MITOGEN-NEED";
 pub(crate) const EXEC: &str = "MITOGEN-EXEC";
 /// Prefix of the line the first stage prints when it cannot continue.
 pub(crate) const FAIL: &str = "MITOGEN-FAIL";
+/// First word of a `MITOGEN-FAIL` reason: the binary's ELF interpreter
+/// is missing on the target; `dynamic <uname -m> <interpreter> [<ELF
+/// interpreters the target has>...]`.
+pub(crate) const DYNAMIC: &str = "dynamic";
+/// The value of [`CHILD_ENV`] that makes the program exit at once with
+/// status 0 (the first stage's check that a new binary starts); also the
+/// first word of a `MITOGEN-FAIL` reason when it did not: `probe <uname
+/// -m> <what it printed>`.
+pub(crate) const PROBE: &str = "probe";
 /// Bumped whenever the bootstrap or message protocol changes incompatibly.
 pub(crate) const PROTOCOL: u32 = 3;
 

@@ -334,13 +334,12 @@ impl Conversation<'_> {
                         ));
                     }
                     st.need_seen = true;
-                    match self.upload(rest, &st.out)? {
-                        Some(n) => {
-                            st.binary_bytes += n;
-                            None
-                        }
-                        None => Some(Step::Closed),
+                    // A first stage that stopped reading may still say why
+                    // (`MITOGEN-FAIL`) before it closes: read on.
+                    if let Some(n) = self.upload(rest, &st.out)? {
+                        st.binary_bytes += n;
                     }
+                    None
                 }
                 Some((EXEC, _)) => {
                     st.marker_seen = true;
@@ -353,7 +352,7 @@ impl Conversation<'_> {
                 }
                 Some((FAIL, rest)) => {
                     self.drain_stderr(st, &mut vec![0; 16 * 1024]);
-                    return Err(self.fail(rest.to_string(), &st.out));
+                    return Err(self.fail(failure_reason(rest, self.name), &st.out));
                 }
                 Some((HELLO, rest)) => {
                     self.check_hello(rest, &st.out)?;
@@ -527,10 +526,11 @@ impl Conversation<'_> {
             return Err(self.fail("asked for the binary, but no first stage runs".into(), out));
         };
         let header = format!(
-            "{install}\n{fmt} {} {} {}\n",
+            "{install}\n{fmt} {} {} {} {}\n",
             payload.len(),
             binary.bytes.len(),
-            binary.sha256
+            binary.sha256,
+            binary.needs.interpreter.as_deref().unwrap_or_default()
         );
         let what = "uploading the binary";
         if self
@@ -585,6 +585,69 @@ impl Conversation<'_> {
     }
 }
 
+/// The reason of a bootstrap error for the first stage's
+/// `MITOGEN-FAIL:<nonce>:<rest>` on the way to `target`: a dynamic
+/// binary's missing interpreter or failed start becomes a
+/// [`ConnectFailure::DynamicBinary`] naming the cause and the fix; any
+/// other text is the reason as printed.
+pub(crate) fn failure_reason(rest: &str, target: &str) -> String {
+    let mut words = rest.split(' ');
+    let (kind, machine) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let needs = super::forward::needs_for_machine(machine).unwrap_or_default();
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "this program".into());
+    let arch = match machine {
+        "amd64" => "x86_64",
+        "arm64" | "aarch64_be" => "aarch64",
+        m if m.is_empty() || super::forward::is_own_machine(m) => std::env::consts::ARCH,
+        m => m,
+    };
+    let fix = format!(
+        "build it statically: scripts/build-static.sh or cargo build --release --target {arch}-unknown-linux-musl"
+    );
+    let glibc = needs
+        .glibc
+        .map(|(major, minor)| format!(" (glibc {major}.{minor} or newer)"))
+        .unwrap_or_default();
+    let kind_word = ConnectFailure::DynamicBinary;
+    match kind {
+        super::DYNAMIC => {
+            let interp = words.next().unwrap_or("its ELF interpreter");
+            // An unmatched glob (`/lib*/ld-*`) is printed as is.
+            let found: Vec<&str> = words
+                .filter(|w| !w.is_empty() && !w.contains('*'))
+                .collect();
+            let has = if found.is_empty() {
+                "it has no ELF interpreter in /lib or /lib64: no C library, busybox only?"
+                    .to_string()
+            } else {
+                format!("it has {}", found.join(", "))
+            };
+            format!(
+                "{kind_word}: {program} is dynamically linked and needs {interp}{glibc}, which {target} lacks ({has}); {fix}"
+            )
+        }
+        super::PROBE if needs.interpreter.is_some() => {
+            let said: Vec<&str> = words.collect();
+            format!(
+                "{kind_word}: {program} is dynamically linked and did not start on {target} (it needs {}{glibc}; it said: {}); {fix}",
+                needs.interpreter.as_deref().unwrap_or_default(),
+                said.join(" ")
+            )
+        }
+        super::PROBE => {
+            let said: Vec<&str> = words.collect();
+            format!(
+                "the uploaded binary did not start on {target} and was removed; it said: {}",
+                said.join(" ")
+            )
+        }
+        _ => rest.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,5 +678,59 @@ mod tests {
         out.push_stderr(b"z\n");
         assert_eq!(out.lines.back().unwrap().len(), KEEP_BYTES + 1);
         assert!(out.lines.back().unwrap().ends_with("yz"));
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_interpreter_names_cause_fix_and_libc() {
+        let r = failure_reason(
+            "dynamic x86_64 /lib64/ld-linux-x86-64.so.2 /lib*/ld-*",
+            "box",
+        );
+        assert!(r.starts_with("dynamically linked binary: "), "{r}");
+        for words in [
+            "is dynamically linked and needs /lib64/ld-linux-x86-64.so.2",
+            "which box lacks (it has no ELF interpreter",
+            "scripts/build-static.sh",
+            "--target x86_64-unknown-linux-musl",
+        ] {
+            assert!(r.contains(words), "{words:?} in {r}");
+        }
+        let r = failure_reason(
+            "dynamic aarch64 /lib/ld-linux-aarch64.so.1 /lib/ld-musl-aarch64.so.1",
+            "pi",
+        );
+        assert!(r.contains("it has /lib/ld-musl-aarch64.so.1"), "{r}");
+        assert!(r.contains("aarch64-unknown-linux-musl"), "{r}");
+        let e = StreamError::Bootstrap {
+            name: "pi".into(),
+            reason: r,
+            output: String::new(),
+        };
+        assert_eq!(e.kind(), Some(ConnectFailure::DynamicBinary));
+    }
+
+    #[test]
+    fn a_binary_that_did_not_start_says_what_it_printed() {
+        let r = failure_reason(
+            "probe x86_64 ./.ab.12: /lib/libc.so.6: version `GLIBC_2.34' not found",
+            "old",
+        );
+        // Test binaries are dynamically linked.
+        assert!(r.starts_with("dynamically linked binary: "), "{r}");
+        assert!(
+            r.contains("did not start on old") && r.contains("GLIBC_2.34"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn other_failures_are_kept_as_printed() {
+        assert_eq!(failure_reason("disk full: x", "t"), "disk full: x");
+        assert_eq!(failure_reason("", "t"), "");
     }
 }

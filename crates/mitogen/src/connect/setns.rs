@@ -701,37 +701,11 @@ fn can_exec_self(root: &std::os::fd::OwnedFd) -> bool {
     if std::io::Read::read_to_end(&mut std::io::Read::take(exe, 64 * 1024), &mut head).is_err() {
         return false;
     }
-    match elf_interpreter(&head) {
+    match crate::bootstrap::binary::elf_interpreter(&head) {
         Some(None) => true,
         Some(Some(interp)) => crate::sys::exists_in_root(root, interp.trim_start_matches('/')),
         None => false,
     }
-}
-
-/// The `PT_INTERP` path of a 64-bit little-endian ELF file from its first
-/// bytes: `Some(None)` for a static binary, `None` when not understood.
-fn elf_interpreter(head: &[u8]) -> Option<Option<String>> {
-    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(head.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| {
-        let v = u64::from_le_bytes(head.get(o..o + 8)?.try_into().ok()?);
-        usize::try_from(v).ok()
-    };
-    if head.get(..6)? != b"\x7fELF\x02\x01" {
-        return None;
-    }
-    let (phoff, phentsize, phnum) = (u64_at(0x20)?, u16_at(0x36)? as usize, u16_at(0x38)?);
-    for i in 0..phnum as usize {
-        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        if u32_at(ph)? == 3 {
-            // PT_INTERP: p_offset at +8, p_filesz at +32.
-            let (off, len) = (u64_at(ph + 8)?, u64_at(ph + 32)?);
-            let bytes = head.get(off..off.checked_add(len)?)?;
-            let path = bytes.split(|b| *b == 0).next()?;
-            return Some(Some(String::from_utf8(path.to_vec()).ok()?));
-        }
-    }
-    Some(None)
 }
 
 #[cfg(test)]
@@ -826,17 +800,6 @@ mod tests {
         // No passwd file at all: root still works.
         let bare = find_user(b"", b"", "root").unwrap();
         assert_eq!((bare.uid, bare.gid, bare.home.as_str()), (0, 0, "/"));
-    }
-
-    #[test]
-    fn our_own_interpreter_is_read() {
-        let exe = std::fs::read("/proc/self/exe").unwrap();
-        let interp = elf_interpreter(&exe).expect("an ELF file");
-        // Test binaries are dynamically linked: the interpreter is a file here.
-        let path = interp.expect("a dynamic binary");
-        assert!(std::path::Path::new(&path).is_file(), "{path}");
-        assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None);
-        assert_eq!(elf_interpreter(&exe[..40]), None, "truncated");
     }
 
     #[test]
