@@ -182,8 +182,12 @@ fn run(
     let (stream_in, stream_out, stdout_r, stderr_r) =
         sys::move_stdio_aside().map_err(|e| format!("cannot set up descriptors: {e}"))?;
     let (config, deframer) = handshake(stream_in.as_raw_fd(), stream_out.as_raw_fd(), nonce, wait)?;
-    // The first stage ran us from the cache directory.
+    // The first stage ran us from the cache directory: tidy it (before any
+    // call is served, so a caller that got an answer knows it is done).
     if let Some(dir) = cwd {
+        if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+            super::housekeeping::after_start(&exe);
+        }
         if std::env::set_current_dir(&dir).is_err() {
             let _ = std::env::set_current_dir("/");
         }

@@ -15,12 +15,17 @@
 //!    line (protocol version, function-table hash), which the parent checks
 //!    before it uses the stream. From then on, both ends speak frames.
 //!
+//! 4. A child started by the first stage tidies its cache directory
+//!    ([`housekeeping`]: the newest five binaries stay, others go after a
+//!    week unused, never one that is running).
+//!
 //! `docs/protocol.md` has the byte-level details.
 
 pub(crate) mod binary;
 pub(crate) mod child;
 pub(crate) mod first_stage;
 pub(crate) mod forward;
+pub(crate) mod housekeeping;
 pub(crate) mod marker;
 pub(crate) mod parent;
 
