@@ -27,6 +27,12 @@ mod ssh;
 mod stats;
 mod workloads;
 
+/// With the `mimalloc` feature, mimalloc replaces the platform allocator
+/// (musl's is slow: docs/design.md, "Portable binaries").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
