@@ -19,5 +19,10 @@ fi
 if ! scripts/build-aarch64.sh; then
     echo "scripts/test.sh: the aarch64 build failed; tests/two_arch.rs will say so"
 fi
+# The static master tests/static_target.rs runs against a busybox-only
+# container (docs/design.md, "Portable binaries").
+if ! scripts/build-static.sh -p mitogen --example busybox_target >/dev/null; then
+    echo "scripts/test.sh: the static build failed; tests/static_target.rs will say so"
+fi
 cargo test --workspace --all-targets
 cargo test --workspace --doc
