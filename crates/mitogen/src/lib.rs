@@ -117,6 +117,38 @@
 //! # }).unwrap();
 //! # }
 //! ```
+//!
+//! # Static builds: any Linux target
+//! Every target runs a copy of your binary, so build it to run anywhere of
+//! its architecture: the default (dynamic glibc) build needs glibc 2.34 or
+//! newer on the target and fails on busybox, Alpine or older systems. Build
+//! for musl, with your crate's release profile set as the copy is uploaded
+//! to every target (a dependency's profile is not inherited):
+//!
+//! ```toml
+//! [profile.release]
+//! lto = "fat"
+//! codegen-units = 1
+//! strip = "symbols"
+//! panic = "unwind" # the default: remote panics come back as CallError
+//! ```
+//!
+//! ```text
+//! rustup target add x86_64-unknown-linux-musl
+//! cargo build --release --target x86_64-unknown-linux-musl
+//! file target/x86_64-unknown-linux-musl/release/<program>  # "static-pie linked"
+//! ```
+//!
+//! musl's allocator is slow on message-heavy work (15-40 %): use `mimalloc`
+//! as the global allocator (it compiles C: `CC_x86_64_unknown_linux_musl=musl-gcc`).
+//! In this repository `scripts/build-static.sh [cargo build args]` does all
+//! of it; the README's quick start and `docs/design.md` ("Portable
+//! binaries") have the measurements.
+//! ```ignore
+//! // In your program's main.rs, with `mimalloc = "0.1"` in [dependencies]:
+//! #[global_allocator]
+//! static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+//! ```
 #![warn(missing_docs)]
 
 extern crate self as mitogen;
