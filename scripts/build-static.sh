@@ -9,7 +9,8 @@
 # Uses the <arch>-unknown-linux-musl target (added with rustup when
 # missing) and the release profile unless the arguments name a profile.
 # When the musl target cannot be installed, falls back to glibc with
-# `+crt-static` (larger: see the design notes) and says so. C code in
+# `+crt-static` (larger: see the design notes) and says so;
+# MITOGEN_STATIC_LIBC=gnu forces that fallback. C code in
 # dependencies (e.g. the mimalloc feature) is compiled with musl-gcc when it
 # is installed (Debian: musl-tools).
 #
@@ -40,7 +41,10 @@ have_target() {
 }
 
 target=$musl
-if ! have_target "$musl"; then
+if [ "${MITOGEN_STATIC_LIBC:-musl}" = gnu ]; then
+    # Forces the fallback (to test it, or by choice).
+    target=$gnu
+elif ! have_target "$musl"; then
     if command -v rustup >/dev/null 2>&1 && rustup target add "$musl" >&2; then
         :
     else

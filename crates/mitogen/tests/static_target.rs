@@ -102,6 +102,7 @@ fn static_build_answers_calls_from_a_busybox_only_container() {
         return;
     }
     let example = example.unwrap();
+    eprintln!("static master: {}", example.display());
     let bb = Container::start(&image("busybox")).expect("start a busybox container");
     // The image really has no libc: a dynamic binary could not run there.
     let probe = bb
