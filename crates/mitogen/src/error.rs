@@ -557,6 +557,11 @@ pub enum ConnectFailure {
     UnknownUser,
     /// The container's leader process could not be found (setns).
     LeaderNotFound,
+    /// The target is another architecture (or operating system) and no
+    /// build of this program for it was added with
+    /// [`Router::add_binary`](crate::Router::add_binary); the error names
+    /// the target's `uname`.
+    WrongArchitecture,
     /// The target runs another build of this program.
     VersionSkew,
     /// This program is dynamically linked and cannot run on the target:
@@ -574,7 +579,7 @@ pub enum ConnectFailure {
 
 impl ConnectFailure {
     /// The kinds a `StreamError::Bootstrap` reason can start with.
-    const WORDED: [ConnectFailure; 12] = [
+    const WORDED: [ConnectFailure; 13] = [
         ConnectFailure::Refused,
         ConnectFailure::UnknownHost,
         ConnectFailure::TimedOut,
@@ -587,6 +592,7 @@ impl ConnectFailure {
         ConnectFailure::UnknownUser,
         ConnectFailure::LeaderNotFound,
         ConnectFailure::DynamicBinary,
+        ConnectFailure::WrongArchitecture,
     ];
 
     /// The kind a bootstrap `reason` starts with (as written by its
@@ -633,6 +639,7 @@ impl fmt::Display for ConnectFailure {
             ConnectFailure::NoShell => f.write_str("no shell on the target"),
             ConnectFailure::UnknownUser => f.write_str("unknown user"),
             ConnectFailure::LeaderNotFound => f.write_str("container leader process not found"),
+            ConnectFailure::WrongArchitecture => f.write_str("wrong architecture"),
             ConnectFailure::VersionSkew => f.write_str("version skew"),
             ConnectFailure::DynamicBinary => f.write_str("dynamically linked binary"),
             ConnectFailure::InvalidOptions => f.write_str("invalid options"),

@@ -506,7 +506,8 @@ impl Conversation<'_> {
         let mismatch = |why: String| {
             self.fail(
                 format!(
-                    "the target is {uname}, but this program is built for {} {}: {why}",
+                    "{}: the target is {uname}, but this program is built for {} {}: {why}",
+                    ConnectFailure::WrongArchitecture,
                     std::env::consts::OS,
                     std::env::consts::ARCH
                 ),

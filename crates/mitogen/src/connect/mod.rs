@@ -125,6 +125,7 @@ mod tests {
             ConnectFailure::NoShell,
             ConnectFailure::UnknownUser,
             ConnectFailure::LeaderNotFound,
+            ConnectFailure::WrongArchitecture,
         ];
         for k in kinds {
             assert_eq!(kind_of(&k.to_string()), Some(k), "{k}");
