@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-
 use common::*;
 use mitogen::{Bootstrap, Context, LocalOptions, Router};
 
@@ -20,21 +18,7 @@ fn shell_via(relay: &Context, cache: &std::path::Path) -> LocalOptions {
 #[test]
 fn foreign_binary_is_fetched_once_per_hop() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let uname = bin.join("uname");
-    std::fs::write(
-        &uname,
-        "#!/bin/sh\ncase \"$1\" in -m) echo \"${FAKE_MACHINE:-fakearch}\";; *) exec /bin/uname \"$@\";; esac\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&uname, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    std::env::set_var("PATH", path);
+    mitogen_testkit::fake_uname_first_on_path(dir.path(), "\"${FAKE_MACHINE:-fakearch}\"");
 
     let exe = std::env::current_exe().unwrap();
     let exe_len = std::fs::metadata(&exe).unwrap().len();

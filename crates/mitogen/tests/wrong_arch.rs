@@ -4,7 +4,6 @@
 //! with a `uname` that reports `sparc64`. In its own binary: it changes
 //! PATH for the whole process.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use mitogen::{Bootstrap, ConnectFailure, LocalOptions, Router};
@@ -12,31 +11,16 @@ use mitogen::{Bootstrap, ConnectFailure, LocalOptions, Router};
 #[test]
 fn another_architecture_without_a_binary_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let uname = bin.join("uname");
-    std::fs::write(
-        &uname,
-        "#!/bin/sh\ncase \"$1\" in -m) echo sparc64;; *) exec /bin/uname \"$@\";; esac\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&uname, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    std::env::set_var("PATH", path);
+    mitogen_testkit::fake_uname_first_on_path(dir.path(), "sparc64");
 
     Router::with(|router| {
+        let shell = || {
+            LocalOptions::new()
+                .bootstrap(Bootstrap::Shell)
+                .cache_dir(dir.path().join("cache"))
+        };
         let started = Instant::now();
-        let e = router
-            .local(
-                LocalOptions::new()
-                    .bootstrap(Bootstrap::Shell)
-                    .cache_dir(dir.path().join("cache")),
-            )
-            .unwrap_err();
+        let e = router.local(shell()).unwrap_err();
         assert_eq!(
             e.connect_failure(),
             Some(ConnectFailure::WrongArchitecture),
@@ -52,14 +36,7 @@ fn another_architecture_without_a_binary_is_named() {
         assert_eq!(router.binary_bytes_sent(), 0, "nothing was uploaded");
         // Across a via hop the kind stays.
         let relay = router.local(LocalOptions::new()).unwrap();
-        let e = router
-            .local(
-                LocalOptions::new()
-                    .via(&relay)
-                    .bootstrap(Bootstrap::Shell)
-                    .cache_dir(dir.path().join("cache")),
-            )
-            .unwrap_err();
+        let e = router.local(shell().via(&relay)).unwrap_err();
         assert_eq!(
             e.connect_failure(),
             Some(ConnectFailure::WrongArchitecture),

@@ -83,3 +83,35 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Put a `uname` in `dir/bin` that answers `uname -m` with `machine` (a
+/// shell word: `"${FAKE_MACHINE:-fakearch}"` works) and runs the real one
+/// otherwise, and put `dir/bin` first on this process's `PATH`, so first
+/// stages started from here see another architecture. The whole process
+/// sees it: call it only in a test binary of its own.
+///
+/// # Examples
+/// ```no_run
+/// let dir = std::path::Path::new("/tmp/my-test-dir");
+/// mitogen_testkit::fake_uname_first_on_path(dir, "sparc64");
+/// ```
+pub fn fake_uname_first_on_path(dir: &std::path::Path, machine: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let uname = bin.join("uname");
+    std::fs::write(
+        &uname,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in -m) echo {machine};; *) exec /bin/uname \"$@\";; esac\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&uname, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    std::env::set_var("PATH", path);
+}
