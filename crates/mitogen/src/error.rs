@@ -579,7 +579,7 @@ pub enum ConnectFailure {
 
 impl ConnectFailure {
     /// The kinds a `StreamError::Bootstrap` reason can start with.
-    const WORDED: [ConnectFailure; 13] = [
+    pub(crate) const WORDED: [ConnectFailure; 13] = [
         ConnectFailure::Refused,
         ConnectFailure::UnknownHost,
         ConnectFailure::TimedOut,

@@ -107,7 +107,13 @@ const WORDS: &[(&str, ConnectFailure)] = &[
     // buildah: `reading build container "x": container not known`.
     ("container not known", ConnectFailure::ContainerNotFound),
     ("does not exist", ConnectFailure::ContainerNotFound),
+    // docker inspect: "No such object: x"; lxc-info: "x doesn't exist".
+    ("no such object", ConnectFailure::ContainerNotFound),
+    ("doesn't exist", ConnectFailure::ContainerNotFound),
     ("permission denied", ConnectFailure::PermissionDenied),
+    // Any other client that cannot reach its daemon.
+    ("unable to connect", ConnectFailure::EngineUnavailable),
+    ("connection refused", ConnectFailure::EngineUnavailable),
 ];
 
 impl Prompts for EngineErrors {

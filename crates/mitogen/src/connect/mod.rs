@@ -111,22 +111,12 @@ mod tests {
 
     #[test]
     fn a_kind_written_at_the_start_of_a_reason_reads_back() {
-        let kinds = [
-            ConnectFailure::Refused,
-            ConnectFailure::UnknownHost,
-            ConnectFailure::TimedOut,
-            ConnectFailure::PermissionDenied,
-            ConnectFailure::ProgramNotFound,
+        // Every kind a reason can lead with (the list `of_reason` reads),
+        // and the two that carry a number.
+        let kinds = ConnectFailure::WORDED.into_iter().chain([
             ConnectFailure::Exited { status: 255 },
             ConnectFailure::Killed { signal: 9 },
-            ConnectFailure::ContainerNotFound,
-            ConnectFailure::ContainerNotRunning,
-            ConnectFailure::EngineUnavailable,
-            ConnectFailure::NoShell,
-            ConnectFailure::UnknownUser,
-            ConnectFailure::LeaderNotFound,
-            ConnectFailure::WrongArchitecture,
-        ];
+        ]);
         for k in kinds {
             assert_eq!(kind_of(&k.to_string()), Some(k), "{k}");
             assert_eq!(kind_of(&format!("{k} (the program exited)")), Some(k));

@@ -46,6 +46,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::docker_api::{self, Inspect};
+use super::engine::EngineErrors;
 use super::local::Bootstrap;
 use super::method::{common_field, Method};
 use super::options::{common_builders, CommonOptions};
@@ -446,29 +447,16 @@ impl SetnsOptions {
                 format!("{program} said: {both}")
             }
         };
-        let lower = err.to_lowercase();
-        let daemon_down = [
-            "cannot connect to the docker daemon",
-            "is the docker daemon running",
-            "permission denied while trying to connect",
-            "failed to connect to bus",
-            "unable to connect",
-            "connection refused",
-        ];
-        let not_found = [
-            "no such container",
-            "no such object",
-            "doesn't exist",
-            "does not exist",
-            "not found",
-            "no machine",
-        ];
         if a.status != Some(0) {
-            if not_found.iter().any(|p| lower.contains(p)) {
-                return Err(self.fail(ConnectFailure::ContainerNotFound, said()));
-            }
-            if daemon_down.iter().any(|p| lower.contains(p)) {
-                return Err(self.fail(ConnectFailure::EngineUnavailable, said()));
+            // The engine's refusal in its own words, read as every
+            // container method reads it (connect/engine.rs).
+            if let Some(
+                why @ (ConnectFailure::ContainerNotFound
+                | ConnectFailure::EngineUnavailable
+                | ConnectFailure::PermissionDenied),
+            ) = EngineErrors.failure(&err)
+            {
+                return Err(self.fail(why, said()));
             }
             let how = match a.status {
                 Some(s) => format!("exited with status {s}"),
