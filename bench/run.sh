@@ -33,4 +33,27 @@ fi
 cd "$root"
 # quickstart_cold_bootstrap_bytes reads the size of this binary.
 cargo build --release --quiet --example quickstart -p mitogen
-exec cargo run --release --quiet -p mitogen-bench -- --python "$venv/bin/python" "$@"
+
+# Other builds of the runner and the quick start for the build-comparison
+# rows (`<row>@<build>`): the workspace's default is static glibc
+# (.cargo/config.toml); `dynamic` is the glibc build without +crt-static,
+# `musl` is scripts/build-static.sh with mimalloc. MITOGEN_BENCH_BUILDS=0
+# skips them (each is a release build of its own).
+builds=()
+if [ "${MITOGEN_BENCH_BUILDS:-1}" != 0 ]; then
+    dyn_dir=target/bench-dynamic
+    for what in "-p mitogen-bench" "-p mitogen --example quickstart"; do
+        # shellcheck disable=SC2086
+        RUSTFLAGS="-C target-feature=-crt-static" \
+            cargo build --release --quiet --target-dir "$dyn_dir" $what
+    done
+    dyn=$dyn_dir/$(uname -m)-unknown-linux-gnu/release
+    builds+=(--build "dynamic=$dyn/mitogen-bench")
+    if musl=$(scripts/build-static.sh --quiet -p mitogen-bench --features mimalloc | tail -n 1) &&
+        scripts/build-static.sh --quiet -p mitogen --example quickstart >/dev/null; then
+        builds+=(--build "musl=$musl/mitogen-bench")
+    else
+        echo "bench/run.sh: the musl build failed: no @musl rows" >&2
+    fi
+fi
+exec cargo run --release --quiet -p mitogen-bench -- --python "$venv/bin/python" "${builds[@]}" "$@"

@@ -24,5 +24,12 @@ fi
 if ! scripts/build-static.sh -p mitogen --example busybox_target >/dev/null; then
     echo "scripts/test.sh: the static build failed; tests/static_target.rs will say so"
 fi
+# ...and a dynamically linked build of the same example, whose clear
+# failure on that target it checks (the workspace builds static binaries by
+# default: .cargo/config.toml).
+if ! RUSTFLAGS="-C target-feature=-crt-static" cargo build --quiet -p mitogen \
+    --example busybox_target --profile cross-test --target-dir target/dynamic; then
+    echo "scripts/test.sh: the dynamic build failed; tests/static_target.rs will say so"
+fi
 cargo test --workspace --all-targets
 cargo test --workspace --doc

@@ -7,7 +7,13 @@
 //! ```text
 //! mitogen-bench [--quick|--full] [--rounds N] [--only a,b,...]
 //!               [--python PATH] [--out PATH] [--no-python] [--no-ours] [--no-raw]
+//!               [--build NAME=PATH ...]
 //! ```
+//!
+//! `--build NAME=PATH` runs another build of this runner (PATH) for the
+//! rows in [`workloads::BUILD_ROWS`], in every round right after ours; the
+//! table shows them as `<row>@NAME`. `bench/run.sh` passes a dynamically
+//! linked glibc build and a musl + mimalloc build.
 //!
 //! Hidden subcommands (the runner re-executes itself):
 //! `__ours [--quick|--full] [--only a,b] [--no-isolate] [--ssh JSON]`,
@@ -41,7 +47,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use stats::median_opt;
-use workloads::{Better, Profile, Raw, Workload, FULL_ONLY_NOTE, SSH_NOTE, WORKLOADS};
+use workloads::{Better, Profile, Raw, Workload, BUILD_ROWS, FULL_ONLY_NOTE, SSH_NOTE, WORKLOADS};
 
 const BENCH_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -49,6 +55,7 @@ const USAGE: &str = "\
 usage: mitogen-bench [--quick|--full] [--rounds N] [--only a,b,...]
                      [--python PATH] [--out PATH]
                      [--no-python] [--no-ours] [--no-raw]
+                     [--build NAME=PATH ...]
 
   --quick        small iteration counts, scale_500 skipped (default)
   --full         larger iteration counts, scale_500 included
@@ -59,7 +66,10 @@ usage: mitogen-bench [--quick|--full] [--rounds N] [--only a,b,...]
   --out PATH     JSON results (default bench/results/latest.json for a
                  complete run, bench/results/partial.json with --only
                  or --no-*, so latest.json always holds a complete run)
-  --no-python / --no-ours / --no-raw   skip a peer";
+  --no-python / --no-ours / --no-raw   skip a peer
+  --build NAME=PATH  also run the build-comparison rows with this other
+                 build of the runner, shown as <row>@NAME (bench/run.sh
+                 passes the dynamic and the musl + mimalloc builds)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -142,6 +152,8 @@ struct Opts {
     python: PathBuf,
     out: PathBuf,
     peers: Vec<Peer>,
+    /// Other builds of this runner: (name, executable).
+    builds: Vec<(String, PathBuf)>,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -151,6 +163,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut python = Path::new(BENCH_DIR).join(".venv/bin/python");
     let mut out: Option<PathBuf> = None;
     let mut peers = vec![Peer::Python, Peer::Raw, Peer::Ours];
+    let mut builds = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -176,6 +189,14 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--no-python" => peers.retain(|&p| p != Peer::Python),
             "--no-ours" => peers.retain(|&p| p != Peer::Ours),
             "--no-raw" => peers.retain(|&p| p != Peer::Raw),
+            "--build" => {
+                let v = value("--build")?;
+                let (name, path) = v
+                    .split_once('=')
+                    .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+                    .ok_or(format!("--build: expected NAME=PATH, got {v:?}"))?;
+                builds.push((name.to_owned(), PathBuf::from(path)));
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -207,6 +228,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         python,
         out,
         peers,
+        builds,
     })
 }
 
@@ -268,6 +290,7 @@ fn run_main(args: &[String]) -> Result<(), String> {
     let script = Path::new(BENCH_DIR).join("py/workloads.py");
     let only_arg = o.only.as_ref().map(|v| v.join(","));
     let wanted: Vec<&Workload> = selected(&o.only).collect();
+    let compared = build_rows(&wanted, &o.builds);
     let wanted_raw: Vec<Raw> = Raw::ALL
         .into_iter()
         .filter(|r| {
@@ -356,6 +379,22 @@ fn run_main(args: &[String]) -> Result<(), String> {
                         cmd.arg("--ssh").arg(t);
                     }
                     ours_vals = run_json_peer("ours", &mut cmd);
+                    for (build, exe) in &o.builds {
+                        let rows: Vec<&str> = compared
+                            .iter()
+                            .filter(|c| &c.build == build)
+                            .map(|c| c.base.name)
+                            .collect();
+                        let mut cmd = Command::new(exe);
+                        cmd.args(["__ours", p.mode_flag(), "--only", &rows.join(",")]);
+                        if let Some(t) = &ssh_arg {
+                            cmd.arg("--ssh").arg(t);
+                        }
+                        let vals = run_json_peer(&format!("ours@{build}"), &mut cmd);
+                        for (k, v) in vals {
+                            ours_vals.insert(format!("{k}@{build}"), v);
+                        }
+                    }
                 }
                 Peer::Raw => {
                     for &r in &wanted_raw {
@@ -368,9 +407,13 @@ fn run_main(args: &[String]) -> Result<(), String> {
             eprintln!("   {peer:?} took {:.1} s", t0.elapsed().as_secs_f64());
         }
         let ran = |peer| o.peers.contains(&peer);
-        for w in &wanted {
-            let figure = |vals: &Values| {
-                let v = vals.get(w.name).copied().flatten();
+        let all = wanted
+            .iter()
+            .map(|w| (*w, w.name))
+            .chain(compared.iter().map(|c| (c.row, c.base.name)));
+        for (w, python_name) in all {
+            let figure = |vals: &Values, name: &str| {
+                let v = vals.get(name).copied().flatten();
                 match w.minus {
                     Some(r) => round_overhead(v, raw_vals.get(&r).copied().flatten()),
                     None => v,
@@ -378,10 +421,11 @@ fn run_main(args: &[String]) -> Result<(), String> {
             };
             let s = samples.entry(w.name).or_default();
             if ran(Peer::Ours) {
-                s.ours.push(figure(&ours_vals));
+                s.ours.push(figure(&ours_vals, w.name));
             }
+            // A build-comparison row is compared with Python on its base row.
             if ran(Peer::Python) {
-                s.mitogen.push(figure(&py_vals));
+                s.mitogen.push(figure(&py_vals, python_name));
             }
         }
         for (r, v) in raw_vals {
@@ -395,6 +439,8 @@ fn run_main(args: &[String]) -> Result<(), String> {
         .collect();
     let rows: Vec<Row> = wanted
         .iter()
+        .copied()
+        .chain(compared.iter().map(|c| c.row))
         .map(|w| {
             let s = samples.remove(w.name).unwrap_or_default();
             Row::new(
@@ -437,6 +483,39 @@ fn run_main(args: &[String]) -> Result<(), String> {
     println!();
     println!("wrote {}", o.out.display());
     Ok(())
+}
+
+/// A row of the build comparison: `base` measured by another build.
+struct Compared {
+    build: String,
+    base: &'static Workload,
+    /// `base` renamed `<name>@<build>`, with a note naming the build.
+    row: &'static Workload,
+}
+
+/// The build-comparison rows of this run: every wanted row of
+/// [`workloads::BUILD_ROWS`] for every other build, in that order.
+fn build_rows(wanted: &[&'static Workload], builds: &[(String, PathBuf)]) -> Vec<Compared> {
+    let mut out = Vec::new();
+    for (build, exe) in builds {
+        for base in wanted.iter().filter(|w| BUILD_ROWS.contains(&w.name)) {
+            // A handful per run: leaking them keeps Row's `&'static`.
+            let name: &'static str = Box::leak(format!("{}@{build}", base.name).into_boxed_str());
+            let note: &'static str =
+                Box::leak(format!("other build: {}", exe.display()).into_boxed_str());
+            let row = Box::leak(Box::new(Workload {
+                name,
+                note: Some(note),
+                ..**base
+            }));
+            out.push(Compared {
+                build: build.clone(),
+                base,
+                row,
+            });
+        }
+    }
+    out
 }
 
 struct Row {
@@ -587,11 +666,17 @@ fn print_table(rows: &[Row]) {
     let rule = width.map(|n| "-".repeat(n));
     line(&rule.each_ref().map(String::as_str));
     let mut in_scaling = false;
+    let mut in_builds = false;
     for (row, c) in rows.iter().zip(&cells) {
         if !in_scaling && row.w.name.starts_with("scale_") {
             in_scaling = true;
             println!();
             println!("scaling: create N local contexts, then one call on each");
+        }
+        if !in_builds && row.w.name.contains('@') {
+            in_builds = true;
+            println!();
+            println!("other builds of ours (the rows above are the default, static glibc)");
         }
         line(&c.each_ref().map(String::as_str));
     }

@@ -142,6 +142,19 @@ const PY_NO_CACHE: &str = "Python: no cache, cold = warm";
 
 use Better::{Higher, Lower};
 
+/// The rows `bench/run.sh` also measures with other builds of the runner
+/// (`--build`): the workspace builds static glibc by default, and these
+/// show what that costs against a dynamic build and against musl +
+/// mimalloc (docs/design.md, "Portable binaries").
+pub const BUILD_ROWS: &[&str] = &[
+    "call_roundtrip_us",
+    "pipelined_calls_per_s",
+    "small_msgs_per_s",
+    "arg_64mib_mbps",
+    "result_64mib_mbps",
+    "quickstart_cold_bootstrap_bytes",
+];
+
 /// Every workload, in table order.
 pub const WORKLOADS: &[Workload] = &[
     limit(

@@ -1,17 +1,19 @@
-//! A static build of this program runs on a target that holds nothing but
-//! a shell: it connects to a running Docker container (by default one of
+//! This program, built as the workspace builds it (static: see
+//! `.cargo/config.toml`) or with `scripts/build-static.sh`, runs on a target
+//! that holds nothing but a shell: it connects to a running Docker container (by default one of
 //! the `mitogen-test/busybox` image: busybox-static, no libc), calls a
 //! function there, disconnects, connects again and reports how many binary
 //! bytes each connection uploaded (the second finds the binary cached).
 //!
 //! ```text
-//! scripts/build-static.sh -p mitogen --example busybox_target
 //! docker run -d --name bb mitogen-test/busybox:latest /bin/sleep 1000000
-//! target/x86_64-unknown-linux-musl/release/examples/busybox_target bb
+//! cargo run --release --example busybox_target -- bb
 //! ```
 //!
 //! The last lines it prints are `key=value` pairs that
-//! `tests/static_target.rs` checks.
+//! `tests/static_target.rs` checks; when the first connection fails (a
+//! dynamically linked build, say) it prints `failure_ms` and
+//! `failure_kind` before the error.
 
 use std::time::{Duration, Instant};
 
@@ -43,7 +45,16 @@ fn main() {
         };
 
         let started = Instant::now();
-        let cold = connect()?;
+        let cold = match connect() {
+            Ok(c) => c,
+            Err(e) => {
+                // For tests/static_target.rs: a dynamic build must fail fast,
+                // by kind.
+                println!("failure_ms={}", started.elapsed().as_millis());
+                println!("failure_kind={:?}", e.connect_failure());
+                return Err(e);
+            }
+        };
         let (sum, has_loader, kernel) = cold.call(describe::remote, ((1..=100).collect(),))?;
         let cold_bytes = router.binary_bytes_sent();
         println!(

@@ -1,7 +1,8 @@
 //! Proof of the static-build recipe (issue 11, docs/design.md "Portable
 //! binaries"): `examples/busybox_target`, built by
 //! `scripts/build-static.sh -p mitogen --example busybox_target` (which
-//! `scripts/test.sh` runs first), is started as the master; it connects with
+//! `scripts/test.sh` runs first, with a dynamic build of it for the
+//! failure test), is started as the master; it connects with
 //! the docker method to a `mitogen-test/busybox` container (busybox-static,
 //! no libc), which answers its calls, and a warm reconnect uploads no binary
 //! bytes. Skips, saying why, without the static build, Docker or the image;
@@ -83,13 +84,101 @@ fn value<'a>(out: &'a str, key: &str) -> &'a str {
 #[test]
 fn elf_check_tells_static_from_dynamic() {
     let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    // Test binaries are built for the host's default (dynamic) target.
-    assert_eq!(is_static_elf(&me), Ok(false));
+    // The workspace builds static binaries by default (.cargo/config.toml),
+    // test binaries included.
+    assert_eq!(
+        is_static_elf(&me),
+        Ok(true),
+        "this test binary is dynamically linked: .cargo/config.toml's +crt-static is not in effect"
+    );
+    let sh = std::fs::read("/bin/sh").unwrap();
+    assert_eq!(is_static_elf(&sh), Ok(false), "Debian's /bin/sh is dynamic");
     assert!(is_static_elf(b"#!/bin/sh\n").is_err());
     // A header whose program headers lie past the end of the file.
     let mut bogus = me[..64].to_vec();
     bogus[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(is_static_elf(&bogus).is_err());
+}
+
+/// The dynamically linked build of the example that `scripts/test.sh`
+/// makes (`RUSTFLAGS="-C target-feature=-crt-static"`, into
+/// `target/dynamic`), or why not.
+fn dynamic_example() -> Result<PathBuf, String> {
+    let path = target_dir()
+        .join(format!(
+            "dynamic/{}-unknown-linux-gnu/cross-test/examples",
+            std::env::consts::ARCH
+        ))
+        .join(EXAMPLE);
+    let hint = "scripts/test.sh builds it";
+    match std::fs::read(&path) {
+        Ok(bytes) if is_static_elf(&bytes) == Ok(false) => Ok(path),
+        Ok(_) => Err(format!(
+            "{} is not a dynamic ELF file ({hint})",
+            path.display()
+        )),
+        Err(e) => Err(format!("{}: {e} ({hint})", path.display())),
+    }
+}
+
+/// A dynamically linked master connecting to a busybox-only container:
+/// the first stage finds the ELF interpreter missing before it asks for
+/// the binary, fails within 1 s with `ConnectFailure::DynamicBinary`
+/// naming the loader and the fix, and leaves nothing in any cache.
+#[test]
+fn dynamic_build_fails_fast_by_kind_and_caches_nothing() {
+    let test = "dynamic_build_fails_fast_by_kind_and_caches_nothing";
+    let example = dynamic_example();
+    if !fixture::ready_or_skip(test, example.clone().map(|_| ()))
+        || !fixture::ready_or_skip(test, docker::available())
+    {
+        return;
+    }
+    let example = example.unwrap();
+    let bb = Container::start(&image("busybox")).expect("start a busybox container");
+    let out = run_bounded(
+        Command::new(&example).arg(bb.name()),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{} {}: {e}", example.display(), bb.name()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the dynamic build connected to busybox:\n{stdout}"
+    );
+    assert_eq!(
+        value(&stdout, "failure_kind"),
+        "Some(DynamicBinary)",
+        "stderr:\n{stderr}"
+    );
+    let ms: u64 = value(&stdout, "failure_ms").parse().unwrap();
+    assert!(ms < 1000, "the error took {ms} ms (limit 1 s): {stderr}");
+    for part in [
+        bb.name(),
+        "is dynamically linked and needs /",
+        "lacks (it has no ELF interpreter",
+        "build it statically: scripts/build-static.sh",
+        "-unknown-linux-musl",
+    ] {
+        assert!(
+            stderr.contains(part),
+            "{part:?} is not in the error:\n{stderr}"
+        );
+    }
+    // Nothing was cached: no candidate directory holds a file.
+    let ls = bb
+        .exec(&[
+            "sh",
+            "-c",
+            "for d in /.cache/mitogen /tmp/mitogen-0 /var/tmp/mitogen-0 /dev/shm/mitogen-0; do ls -A \"$d\" 2>/dev/null; done; echo end",
+        ])
+        .expect("docker exec ls");
+    assert_eq!(
+        String::from_utf8_lossy(&ls.stdout),
+        "end\n",
+        "files left in the cache"
+    );
 }
 
 #[test]

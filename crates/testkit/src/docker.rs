@@ -5,7 +5,7 @@
 //! | [`image`] name | What is inside |
 //! |----------------|----------------|
 //! | `busybox` | static busybox, `/bin/sh` and the applets as links, users `root` and `app` (1000:1000); no libc |
-//! | `debian`  | libc6, libgcc-s1, dash, coreutils, gzip: our dynamically linked test binaries run there; same users |
+//! | `debian`  | libc6, libgcc-s1, dash, coreutils, gzip: dynamically linked programs (and Python) run there; same users |
 //! | `noshell` | only `/busybox` (no `/bin/sh`); start it with `["/busybox", "sleep", "1000000"]` |
 //!
 //! Tests call [`available`] through [`crate::fixture::ready_or_skip`]:

@@ -224,13 +224,24 @@ mod tests {
     }
 
     #[test]
-    fn our_own_interpreter_and_glibc_are_read() {
+    fn interpreter_and_glibc_of_real_binaries_are_read() {
+        // The workspace builds static binaries (.cargo/config.toml): no
+        // interpreter, no glibc need.
         let exe = std::fs::read("/proc/self/exe").unwrap();
-        let interp = elf_interpreter(&exe).expect("an ELF file");
-        // Test binaries are dynamically linked: the interpreter is a file here.
-        let path = interp.expect("a dynamic binary");
-        assert!(std::path::Path::new(&path).is_file(), "{path}");
+        assert_eq!(
+            elf_interpreter(&exe),
+            Some(None),
+            "this test binary is static"
+        );
         let needs = Needs::of(&exe);
+        assert_eq!((needs.interpreter, needs.glibc), (None, None));
+        // Debian's /bin/sh (dash) is dynamically linked against glibc.
+        let sh = std::fs::read(std::fs::canonicalize("/bin/sh").unwrap()).unwrap();
+        let path = elf_interpreter(&sh)
+            .expect("an ELF file")
+            .expect("a dynamic binary");
+        assert!(std::path::Path::new(&path).is_file(), "{path}");
+        let needs = Needs::of(&sh);
         assert_eq!(needs.interpreter.as_deref(), Some(path.as_str()));
         let (major, minor) = needs.glibc.expect("a glibc version");
         assert!(major == 2 && minor >= 2, "{major}.{minor}");

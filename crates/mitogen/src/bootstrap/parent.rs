@@ -592,9 +592,15 @@ impl Conversation<'_> {
 /// [`ConnectFailure::DynamicBinary`] naming the cause and the fix; any
 /// other text is the reason as printed.
 pub(crate) fn failure_reason(rest: &str, target: &str) -> String {
+    let machine = rest.split(' ').nth(1).unwrap_or("");
+    let needs = super::forward::needs_for_machine(machine).unwrap_or_default();
+    failure_reason_for(rest, target, needs)
+}
+
+/// [`failure_reason`] for a binary with these `needs` (tests fake them).
+fn failure_reason_for(rest: &str, target: &str, needs: super::binary::Needs) -> String {
     let mut words = rest.split(' ');
     let (kind, machine) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let needs = super::forward::needs_for_machine(machine).unwrap_or_default();
     let program = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -717,14 +723,27 @@ mod reason_tests {
 
     #[test]
     fn a_binary_that_did_not_start_says_what_it_printed() {
-        let r = failure_reason(
-            "probe x86_64 ./.ab.12: /lib/libc.so.6: version `GLIBC_2.34' not found",
-            "old",
-        );
-        // Test binaries are dynamically linked.
+        let said = "probe x86_64 ./.ab.12: /lib/libc.so.6: version `GLIBC_2.34' not found";
+        let dynamic = crate::bootstrap::binary::Needs {
+            interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()),
+            glibc: Some((2, 34)),
+        };
+        let r = failure_reason_for(said, "old", dynamic);
         assert!(r.starts_with("dynamically linked binary: "), "{r}");
+        for words in [
+            "did not start on old",
+            "needs /lib64/ld-linux-x86-64.so.2 (glibc 2.34 or newer)",
+            "GLIBC_2.34' not found",
+            "build it statically",
+        ] {
+            assert!(r.contains(words), "{words:?} in {r}");
+        }
+        // Test binaries are static (.cargo/config.toml): no kind claimed.
+        let r = failure_reason(said, "old");
         assert!(
-            r.contains("did not start on old") && r.contains("GLIBC_2.34"),
+            r.starts_with(
+                "the uploaded binary did not start on old and was removed; it said: ./.ab.12:"
+            ),
             "{r}"
         );
     }
