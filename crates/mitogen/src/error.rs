@@ -475,7 +475,8 @@ pub enum StreamError {
     VersionSkew {
         /// Name of the context.
         name: String,
-        /// Both sides' protocol version and function table hash.
+        /// Both builds: each side's mitogen crate version, protocol
+        /// version and function table hash.
         detail: String,
     },
     /// A message is larger than the maximum message size.
@@ -576,7 +577,9 @@ pub enum ConnectFailure {
     /// [`Router::add_binary`](crate::Router::add_binary); the error names
     /// the target's `uname`.
     WrongArchitecture,
-    /// The target runs another build of this program.
+    /// The target runs another build of this program (another protocol
+    /// or function table); the error names both builds: crate version,
+    /// protocol, function table.
     VersionSkew,
     /// This program is dynamically linked and cannot run on the target:
     /// its ELF interpreter (dynamic loader) is missing there, or the
