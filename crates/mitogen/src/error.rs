@@ -475,7 +475,8 @@ pub enum StreamError {
     VersionSkew {
         /// Name of the context.
         name: String,
-        /// Both sides' protocol version and function table hash.
+        /// Both builds: each side's mitogen crate version, protocol
+        /// version and function table hash.
         detail: String,
     },
     /// A message is larger than the maximum message size.
@@ -551,8 +552,22 @@ pub enum ConnectFailure {
     /// The container engine could not be reached: its daemon is down, its
     /// socket is missing, or we may not use it.
     EngineUnavailable,
-    /// The target has no `/bin/sh` for the first stage.
+    /// The target has no `/bin/sh` for the first stage: a container
+    /// engine said so, or the connection program's words name the shell
+    /// as not found (`sh: not found`, `sh: command not found`, `…/sh: No
+    /// such file or directory`), or it exited with status 127 (command not
+    /// found) without a word.
     NoShell,
+    /// No candidate directory on the target is private (ours, mode 0700,
+    /// not a symlink), writable and lets programs run; the reason lists
+    /// each directory tried and why it was refused (cannot be created, a
+    /// symlink, not owned by us, not mode 0700, cannot be written:
+    /// read-only or full, cannot run programs: noexec).
+    NoUsableDirectory,
+    /// Writing the binary into the target's cache directory failed for
+    /// want of room; the reason names the directory, the bytes needed and
+    /// the bytes free. The partial file was removed.
+    DiskFull,
     /// The user to run as does not exist on the target.
     UnknownUser,
     /// The container's leader process could not be found (setns).
@@ -562,7 +577,9 @@ pub enum ConnectFailure {
     /// [`Router::add_binary`](crate::Router::add_binary); the error names
     /// the target's `uname`.
     WrongArchitecture,
-    /// The target runs another build of this program.
+    /// The target runs another build of this program (another protocol
+    /// or function table); the error names both builds: crate version,
+    /// protocol, function table.
     VersionSkew,
     /// This program is dynamically linked and cannot run on the target:
     /// its ELF interpreter (dynamic loader) is missing there, or the
@@ -571,15 +588,15 @@ pub enum ConnectFailure {
     DynamicBinary,
     /// The options were refused before anything ran.
     InvalidOptions,
-    /// Anything else: the first stage failed (no usable directory, another
-    /// architecture, a broken upload), the program closed the connection
-    /// without exiting, an I/O error.
+    /// Anything else: the first stage failed (a broken upload, a checksum
+    /// mismatch), the program closed the connection without exiting, an
+    /// I/O error.
     BootstrapFailed,
 }
 
 impl ConnectFailure {
     /// The kinds a `StreamError::Bootstrap` reason can start with.
-    pub(crate) const WORDED: [ConnectFailure; 13] = [
+    pub(crate) const WORDED: [ConnectFailure; 15] = [
         ConnectFailure::Refused,
         ConnectFailure::UnknownHost,
         ConnectFailure::TimedOut,
@@ -589,6 +606,8 @@ impl ConnectFailure {
         ConnectFailure::ContainerNotRunning,
         ConnectFailure::EngineUnavailable,
         ConnectFailure::NoShell,
+        ConnectFailure::NoUsableDirectory,
+        ConnectFailure::DiskFull,
         ConnectFailure::UnknownUser,
         ConnectFailure::LeaderNotFound,
         ConnectFailure::DynamicBinary,
@@ -637,6 +656,8 @@ impl fmt::Display for ConnectFailure {
             ConnectFailure::ContainerNotRunning => f.write_str("container not running"),
             ConnectFailure::EngineUnavailable => f.write_str("container engine unavailable"),
             ConnectFailure::NoShell => f.write_str("no shell on the target"),
+            ConnectFailure::NoUsableDirectory => f.write_str("no usable directory"),
+            ConnectFailure::DiskFull => f.write_str("disk full"),
             ConnectFailure::UnknownUser => f.write_str("unknown user"),
             ConnectFailure::LeaderNotFound => f.write_str("container leader process not found"),
             ConnectFailure::WrongArchitecture => f.write_str("wrong architecture"),

@@ -4,18 +4,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use mitogen::{Bootstrap, LocalOptions, Router};
-
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn noexec_first_candidate_falls_back_to_the_next() {
@@ -25,15 +15,7 @@ fn noexec_first_candidate_falls_back_to_the_next() {
     }
     let dir = tempfile::tempdir().unwrap();
     let noexec = dir.path().join("noexec");
-    std::fs::create_dir(&noexec).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "noexec,size=64m", "tmpfs"])
-        .arg(&noexec)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mount -t tmpfs -o noexec failed although we are root");
-    let _mount = Mount(noexec.clone());
+    let _mount = mitogen_testkit::Tmpfs::mount(&noexec, "noexec,size=64m");
     let xdg = dir.path().join("xdg");
     std::env::set_var("XDG_CACHE_HOME", &xdg);
 

@@ -169,21 +169,7 @@ fn l12_matching_nonce_with_unreadable_config_still_greets_then_exits() {
 #[test]
 fn l12_version_skew_is_still_named() {
     let dir = tempfile::tempdir().unwrap();
-    // A private directory, as the first stage requires.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("sha256sum").arg(&exe).output().unwrap();
-    let hash = String::from_utf8(out.stdout).unwrap()[..64].to_string();
-    let len = std::fs::metadata(&exe).unwrap().len() as usize;
-    let mut fake = b"#!/bin/sh\n\
-        echo \"MITOGEN-HELLO:${MITOGEN_CHILD%%:*}:1:0123456789abcdef\"\n\
-        exec sleep 5\n"
-        .to_vec();
-    // Padded to the cache entry's expected size; never parsed.
-    fake.resize(len, b'#');
-    let planted = dir.path().join(&hash);
-    std::fs::write(&planted, fake).unwrap();
-    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).unwrap();
+    mitogen_testkit::plant_other_build(dir.path(), "1:0123456789abcdef");
     Router::with(|router| {
         let opts = LocalOptions::new()
             .bootstrap(Bootstrap::Shell)

@@ -7,7 +7,8 @@
 //! * [`sshd`]: a throwaway OpenSSH server on 127.0.0.1;
 //! * [`silent`]: a TCP peer that never answers (connect timeouts);
 //! * [`pty`]: running a command on a pseudo-terminal and answering prompts;
-//! * [`docker`]: the project's container images and a container guard.
+//! * [`docker`]: the project's container images and a container guard;
+//! * [`Tmpfs`]: a tmpfs mounted for one test.
 
 pub mod docker;
 pub mod fixture;
@@ -15,6 +16,9 @@ pub mod pty;
 pub mod silent;
 pub mod sshd;
 mod tempdir;
+mod tmpfs;
+
+pub use tmpfs::Tmpfs;
 
 use std::time::{Duration, Instant};
 
@@ -114,4 +118,39 @@ pub fn fake_uname_first_on_path(dir: &std::path::Path, machine: &str) {
         std::env::var("PATH").unwrap_or_default()
     );
     std::env::set_var("PATH", path);
+}
+
+/// The SHA-256 of this test executable (its cache name), by `sha256sum`.
+pub fn own_sha256() -> String {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// Make `dir` private (mode 0700, as the first stage requires) and plant
+/// there a cache entry under this executable's SHA-256 and of its size
+/// that greets with `MITOGEN-HELLO:<nonce>:<hello>` and sleeps: what
+/// another build of the program in the cache would say (`hello` is
+/// `<protocol>:<table hash>[:<version>]`). The padding after the script
+/// is never read.
+///
+/// # Examples
+/// ```no_run
+/// let dir = std::path::Path::new("/tmp/my-cache");
+/// mitogen_testkit::plant_other_build(dir, "1:0123456789abcdef:0.0.1");
+/// ```
+pub fn plant_other_build(dir: &std::path::Path, hello: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut fake =
+        format!("#!/bin/sh\necho \"MITOGEN-HELLO:${{MITOGEN_CHILD%%:*}}:{hello}\"\nexec sleep 5\n")
+            .into_bytes();
+    let exe = std::env::current_exe().unwrap();
+    fake.resize(std::fs::metadata(&exe).unwrap().len() as usize, b'#');
+    let planted = dir.join(own_sha256());
+    std::fs::write(&planted, fake).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).unwrap();
 }

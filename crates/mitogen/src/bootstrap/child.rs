@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mitogen_wire::handle::{CALL_FUNCTION, SHUTDOWN};
 use mitogen_wire::Deframer;
 
-use super::{ChildConfig, CHILD_ENV, CWD_ENV, HELLO, PROTOCOL};
+use super::{ChildConfig, CHILD_ENV, CWD_ENV, HELLO, PROTOCOL, VERSION};
 use crate::broker::{Broker, Fds, Stream};
 use crate::connect::{run_hook, HookPoint};
 use crate::context::dispatcher;
@@ -128,7 +128,7 @@ fn handshake(
             "the configuration frame carries another nonce".into(),
         ));
     }
-    let hello = format!("{HELLO}:{nonce}:{PROTOCOL}:{}\n", table_hash());
+    let hello = format!("{HELLO}:{nonce}:{PROTOCOL}:{}:{VERSION}\n", table_hash());
     sys::write_all_blocking(fd_out, hello.as_bytes())
         .map_err(|e| format!("cannot greet the parent: {e}"))?;
     let config: ChildConfig =

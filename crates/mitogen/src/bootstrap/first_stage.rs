@@ -13,7 +13,7 @@
 //! change the mode of whatever it points at.
 
 use crate::bootstrap::binary::is_plain_path;
-use crate::bootstrap::{forward, CHILD_ENV, DYNAMIC, EXEC, FAIL, NEED, PROBE};
+use crate::bootstrap::{forward, CHILD_ENV, DYNAMIC, EXEC, FAIL, FULL, NEED, NODIR, PROBE};
 
 /// A binary the first stage may find in, or install into, the cache.
 pub(crate) struct Known<'a> {
@@ -39,6 +39,10 @@ pub(crate) struct FirstStage<'a> {
     /// Tried before the standard candidates.
     pub cache_dir: Option<&'a str>,
 }
+
+/// `vm`: `.` has mode exactly 0700 (the rest of the trust rule); also
+/// used by [`diagnose_script`].
+const VM: &str = "vm() { case $(LC_ALL=C ls -nd .) in drwx------*) return 0;; esac; return 1; }";
 
 /// Quote `s` for POSIX sh with single quotes.
 pub(crate) fn sh_quote(s: &str) -> String {
@@ -114,8 +118,7 @@ impl FirstStage<'_> {
             format!("t={t}"),
             // vd DIR: cd into DIR if it is a real directory we own (builtins only).
             "vd() { cd \"$r\" 2>/dev/null; [ -n \"$1\" ] || return 1; [ -L \"$1\" ] && return 1; [ -d \"$1\" ] && cd \"$1\" 2>/dev/null && [ -O . ]; }".into(),
-            // vm: `.` has mode exactly 0700 (the rest of the trust rule).
-            "vm() { case $(LC_ALL=C ls -nd .) in drwx------*) return 0;; esac; return 1; }".into(),
+            VM.into(),
             // vf: ./$h is a regular file of ours, not a symlink, executable,
             // and non-empty (builtins only).
             "vf() { [ -L \"$h\" ] && return 1; [ -f \"$h\" ] && [ -O \"$h\" ] && [ -x \"$h\" ] && [ -s \"$h\" ]; }".into(),
@@ -131,7 +134,9 @@ impl FirstStage<'_> {
             format!("for d; do vd \"$d\" && vf && vh && {exec}; done"),
             "w=".into(),
             "for d; do cd \"$r\" 2>/dev/null; [ -L \"$d\" ] || mkdir -p \"$d\" 2>/dev/null; vd \"$d\" && vm || continue; p=.probe.$$; if printf '\\043\\041/bin/sh\\nexit 0\\n' > \"$p\" && chmod 700 \"$p\" && \"./$p\" 2>/dev/null; then rm -f \"$p\"; w=$d; break; fi; rm -f \"$p\"; done".into(),
-            format!("[ -n \"$w\" ] || {{ echo \"{FAIL}:$t:no candidate directory is private (ours, mode 0700, not a symlink) and allows executing programs (noexec everywhere?)\"; exit 1; }}"),
+            // None usable: the parent answers with `diagnose_script`, which
+            // says why of each candidate (only a failure pays for it).
+            format!("[ -n \"$w\" ] || {{ echo \"{FAIL}:$t:{NODIR}\"; read -r i && eval \"$i\"; exit 1; }}"),
             "z=raw; command -v gzip >/dev/null 2>&1 && z=gz".into(),
             format!("echo \"{NEED}:$t:$(uname -s) $m:$z\""),
             // The rest of the install arrives with the binary (`install_script`):
@@ -150,14 +155,17 @@ impl FirstStage<'_> {
     pub(crate) fn install_script(&self) -> String {
         let exec = self.exec_line();
         let fail = |why: &str| format!("{{ echo \"{FAIL}:$t:{why}\"; rm -f \"$o\"; exit 1; }}");
+        // A failed or short write: the partial file goes, then `df` says
+        // how much room there is (`${11}`: "Available" of `df -P`'s 2nd line).
+        let full = format!("{{ rm -f \"$o\"; set -- $(df -Pk . 2>/dev/null); printf '%s\\n' \"{FAIL}:$t:{FULL} $s ${{11:-?}} $w\"; exit 1; }}");
         [
             // `<format> <bytes> <size> <sha256> [<interpreter>]`: the check
             // runs again for a binary the first stage did not know.
             "read -r f c s h l || exit 1".to_string(),
             format!("[ -z \"$l\" ] || [ -e \"$l\" ] || {{ echo \"{FAIL}:$t:{DYNAMIC} $m $l\" /lib*/ld-*; exit 1; }}"),
             "o=\".$h.$$\"".into(),
-            format!("if [ \"$f\" = gz ]; then head -c \"$c\" | gzip -dc > \"$o\"; else head -c \"$c\" > \"$o\"; fi || {}", fail("could not write $w/$o (disk full?)")),
-            format!("[ $(wc -c < \"$o\") -eq \"$s\" ] || {}", fail("short write to $w/$o (disk full?)")),
+            format!("if [ \"$f\" = gz ]; then head -c \"$c\" | gzip -dc > \"$o\"; else head -c \"$c\" > \"$o\"; fi || {full}"),
+            format!("[ $(wc -c < \"$o\") -eq \"$s\" ] || {full}"),
             "k=; if command -v sha256sum >/dev/null 2>&1; then k=$(sha256sum < \"$o\"); elif command -v shasum >/dev/null 2>&1; then k=$(shasum -a 256 < \"$o\"); elif command -v openssl >/dev/null 2>&1; then k=$(openssl dgst -sha256 < \"$o\" 2>/dev/null); k=${k##* }; fi; k=${k%% *}".into(),
             format!("[ -z \"$k\" ] || [ \"$k\" = \"$h\" ] || {}", fail("checksum mismatch in $w/$o: got $k, expected $h")),
             "sync \"$o\" 2>/dev/null || sync".into(),
@@ -193,6 +201,32 @@ impl FirstStage<'_> {
     pub(crate) fn command_line(&self) -> String {
         format!("sh -c {}", login_shell_quote(&self.script()))
     }
+}
+
+/// Why no candidate directory is usable, sent by the parent as one line
+/// when the first stage reports [`NODIR`] alone, and `eval`ed there (the
+/// candidates are still `$@`; `vm` and `$r`, `$t`, `$u` still set). For
+/// each candidate it finds the first reason it is refused: a symlink, not
+/// a directory, cannot be created (with the OS's words), not owned by us,
+/// not mode 0700, cannot be written (read-only, full: the OS's words) or
+/// cannot run programs (noexec); then prints
+/// `MITOGEN-FAIL:<nonce>:nodir; <dir>: <why>; <dir>: <why>...` and exits.
+pub(crate) fn diagnose_script() -> String {
+    let checks = [
+        "if [ -L \"$d\" ]; then x='a symlink'",
+        "elif [ -e \"$d\" ] && [ ! -d \"$d\" ]; then x='not a directory'",
+        "elif [ ! -d \"$d\" ]; then e=$(LC_ALL=C mkdir -p \"$d\" 2>&1); x=\"cannot be created${e:+: ${e##*: }}\"",
+        "elif ! cd \"$d\" 2>/dev/null; then x='cannot be entered'",
+        "elif [ ! -O . ]; then set -- $(LC_ALL=C ls -nd .); x=\"owned by uid $3, not by us (uid $u)\"",
+        "elif ! vm; then set -- $(LC_ALL=C ls -nd .); x=\"mode $1, not drwx------\"",
+        // Written and run as in the first stage: its words if writing fails.
+        "else p=.probe.$$; if ! e=$( { printf '\\043\\041/bin/sh\\nexit 0\\n' > \"$p\"; } 2>&1); then x=\"cannot be written${e:+: ${e##*: }}\"; elif chmod 700 \"$p\" 2>/dev/null && \"./$p\" 2>/dev/null; then x='usable now'; else x='cannot run programs (mounted noexec?)'; fi; rm -f \"$p\"",
+        "fi",
+    ]
+    .join("; ");
+    format!(
+        "y=; for d; do cd \"$r\" 2>/dev/null; {checks}; y=\"$y; $d: $x\"; done; printf '%s\\n' \"{FAIL}:$t:{NODIR}$y\"; exit 1"
+    )
 }
 
 #[cfg(test)]
@@ -252,7 +286,7 @@ mod tests {
     #[test]
     fn script_parses_under_sh() {
         let fs = stage(BINS, None);
-        for script in [fs.script(), fs.install_script()] {
+        for script in [fs.script(), fs.install_script(), diagnose_script()] {
             assert!(!script.contains('\n'));
             let out = std::process::Command::new("sh")
                 .arg("-n")
@@ -274,8 +308,10 @@ mod tests {
     fn warm_command_line_stays_small() {
         let fs = stage(BINS, None);
         let line = fs.command_line();
-        // The interpreter check (issue 11) costs ~135 bytes: 1665 before it.
-        assert!(line.len() < 1850, "{} bytes: {line}", line.len());
+        // The interpreter check (issue 11) costs ~135 bytes: 1665 before
+        // it, 1800 after. Sending the no-directory diagnosis only on a
+        // failure (`diagnose_script`) took it to 1712.
+        assert!(line.len() < 1750, "{} bytes: {line}", line.len());
         assert!(!line.contains("sha256sum") && fs.install_script().contains("sha256sum"));
     }
 
@@ -415,6 +451,59 @@ mod tests {
                 out,
                 format!("{EXEC}:{NONCE}\nran {NONCE}:30000\n"),
                 "{shell:?}"
+            );
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+    }
+
+    /// The diagnosis names each refused candidate and why, under every
+    /// shell, with the OS's words where a command failed.
+    #[test]
+    fn the_diagnosis_says_why_of_each_candidate() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        for shell in shells() {
+            let (root, cache) = private_dir(&format!("diag-{}", shell[0]));
+            let link = root.join("link");
+            symlink(&cache, &link).unwrap();
+            let file = root.join("file");
+            std::fs::write(&file, "x").unwrap();
+            let open = root.join("open");
+            std::fs::create_dir(&open).unwrap();
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let mut dirs = vec![
+                (link.clone(), "a symlink"),
+                (file.clone(), "not a directory"),
+                (file.join("sub"), "cannot be created: Not a directory"),
+                (open.clone(), "mode drwxr-xr-x, not drwx------"),
+                (cache.clone(), "usable now"),
+            ];
+            let theirs = root.join("theirs");
+            if mitogen_testkit::is_root() {
+                std::fs::create_dir(&theirs).unwrap();
+                std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+                std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+                dirs.push((theirs.clone(), "owned by uid 65534, not by us (uid 0)"));
+            }
+            let quoted: Vec<String> = dirs
+                .iter()
+                .map(|(d, _)| sh_quote(d.to_str().unwrap()))
+                .collect();
+            let script = format!(
+                "r=$PWD; u=$(id -u); t={NONCE}; {VM}; set -- {}; {}",
+                quoted.join(" "),
+                diagnose_script()
+            );
+            let (status, out) = run(&shell, &script, &root, b"");
+            assert_eq!(status, 1, "{shell:?}: {out}");
+            let want: String = dirs
+                .iter()
+                .map(|(d, why)| format!("; {}: {why}", d.display()))
+                .collect();
+            assert_eq!(out, format!("{FAIL}:{NONCE}:{NODIR}{want}\n"), "{shell:?}");
+            assert_eq!(
+                entries(&cache),
+                Vec::<String>::new(),
+                "{shell:?}: no probe left"
             );
             std::fs::remove_dir_all(&root).unwrap();
         }

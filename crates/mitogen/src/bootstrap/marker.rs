@@ -6,7 +6,7 @@
 //! | `MITOGEN-NEED:<nonce>:<uname -s> <uname -m>:<gz\|raw>` | first stage, cache miss      |
 //! | `MITOGEN-EXEC:<nonce>`                             | first stage, just before exec  |
 //! | `MITOGEN-FAIL:<nonce>:<reason>`                    | first stage, giving up         |
-//! | `MITOGEN-HELLO:<nonce>:<protocol>:<table hash>`    | the child, once configured     |
+//! | `MITOGEN-HELLO:<nonce>:<protocol>:<table hash>:<version>` | the child, once configured |
 //!
 //! Only pure parsing lives here (the conversation in `parent.rs` acts on
 //! it), so `fuzz/fuzz_targets/marker.rs` can run it on any bytes. A marker
@@ -70,12 +70,20 @@ pub struct Hello<'l> {
     pub protocol: &'l str,
     /// The hash of its function table; empty when missing.
     pub table: &'l str,
+    /// Its mitogen crate version (protocol 4 on); empty when missing.
+    pub version: &'l str,
 }
 
-/// Split the rest of a `MITOGEN-HELLO` marker, `<protocol>:<table hash>`.
+/// Split the rest of a `MITOGEN-HELLO` marker,
+/// `<protocol>:<table hash>:<crate version>` (before protocol 4 without
+/// the version).
 pub fn hello(rest: &str) -> Hello<'_> {
-    let (protocol, table) = rest.split_once(':').unwrap_or((rest, ""));
-    Hello { protocol, table }
+    let mut parts = rest.splitn(3, ':');
+    Hello {
+        protocol: parts.next().unwrap_or(""),
+        table: parts.next().unwrap_or(""),
+        version: parts.next().unwrap_or(""),
+    }
 }
 
 #[cfg(test)]
@@ -139,19 +147,22 @@ mod tests {
     #[test]
     fn splits_hello() {
         assert_eq!(
-            hello("2:00ab"),
+            hello("4:00ab:0.1.0"),
             Hello {
-                protocol: "2",
-                table: "00ab"
+                protocol: "4",
+                table: "00ab",
+                version: "0.1.0"
             }
         );
         assert_eq!(
-            hello("2"),
+            hello("2:00ab"),
             Hello {
                 protocol: "2",
-                table: ""
+                table: "00ab",
+                version: ""
             }
         );
-        assert_eq!(hello("2:a:b").table, "a:b");
+        assert_eq!(hello("2").table, "");
+        assert_eq!(hello("4:a:b:c").version, "b:c");
     }
 }

@@ -57,8 +57,20 @@ pub(crate) const DYNAMIC: &str = "dynamic";
 /// first word of a `MITOGEN-FAIL` reason when it did not: `probe <uname
 /// -m> <what it printed>`.
 pub(crate) const PROBE: &str = "probe";
-/// Bumped whenever the bootstrap or message protocol changes incompatibly.
-pub(crate) const PROTOCOL: u32 = 3;
+/// First word of a `MITOGEN-FAIL` reason: no candidate directory is
+/// usable. Alone, it asks the parent for the diagnosis
+/// ([`first_stage::diagnose_script`]), which prints it again followed by
+/// `; <directory>: <why>` for each candidate.
+pub(crate) const NODIR: &str = "nodir";
+/// First word of a `MITOGEN-FAIL` reason: writing the new binary failed;
+/// `full <bytes needed> <KiB free there, or ?> <directory>`.
+pub(crate) const FULL: &str = "full";
+/// Bumped whenever the bootstrap or message protocol changes
+/// incompatibly (4: the hello names the crate version).
+pub(crate) const PROTOCOL: u32 = 4;
+/// This build's version of the mitogen crate, named in the hello so that
+/// version skew names both builds.
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What the parent tells a new child, as the first frame.
 #[derive(Debug, Clone, Serialize, Deserialize)]

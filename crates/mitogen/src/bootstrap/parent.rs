@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use mitogen_wire::Header;
 
-use super::{marker, ChildConfig, EXEC, FAIL, HELLO, NEED, PROTOCOL};
+use super::{
+    first_stage, marker, ChildConfig, EXEC, FAIL, FULL, HELLO, NEED, NODIR, PROTOCOL, VERSION,
+};
 use crate::connect::prompt::Prompts;
 use crate::context::registry::table_hash;
 use crate::error::{ConnectFailure, Error, Result, StreamError, TimeoutError};
@@ -158,6 +160,8 @@ struct State {
     marker_seen: bool,
     /// The binary was asked for (once is all a first stage needs).
     need_seen: bool,
+    /// The first stage was sent [`first_stage::diagnose_script`].
+    diagnosis_sent: bool,
     config_sent: bool,
     binary_bytes: u64,
 }
@@ -350,9 +354,18 @@ impl Conversation<'_> {
                         self.send_config(config, &st.out)?.map(|()| Step::Closed)
                     }
                 }
+                // No usable directory: ask why, once (the first stage
+                // `eval`s the answer and fails again, with the reasons).
+                Some((FAIL, NODIR)) if !st.diagnosis_sent => {
+                    st.diagnosis_sent = true;
+                    let ask = format!("{}\n", first_stage::diagnose_script());
+                    self.write(self.write_fd, ask.as_bytes(), "asking why", &st.out)?
+                        .map(|()| Step::Closed)
+                }
                 Some((FAIL, rest)) => {
                     self.drain_stderr(st, &mut vec![0; 16 * 1024]);
-                    return Err(self.fail(failure_reason(rest, self.name), &st.out));
+                    let reason = failure_reason(rest, self.name, &st.out.text());
+                    return Err(self.fail(reason, &st.out));
                 }
                 Some((HELLO, rest)) => {
                     self.check_hello(rest, &st.out)?;
@@ -396,6 +409,10 @@ impl Conversation<'_> {
     /// precise error its output and its exit allow.
     fn ended(&self, st: &mut State, prompts: &Option<Box<dyn Prompts>>, chunk: &mut [u8]) -> Error {
         self.drain_stderr(st, chunk);
+        if st.diagnosis_sent {
+            // It said no directory is usable, then left without saying why.
+            return self.fail(failure_reason(NODIR, self.name, ""), &st.out);
+        }
         st.out.push_line(&st.buf);
         if (self.stdio_is_tty || self.program_on_stdout) && !st.marker_seen {
             st.term.push_line(&st.buf);
@@ -410,7 +427,9 @@ impl Conversation<'_> {
             (None, Some(signal)) => Some(ConnectFailure::Killed { signal }),
             _ => None,
         });
-        let words = prompts.as_ref().and_then(|p| p.failure(&said));
+        let words = prompts.as_ref().and_then(|p| p.failure(&said)).or_else(|| {
+            (!st.marker_seen && shell_missing(&said, exit)).then_some(ConnectFailure::NoShell)
+        });
         let reason = match (words, exit) {
             (Some(kind), Some(exit)) => format!("{kind} ({} {exit})", self.program),
             (Some(kind), None) => kind.to_string(),
@@ -544,18 +563,26 @@ impl Conversation<'_> {
         Ok(Some(payload.len() as u64))
     }
 
-    /// `MITOGEN-HELLO:<nonce>:<protocol>:<function table hash>`.
+    /// `MITOGEN-HELLO:<nonce>:<protocol>:<function table hash>:<version>`:
+    /// another protocol or table is [`StreamError::VersionSkew`] naming
+    /// both builds.
     fn check_hello(&self, rest: &str, out: &Output) -> Result<()> {
-        let marker::Hello {
-            protocol: proto,
-            table: hash,
-        } = marker::hello(rest);
+        let theirs = marker::hello(rest);
         let ours = table_hash();
-        if proto != PROTOCOL.to_string() || hash != ours {
+        if theirs.protocol != PROTOCOL.to_string() || theirs.table != ours {
+            let build = |version: &str, protocol: &str, table: &str| {
+                let version = match version {
+                    "" => "an unnamed version".to_string(),
+                    v => v.to_string(),
+                };
+                format!("mitogen {version} (protocol {protocol}, function table {table})")
+            };
             return Err(StreamError::VersionSkew {
                 name: self.name.to_string(),
                 detail: format!(
-                    "it speaks protocol {proto} with function table {hash}; this program speaks {PROTOCOL} with {ours}{}",
+                    "it runs another build of this program: {}; this side runs {}{}",
+                    build(theirs.version, theirs.protocol, theirs.table),
+                    build(VERSION, &PROTOCOL.to_string(), &ours),
                     match out.text() {
                         t if t.is_empty() => String::new(),
                         t => format!("; it printed: {t}"),
@@ -587,18 +614,33 @@ impl Conversation<'_> {
 }
 
 /// The reason of a bootstrap error for the first stage's
-/// `MITOGEN-FAIL:<nonce>:<rest>` on the way to `target`: a dynamic
-/// binary's missing interpreter or failed start becomes a
-/// [`ConnectFailure::DynamicBinary`] naming the cause and the fix; any
-/// other text is the reason as printed.
-pub(crate) fn failure_reason(rest: &str, target: &str) -> String {
+/// `MITOGEN-FAIL:<nonce>:<rest>` on the way to `target`, which printed
+/// `said` meanwhile: a dynamic binary's missing interpreter or failed
+/// start becomes a [`ConnectFailure::DynamicBinary`] naming the cause and
+/// the fix, no usable directory a [`ConnectFailure::NoUsableDirectory`]
+/// listing each candidate and why it was refused, a failed write a
+/// [`ConnectFailure::DiskFull`] naming the directory and the bytes needed;
+/// any other text is the reason as printed.
+pub(crate) fn failure_reason(rest: &str, target: &str, said: &str) -> String {
     let machine = rest.split(' ').nth(1).unwrap_or("");
     let needs = super::forward::needs_for_machine(machine).unwrap_or_default();
-    failure_reason_for(rest, target, needs)
+    failure_reason_for(rest, target, said, needs)
 }
 
 /// [`failure_reason`] for a binary with these `needs` (tests fake them).
-fn failure_reason_for(rest: &str, target: &str, needs: super::binary::Needs) -> String {
+fn failure_reason_for(
+    rest: &str,
+    target: &str,
+    said: &str,
+    needs: super::binary::Needs,
+) -> String {
+    let nodir = rest.strip_prefix(NODIR);
+    if let Some(why) = nodir.filter(|w| w.is_empty() || w.starts_with(';')) {
+        return no_usable_directory(why, target);
+    }
+    if let Some(args) = rest.strip_prefix(FULL).and_then(|r| r.strip_prefix(' ')) {
+        return write_failed(args, target, said);
+    }
     let mut words = rest.split(' ');
     let (kind, machine) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let program = std::env::current_exe()
@@ -655,6 +697,85 @@ fn failure_reason_for(rest: &str, target: &str, needs: super::binary::Needs) -> 
     }
 }
 
+/// Whether a connection program that ended before any first-stage
+/// marker shows that the target has no `sh` to run the first stage: a
+/// line of `said` names `sh` (or a path ending in `/sh`) as not found —
+/// dash's `sh: 1: sh: not found`, bash's `bash: sh: command not found`,
+/// zsh's `zsh: command not found: sh`, env's `env: '/x/sh': No such file
+/// or directory` — or it exited with status 127 (command not found)
+/// without a word. Other programs not found (`foo.sh`, `bash`) do not
+/// count.
+fn shell_missing(said: &str, exit: Option<ConnectFailure>) -> bool {
+    if exit == Some(ConnectFailure::Exited { status: 127 }) && said.trim().is_empty() {
+        return true;
+    }
+    let quotes = ['\'', '"', '\u{2018}', '\u{2019}', '`'];
+    said.lines().any(|line| {
+        let line = line.trim_end().to_ascii_lowercase();
+        if line.ends_with("command not found: sh") {
+            return true;
+        }
+        [
+            ": not found",
+            ": command not found",
+            ": no such file or directory",
+        ]
+        .iter()
+        .filter_map(|tail| line.find(tail))
+        .any(|at| {
+            let named = line[..at].trim_end_matches(quotes);
+            let word = named
+                .rsplit(|c: char| c == ' ' || c == ':' || quotes.contains(&c))
+                .next()
+                .unwrap_or("");
+            word == "sh" || word.ends_with("/sh")
+        })
+    })
+}
+
+/// `nodir; <dir>: <why>; ...` (`why` is empty when the first stage did
+/// not say) as a [`ConnectFailure::NoUsableDirectory`] reason.
+fn no_usable_directory(why: &str, target: &str) -> String {
+    let tried = match why.strip_prefix("; ") {
+        Some(list) if !list.is_empty() => format!("; tried {list}"),
+        _ => " (it did not say why of each)".into(),
+    };
+    format!(
+        "{}: no candidate directory on {target} is private (ours, mode 0700, not a symlink), writable and allows running programs{tried}; choose one that is with the cache_dir option",
+        ConnectFailure::NoUsableDirectory
+    )
+}
+
+/// `<bytes needed> <KiB free or ?> <dir>` of a failed write: a
+/// [`ConnectFailure::DiskFull`] reason when `df` shows less room than
+/// needed (or cannot tell, and the target said "No space left"), else a
+/// plain failure naming both figures.
+fn write_failed(args: &str, target: &str, said: &str) -> String {
+    let mut words = args.splitn(3, ' ');
+    let need: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let free: Option<u64> = words
+        .next()
+        .and_then(|w| w.parse::<u64>().ok())
+        .map(|kib| kib.saturating_mul(1024));
+    let dir = words.next().unwrap_or("its cache directory");
+    let room = free.map_or_else(
+        || "df could not tell how much is free".to_string(),
+        |f| format!("{f} bytes are free there"),
+    );
+    let full = match free {
+        Some(f) => f < need,
+        None => said.contains("No space left on device"),
+    };
+    if full {
+        format!(
+            "{}: writing this program ({need} bytes) into {dir} on {target} failed: {room}; the partial file was removed; free some space there or choose another directory with the cache_dir option",
+            ConnectFailure::DiskFull
+        )
+    } else {
+        format!("writing this program ({need} bytes) into {dir} on {target} failed although {room}; the partial file was removed")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,24 +813,35 @@ mod tests {
 mod reason_tests {
     use super::*;
 
+    /// `r` starts with `kind` and holds each of `words`.
+    fn assert_words(r: &str, kind: &str, words: &[&str]) {
+        assert!(r.starts_with(kind), "{kind:?} first in {r}");
+        for w in words {
+            assert!(r.contains(w), "{w:?} in {r}");
+        }
+    }
+
     #[test]
     fn a_missing_interpreter_names_cause_fix_and_libc() {
         let r = failure_reason(
             "dynamic x86_64 /lib64/ld-linux-x86-64.so.2 /lib*/ld-*",
             "box",
+            "",
         );
-        assert!(r.starts_with("dynamically linked binary: "), "{r}");
-        for words in [
-            "is dynamically linked and needs /lib64/ld-linux-x86-64.so.2",
-            "which box lacks (it has no ELF interpreter",
-            "scripts/build-static.sh",
-            "--target x86_64-unknown-linux-musl",
-        ] {
-            assert!(r.contains(words), "{words:?} in {r}");
-        }
+        assert_words(
+            &r,
+            "dynamically linked binary: ",
+            &[
+                "is dynamically linked and needs /lib64/ld-linux-x86-64.so.2",
+                "which box lacks (it has no ELF interpreter",
+                "scripts/build-static.sh",
+                "--target x86_64-unknown-linux-musl",
+            ],
+        );
         let r = failure_reason(
             "dynamic aarch64 /lib/ld-linux-aarch64.so.1 /lib/ld-musl-aarch64.so.1",
             "pi",
+            "",
         );
         assert!(r.contains("it has /lib/ld-musl-aarch64.so.1"), "{r}");
         assert!(r.contains("aarch64-unknown-linux-musl"), "{r}");
@@ -728,7 +860,7 @@ mod reason_tests {
             interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()),
             glibc: Some((2, 34)),
         };
-        let r = failure_reason_for(said, "old", dynamic);
+        let r = failure_reason_for(said, "old", "", dynamic);
         assert!(r.starts_with("dynamically linked binary: "), "{r}");
         for words in [
             "did not start on old",
@@ -739,7 +871,7 @@ mod reason_tests {
             assert!(r.contains(words), "{words:?} in {r}");
         }
         // Test binaries are static (.cargo/config.toml): no kind claimed.
-        let r = failure_reason(said, "old");
+        let r = failure_reason(said, "old", "");
         assert!(
             r.starts_with(
                 "the uploaded binary did not start on old and was removed; it said: ./.ab.12:"
@@ -749,8 +881,91 @@ mod reason_tests {
     }
 
     #[test]
+    fn a_missing_shell_is_read_from_its_words_only() {
+        let exit = |status| Some(ConnectFailure::Exited { status });
+        for said in [
+            "sh: 1: sh: not found",
+            "bash: sh: command not found",
+            "zsh: command not found: sh",
+            "env: '/nonexistent/sh': No such file or directory",
+            "env: \u{2018}/nonexistent/sh\u{2019}: No such file or directory",
+            "sh: /nonexistent/sh: not found",
+            "Welcome!\nbash: line 1: sh: command not found",
+        ] {
+            assert!(shell_missing(said, exit(127)), "{said}");
+            assert!(shell_missing(said, exit(1)), "{said}");
+        }
+        assert!(shell_missing("", exit(127)), "127 without a word");
+        for said in [
+            "",
+            "bash: foo.sh: command not found",
+            "env: '/usr/bin/zsh': No such file or directory",
+            "ssh: connect to host x port 22: Connection refused",
+            "/home/u/.sh: No such file or directory",
+            "sudo: a password is required",
+        ] {
+            assert!(!shell_missing(said, exit(1)), "{said}");
+        }
+        assert!(!shell_missing("", exit(126)));
+        assert!(!shell_missing("", None));
+    }
+
+    #[test]
+    fn no_usable_directory_lists_each_candidate() {
+        let r = failure_reason(
+            "nodir; /c: a symlink; /tmp/mitogen-0: cannot run programs (mounted noexec?)",
+            "box",
+            "",
+        );
+        assert_words(
+            &r,
+            "no usable directory: ",
+            &["on box", "tried /c: a symlink; /tmp/mitogen-0: cannot run"],
+        );
+        let r = failure_reason("nodir", "box", "");
+        assert!(
+            r.starts_with("no usable directory: ") && r.contains("did not say"),
+            "{r}"
+        );
+        assert!(failure_reason("nodirt", "box", "").starts_with("nodirt"));
+    }
+
+    #[test]
+    fn a_failed_write_is_disk_full_only_when_room_lacks() {
+        let r = failure_reason("full 5000000 1000 /mnt/tiny cache", "box", "");
+        assert_words(
+            &r,
+            "disk full: ",
+            &[
+                "5000000 bytes",
+                "/mnt/tiny cache on box",
+                "1024000 bytes are free",
+            ],
+        );
+        let r = failure_reason(
+            "full 5000000 ? /d",
+            "box",
+            "gzip: stdout: No space left on device",
+        );
+        assert!(r.starts_with("disk full: "), "{r}");
+        let r = failure_reason("full 5000000 ? /d", "box", "gzip: invalid compressed data");
+        assert!(
+            r.starts_with("writing this program") && r.contains("df could not tell"),
+            "{r}"
+        );
+        let r = failure_reason("full 5000 90000 /d", "box", "");
+        assert!(
+            r.starts_with("writing this program") && r.contains("although"),
+            "{r}"
+        );
+    }
+
+    #[test]
     fn other_failures_are_kept_as_printed() {
-        assert_eq!(failure_reason("disk full: x", "t"), "disk full: x");
-        assert_eq!(failure_reason("", "t"), "");
+        assert_eq!(
+            failure_reason("disk trouble: x", "t", ""),
+            "disk trouble: x"
+        );
+        assert_eq!(failure_reason("", "t", ""), "");
     }
 }

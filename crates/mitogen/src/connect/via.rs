@@ -56,13 +56,11 @@ pub(crate) fn connect_via(
             output,
         }
         .into()),
-        Connected::Failed(Some(ConnectFailure::VersionSkew), detail) => {
-            Err(StreamError::VersionSkew {
-                name: via.name().to_string(),
-                detail,
-            }
-            .into())
+        Connected::VersionSkew { name, detail } => Err(StreamError::VersionSkew {
+            name: format!("{name} (via {})", via.name()),
+            detail,
         }
+        .into()),
         Connected::Failed(kind, text) => Err(StreamError::Bootstrap {
             name: via.name().to_string(),
             // The kind leads the reason, where `StreamError::kind` reads it.
@@ -97,6 +95,11 @@ pub(crate) enum Connected {
         reason: String,
         output: String,
     },
+    /// Another build answered: in parts, so both builds stay named once.
+    VersionSkew {
+        name: String,
+        detail: String,
+    },
     /// Anything else: its kind and text.
     Failed(Option<ConnectFailure>, String),
 }
@@ -118,6 +121,9 @@ impl Connected {
                 reason,
                 output,
             },
+            Err(Error::Stream(StreamError::VersionSkew { name, detail })) => {
+                Connected::VersionSkew { name, detail }
+            }
             Err(Error::Stream(e)) => Connected::Failed(e.kind(), e.to_string()),
             Err(e) => Connected::Failed(None, e.to_string()),
         }
