@@ -171,10 +171,10 @@ pub use connect::prompt::Password;
 // every method's options (`SshOptions`, `SudoOptions`, …: the list in
 // `connect/mod.rs`).
 pub use connect::*;
-pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
+pub use context::{AsyncCall, Blob, CallChain, CallDecoder, Context, ExternalContext, Remote};
 pub use error::{
     CallError, CallErrorKind, ChannelError, CodecError, ConnectFailure, Error, GetTimeoutError,
-    HostKeyError, LatchError, Loss, LossKind, PasswordError, RecvTimeoutError, Result,
+    HostKeyError, LatchError, Loss, LossKind, PasswordError, RecvTimeoutError, Result, SelectError,
     SendTimeoutError, StreamError, TimeoutError, TryGetError, TryRecvError, TrySendError,
 };
 pub use identity::{context_id, is_master, parent_id, parent_ids};
@@ -193,11 +193,18 @@ pub use mitogen_wire::{handle, DEFAULT_MAX_MESSAGE_SIZE};
 /// that is shut down when `f` returns; an `Err` is printed and the process
 /// exits with status 1.
 ///
+/// The program's own errors pass with `?` too: I/O and parse errors and
+/// strings become [`Error::Other`]; wrap any other error with
+/// [`Error::other`].
+///
 /// # Examples
 /// ```no_run
 /// mitogen::main(|router| {
 ///     let child = router.local(mitogen::LocalOptions::new())?;
 ///     println!("started {}", child.name());
+///     let hosts = std::fs::read_to_string("hosts.txt")?; // io::Error
+///     let count: usize = hosts.trim().parse()?; // ParseIntError
+///     println!("{count} hosts");
 ///     Ok(())
 /// })
 /// ```
