@@ -210,8 +210,13 @@ pub(crate) fn short_type_name(full: &str) -> String {
         let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
         if let Some((last, parents)) = segments.split_last() {
             if *last == "Error" {
-                // Skip a private module named after the type (`io::error::Error`).
-                let parent = parents.iter().rev().find(|p| !p.eq_ignore_ascii_case(last));
+                // Skip a private module named after the type (`io::error::Error`);
+                // the standard library's own roots say nothing.
+                let parent = parents
+                    .iter()
+                    .rev()
+                    .find(|p| !p.eq_ignore_ascii_case(last))
+                    .filter(|p| !matches!(**p, "std" | "core" | "alloc"));
                 if let Some(parent) = parent {
                     out.push_str(parent);
                     out.push_str("::");
@@ -861,5 +866,35 @@ fn fmt_output(output: &str) -> String {
         String::new()
     } else {
         format!("; it printed: {trimmed}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_are_short() {
+        for (full, short) in [
+            ("std::io::error::Error", "io::Error"),
+            ("alloc::string::String", "String"),
+            ("core::num::error::ParseIntError", "ParseIntError"),
+            ("serde_json::error::Error", "serde_json::Error"),
+            ("alloc::vec::Vec<my_app::Job>", "Vec<Job>"),
+            ("core::fmt::Error", "fmt::Error"),
+            (
+                "alloc::boxed::Box<dyn core::error::Error + Send>",
+                "Box<dyn Error + Send>",
+            ),
+        ] {
+            assert_eq!(short_type_name(full), short, "{full}");
+        }
+    }
+
+    #[test]
+    fn waits_are_rounded() {
+        assert_eq!(fmt_waited(Duration::from_micros(1_000_148)), "1.0 s");
+        assert_eq!(fmt_waited(Duration::from_millis(2_460)), "2.5 s");
+        assert_eq!(fmt_waited(Duration::from_micros(250_900)), "250 ms");
     }
 }
