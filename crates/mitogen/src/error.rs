@@ -157,6 +157,9 @@ pub struct CallError {
     pub function: String,
     /// Name of the context the call ran in (filled in by the caller).
     pub context: String,
+    /// Id of the context the call ran in, when the caller knows it.
+    #[serde(default)]
+    pub context_id: Option<u32>,
     /// Short Rust type name of the remote error, e.g. `io::Error` or
     /// `String` (`"panic"` for panics).
     pub type_name: String,
@@ -185,6 +188,9 @@ impl fmt::Display for CallError {
         write!(f, "call to {}", self.function)?;
         if !self.context.is_empty() {
             write!(f, " in context '{}'", self.context)?;
+            if let Some(id) = self.context_id {
+                write!(f, " (id {id})")?;
+            }
         }
         write!(f, " {what}: ")?;
         // The type says something only for an error the function returned.
@@ -253,6 +259,7 @@ impl CallError {
             kind,
             function: function.to_string(),
             context: String::new(),
+            context_id: None,
             type_name: short_type_name(type_name),
             message: message.into(),
             backtrace: String::new(),

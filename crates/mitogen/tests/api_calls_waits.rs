@@ -178,7 +178,7 @@ fn upward_calls_are_refused_in_words() {
         let (kind, text) = relay.call(call_parent::remote, ()).unwrap();
         assert_eq!(kind, "Refused", "{text}");
         assert!(
-            text.contains("in context 'master' was refused")
+            text.contains("in context 'master' (id 0) was refused")
                 && text.contains("children may not call their parents")
                 && text.contains("caller: context 'cw-relay'"),
             "{text}"
@@ -211,7 +211,11 @@ fn error_texts_are_short_and_named() {
         assert_eq!(e.type_name, "io::Error");
         let text = e.to_string();
         assert!(
-            text.contains("in context 'cw-texts' returned an error: io::Error: No such file"),
+            text.contains(&format!(
+                "call to {} in context 'cw-texts' (id {}) returned an error: io::Error: No such file",
+                read_missing::NAME,
+                c.context_id()
+            )),
             "{text}"
         );
 

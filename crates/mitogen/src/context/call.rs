@@ -277,7 +277,20 @@ impl<R: DeserializeOwned> CallDecoder<R> {
     /// # Ok(()) }
     /// ```
     pub fn decode(&self, msg: Message) -> Result<R> {
-        decode_reply(msg, self.function, &self.context)
+        self.stamp(decode_reply(msg, self.function, &self.context))
+    }
+
+    /// Name the callee's id in a call error.
+    fn stamp(&self, result: Result<R>) -> Result<R> {
+        result.map_err(|e| match e {
+            Error::Call(mut c) => {
+                if c.context == *self.context && c.context_id.is_none() {
+                    c.context_id = Some(self.context_id);
+                }
+                Error::Call(c)
+            }
+            other => other,
+        })
     }
 }
 
@@ -396,12 +409,12 @@ impl<R: DeserializeOwned> AsyncCall<R> {
         };
         match got {
             Ok(msg) => self.decoder.decode(msg),
-            Err(e) => Err(call_failure(
+            Err(e) => self.decoder.stamp(Err(call_failure(
                 e,
                 self.decoder.function,
                 &self.decoder.context,
                 Some(self.receiver.router()),
-            )),
+            ))),
         }
     }
 
