@@ -164,9 +164,10 @@ impl Receiver {
             Err(GetTimeoutError::Closed) => Err(RecvTimeoutError::Channel(ChannelError::Closed)),
             Err(GetTimeoutError::Timeout(t)) => Err(RecvTimeoutError::Timeout(TimeoutError {
                 what: format!(
-                    "waiting for a message on handle {} in context '{}'",
+                    "waiting for a message on handle {} in context '{}' (id {})",
                     self.handle,
-                    self.router.name_of(self.router.context_id())
+                    self.router.name_of(self.router.context_id()),
+                    self.router.context_id()
                 ),
                 ..t
             })),
