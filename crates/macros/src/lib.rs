@@ -250,6 +250,8 @@ impl RemoteFn {
             quote!(::mitogen::__private::encode_return(NAME, &__ret, __out))
         };
         let signature = LitStr::new(&self.signature, Span::call_site());
+        // `file!()`/`line!()` spanned on the function's name: where it is defined.
+        let location = quote::quote_spanned!(ident.span()=> concat!(file!(), ":", line!()));
 
         quote! {
             #func
@@ -283,6 +285,7 @@ impl RemoteFn {
                 static __ENTRY: ::mitogen::__private::RemoteEntry = ::mitogen::__private::RemoteEntry {
                     name: NAME,
                     signature: #signature,
+                    location: #location,
                     invoke: __invoke,
                 };
             }

@@ -79,6 +79,7 @@ impl Expected {
                 static __ENTRY: ::mitogen::__private::RemoteEntry = ::mitogen::__private::RemoteEntry {
                     name: NAME,
                     signature: #signature,
+                    location: concat!(file!(), ":", line!()),
                     invoke: __invoke,
                 };
             }
@@ -135,6 +136,7 @@ fn plain_function() {
             static __ENTRY: ::mitogen::__private::RemoteEntry = ::mitogen::__private::RemoteEntry {
                 name: NAME,
                 signature: "fn(i32, i32) -> i32",
+                location: concat!(file!(), ":", line!()),
                 invoke: __invoke,
             };
         }

@@ -41,7 +41,60 @@ pub enum Error {
     /// The host key of an ssh target is unknown (under `enforce`) or changed.
     #[error(transparent)]
     HostKey(#[from] HostKeyError),
+    /// An error of the program's own, passed up with `?` inside
+    /// [`mitogen::main`](crate::main) or [`Router::with`](crate::Router::with):
+    /// I/O and parse errors, strings, or any error through [`Error::other`].
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
+
+impl Error {
+    /// Wrap any error of the program's own as [`Error::Other`].
+    ///
+    /// # Examples
+    /// ```
+    /// #[derive(Debug)]
+    /// struct Mine;
+    /// impl std::fmt::Display for Mine {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         f.write_str("mine went wrong")
+    ///     }
+    /// }
+    /// impl std::error::Error for Mine {}
+    ///
+    /// let e = mitogen::Error::other(Mine);
+    /// assert!(matches!(e, mitogen::Error::Other(_)));
+    /// assert_eq!(e.to_string(), "mine went wrong");
+    /// ```
+    pub fn other(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+        Error::Other(e.into())
+    }
+}
+
+/// `?` on the errors programs meet most often gives [`Error::Other`].
+macro_rules! other_from {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Error {
+                Error::Other(e.into())
+            }
+        }
+    )*};
+}
+
+other_from!(
+    std::io::Error,
+    std::num::ParseIntError,
+    std::num::ParseFloatError,
+    std::str::ParseBoolError,
+    std::str::Utf8Error,
+    std::string::FromUtf8Error,
+    std::net::AddrParseError,
+    std::fmt::Error,
+    String,
+    &str,
+    Box<dyn std::error::Error + Send + Sync>,
+);
 
 /// A connection program asked for a password and none was given, or the
 /// given one was refused (Mitogen's `PasswordError`).
@@ -87,7 +140,9 @@ pub enum CallErrorKind {
     BadResult,
     /// An earlier call in the same [`CallChain`](crate::CallChain) failed, so this one did not run.
     ChainFailed,
-    /// The call was refused by policy (not from the parent chain).
+    /// The callee refused the call: a context accepts calls only from its
+    /// parents (the policy `has_parent_authority`), and the master serves
+    /// no calls at all, so calls up the tree or to a sibling are refused.
     Refused,
 }
 
@@ -102,12 +157,21 @@ pub struct CallError {
     pub function: String,
     /// Name of the context the call ran in (filled in by the caller).
     pub context: String,
-    /// Rust type name of the remote error (`"panic"` for panics).
+    /// Id of the context the call ran in, when the caller knows it.
+    #[serde(default)]
+    pub context_id: Option<u32>,
+    /// Short Rust type name of the remote error, e.g. `io::Error` or
+    /// `String` (`"panic"` for panics).
     pub type_name: String,
     /// The remote error's `Display` text, or the panic message.
     pub message: String,
-    /// Remote backtrace text; empty when none was captured.
+    /// Remote backtrace text; empty when none was captured. A function that
+    /// returned `Err` has no backtrace: this then names where it is defined.
     pub backtrace: String,
+    /// `file:line` of the remote function's definition (from `#[remote]`);
+    /// empty for failures before any function was found.
+    #[serde(default)]
+    pub location: String,
 }
 
 impl fmt::Display for CallError {
@@ -123,14 +187,61 @@ impl fmt::Display for CallError {
         };
         write!(f, "call to {}", self.function)?;
         if !self.context.is_empty() {
-            write!(f, " in context {}", self.context)?;
+            write!(f, " in context '{}'", self.context)?;
+            if let Some(id) = self.context_id {
+                write!(f, " (id {id})")?;
+            }
         }
-        write!(f, " {what}: {}: {}", self.type_name, self.message)?;
+        write!(f, " {what}: ")?;
+        // The type says something only for an error the function returned.
+        if self.kind == CallErrorKind::Returned && !self.type_name.is_empty() {
+            write!(f, "{}: ", self.type_name)?;
+        }
+        f.write_str(&self.message)?;
         if f.alternate() && !self.backtrace.is_empty() {
             write!(f, "\nremote backtrace:\n{}", self.backtrace)?;
         }
         Ok(())
     }
+}
+
+/// A Rust type name as a reader wants it: paths shortened to the last
+/// segment, keeping the module for names as vague as `Error`
+/// (`std::io::error::Error` → `io::Error`, `alloc::string::String` →
+/// `String`, `alloc::vec::Vec<my::Thing>` → `Vec<Thing>`).
+pub(crate) fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut path = String::new();
+    let flush = |path: &mut String, out: &mut String| {
+        let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
+        if let Some((last, parents)) = segments.split_last() {
+            if *last == "Error" {
+                // Skip a private module named after the type (`io::error::Error`);
+                // the standard library's own roots say nothing.
+                let parent = parents
+                    .iter()
+                    .rev()
+                    .find(|p| !p.eq_ignore_ascii_case(last))
+                    .filter(|p| !matches!(**p, "std" | "core" | "alloc"));
+                if let Some(parent) = parent {
+                    out.push_str(parent);
+                    out.push_str("::");
+                }
+            }
+            out.push_str(last);
+        }
+        path.clear();
+    };
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            path.push(c);
+        } else {
+            flush(&mut path, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut path, &mut out);
+    out
 }
 
 impl std::error::Error for CallError {}
@@ -148,9 +259,11 @@ impl CallError {
             kind,
             function: function.to_string(),
             context: String::new(),
-            type_name: type_name.to_string(),
+            context_id: None,
+            type_name: short_type_name(type_name),
             message: message.into(),
             backtrace: String::new(),
+            location: String::new(),
         }
     }
 }
@@ -165,6 +278,10 @@ impl CallError {
 ///     "web1",
 ///     "context web1 (id 3) disconnected: killed by signal 9",
 /// ));
+/// // A sender that ended its stream on purpose reads differently:
+/// let end = ChannelError::SenderClosed { context: "web1".into() };
+/// assert_eq!(end.kind(), None);
+/// assert_eq!(end.to_string(), "channel closed by its sender in context 'web1'");
 /// assert_eq!(e.kind(), Some(&LossKind::Signaled(9)));
 /// assert_eq!(e.context(), Some("web1"));
 /// assert!(e.to_string().ends_with("killed by signal 9"));
@@ -179,22 +296,37 @@ pub enum ChannelError {
     /// The receiver was closed locally.
     #[error("channel is closed")]
     Closed,
+    /// The normal end of a stream: the far [`Sender`](crate::Sender) was
+    /// closed on purpose ([`Sender::close`](crate::Sender::close)). Nothing
+    /// was lost, unlike [`ChannelError::Dead`].
+    #[error("channel closed by its sender in context '{context}'")]
+    SenderClosed {
+        /// Name of the context the sender closed in.
+        context: String,
+    },
+    /// [`Select::recv`](crate::Select::recv) on a select with no members
+    /// left (Mitogen's "Select instance is empty").
+    #[error("Select is empty: no member is left to receive from")]
+    SelectEmpty,
 }
 
 impl ChannelError {
-    /// Why the channel died, for programs: `None` when it was closed locally.
+    /// Why the channel died, for programs: `None` when it was closed
+    /// (locally or by its sender) rather than lost.
     pub fn kind(&self) -> Option<&LossKind> {
         match self {
             ChannelError::Dead(loss) => Some(&loss.kind),
-            ChannelError::Closed => None,
+            _ => None,
         }
     }
 
-    /// Name of the context that was lost or refused; `None` when closed locally.
+    /// Name of the context that was lost, refused or closed the sender;
+    /// `None` when closed locally.
     pub fn context(&self) -> Option<&str> {
         match self {
             ChannelError::Dead(loss) => Some(&loss.context),
-            ChannelError::Closed => None,
+            ChannelError::SenderClosed { context } => Some(context),
+            _ => None,
         }
     }
 }
@@ -319,13 +451,37 @@ impl LossKind {
 pub struct LatchError;
 
 /// A deadline passed before anything arrived (Mitogen's `TimeoutError`).
+/// Every bounded wait (latch, receiver, channel, select, call) fails with
+/// this one shape; its text rounds the time waited.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let e = mitogen::TimeoutError {
+///     waited: Duration::from_micros(1_000_148),
+///     what: "waiting for the result of app::f from context 'web1' (id 3)".into(),
+/// };
+/// assert_eq!(
+///     e.to_string(),
+///     "timed out after 1.0 s waiting for the result of app::f from context 'web1' (id 3)"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, ThisError, Serialize, Deserialize)]
-#[error("timed out after {waited:?} {what}")]
+#[error("timed out after {} {what}", fmt_waited(*waited))]
 pub struct TimeoutError {
     /// How long was waited.
     pub waited: Duration,
-    /// What was being waited for, e.g. "waiting for a reply from web1".
+    /// What was being waited for, e.g. "waiting for a reply from context 'web1' (id 3)".
     pub what: String,
+}
+
+/// A wait as people read it: `250 ms` below a second, else `1.0 s`.
+pub(crate) fn fmt_waited(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
 }
 
 /// Error of `Latch::try_get`.
@@ -340,15 +496,43 @@ pub enum TryGetError {
 }
 
 /// Error of `Latch::get_timeout` and `Latch::get_deadline`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ThisError)]
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
 pub enum GetTimeoutError {
-    /// The deadline passed.
-    #[error("timed out waiting on latch")]
-    Timeout,
+    /// The deadline passed: how long was waited, as for every timeout.
+    #[error(transparent)]
+    Timeout(TimeoutError),
     /// The latch is closed.
     #[error("latch is closed")]
     Closed,
 }
+
+/// Error of [`Select::remove`](crate::Select::remove) (Mitogen's `Select.Error`).
+///
+/// # Examples
+/// ```
+/// let mut select = mitogen::Select::new();
+/// let e = select.remove(1234).unwrap_err();
+/// assert_eq!(e.to_string(), "no member with key 1234 in this Select");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ThisError)]
+#[non_exhaustive]
+pub enum SelectError {
+    /// No member has this key (a receiver's handle, a call's handle, a
+    /// nested select's or a latch's key).
+    #[error("no member with key {key} in this Select")]
+    NoMember {
+        /// The key asked for.
+        key: u32,
+    },
+}
+
+/// Text of the dead reply to a message a handler's policy refused; the
+/// caller of a refused call turns it into [`CallErrorKind::Refused`].
+pub(crate) const POLICY_REFUSAL: &str = "refused by policy";
+
+/// Text of the dead message [`Sender::close`](crate::Sender::close) sends:
+/// the receiver reads it as [`ChannelError::SenderClosed`].
+pub(crate) const SENDER_CLOSED: &str = "sender closed";
 
 /// Error of `Receiver::try_recv` and `Select::try_recv`.
 #[derive(Debug, Clone, PartialEq, Eq, ThisError)]
@@ -390,7 +574,7 @@ pub enum TrySendError<T> {
 #[derive(ThisError)]
 pub enum SendTimeoutError<T> {
     /// No room in the receiver's window (or the stream's queue) in time.
-    #[error("timed out after {waited:?} waiting for room to send")]
+    #[error("timed out after {} waiting for room to send", fmt_waited(*waited))]
     Timeout {
         /// The value, unsent.
         value: T,
@@ -710,5 +894,35 @@ fn fmt_output(output: &str) -> String {
         String::new()
     } else {
         format!("; it printed: {trimmed}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_are_short() {
+        for (full, short) in [
+            ("std::io::error::Error", "io::Error"),
+            ("alloc::string::String", "String"),
+            ("core::num::error::ParseIntError", "ParseIntError"),
+            ("serde_json::error::Error", "serde_json::Error"),
+            ("alloc::vec::Vec<my_app::Job>", "Vec<Job>"),
+            ("core::fmt::Error", "fmt::Error"),
+            (
+                "alloc::boxed::Box<dyn core::error::Error + Send>",
+                "Box<dyn Error + Send>",
+            ),
+        ] {
+            assert_eq!(short_type_name(full), short, "{full}");
+        }
+    }
+
+    #[test]
+    fn waits_are_rounded() {
+        assert_eq!(fmt_waited(Duration::from_micros(1_000_148)), "1.0 s");
+        assert_eq!(fmt_waited(Duration::from_millis(2_460)), "2.5 s");
+        assert_eq!(fmt_waited(Duration::from_micros(250_900)), "250 ms");
     }
 }

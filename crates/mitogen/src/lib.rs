@@ -58,7 +58,9 @@
 //!
 //! # Many contexts at once
 //! [`Context::call_async`] returns at once; [`Select`] collects replies as
-//! they come.
+//! they come: in completion order, not call order. Use
+//! [`Select::all_timeout`] for results tagged with their call's index, and
+//! [`AsyncCall::decoder`] to decode a call's typed result out of a select.
 //! ```no_run
 //! # #[mitogen::remote] fn hostname() -> String { String::new() }
 //! # fn main() {
@@ -70,16 +72,43 @@
 //!     .collect::<Result<_, _>>()
 //!     .unwrap();
 //! let calls = contexts.iter().map(|c| c.call_async(hostname::remote, ()).unwrap());
-//! for name in mitogen::Select::all(calls).unwrap() {
-//!     println!("{name}");
+//! let timeout = std::time::Duration::from_secs(30);
+//! for (index, name) in mitogen::Select::all_timeout(calls, timeout).unwrap() {
+//!     println!("{} answered {name}", hosts[index]); // fastest first
 //! }
+//! # }).unwrap();
+//! # }
+//! ```
+//!
+//! # Timeouts
+//! Every blocking call has a bounded form ([`Context::call_timeout`],
+//! [`Context::call_deadline`], [`AsyncCall::get_timeout`],
+//! [`Select::all_timeout`], `recv_timeout` and `get_timeout`), all failing
+//! with the same [`TimeoutError`]. A call that timed out still runs: a
+//! context serves calls one at a time, so its next call waits behind it.
+//! ```no_run
+//! # #[mitogen::remote] fn slow() {}
+//! # #[mitogen::remote] fn quick() -> u8 { 1 }
+//! # fn main() {
+//! # mitogen::Router::with(|router| {
+//! # let child = router.local(Default::default()).unwrap();
+//! use std::time::Duration;
+//! match child.call_timeout(slow::remote, (), Duration::from_secs(1)) {
+//!     // "timed out after 1.0 s waiting for the result of app::slow from context 'local.…' (id 1)"
+//!     Err(mitogen::Error::Timeout(t)) => eprintln!("{t}"),
+//!     other => println!("{other:?}"),
+//! }
+//! // Runs once `slow` has returned.
+//! let one = child.call(quick::remote, ()).unwrap();
 //! # }).unwrap();
 //! # }
 //! ```
 //!
 //! # Streaming
 //! A [`Sender`] can be passed to a remote function, which sends values back
-//! while it runs; the caller iterates over its [`Receiver`].
+//! while it runs; the caller iterates over its [`Receiver`]. Closing the
+//! sender ends the stream ([`ChannelError::SenderClosed`]); a lost context
+//! reads as [`ChannelError::Dead`] with the reason.
 //! ```no_run
 //! #[mitogen::remote]
 //! fn count(to: mitogen::Sender, n: u32) {
@@ -171,10 +200,10 @@ pub use connect::prompt::Password;
 // every method's options (`SshOptions`, `SudoOptions`, …: the list in
 // `connect/mod.rs`).
 pub use connect::*;
-pub use context::{AsyncCall, Blob, CallChain, Context, ExternalContext, Remote};
+pub use context::{AsyncCall, Blob, CallChain, CallDecoder, Context, ExternalContext, Remote};
 pub use error::{
     CallError, CallErrorKind, ChannelError, CodecError, ConnectFailure, Error, GetTimeoutError,
-    HostKeyError, LatchError, Loss, LossKind, PasswordError, RecvTimeoutError, Result,
+    HostKeyError, LatchError, Loss, LossKind, PasswordError, RecvTimeoutError, Result, SelectError,
     SendTimeoutError, StreamError, TimeoutError, TryGetError, TryRecvError, TrySendError,
 };
 pub use identity::{context_id, is_master, parent_id, parent_ids};
@@ -193,11 +222,18 @@ pub use mitogen_wire::{handle, DEFAULT_MAX_MESSAGE_SIZE};
 /// that is shut down when `f` returns; an `Err` is printed and the process
 /// exits with status 1.
 ///
+/// The program's own errors pass with `?` too: I/O and parse errors and
+/// strings become [`Error::Other`]; wrap any other error with
+/// [`Error::other`].
+///
 /// # Examples
 /// ```no_run
 /// mitogen::main(|router| {
 ///     let child = router.local(mitogen::LocalOptions::new())?;
 ///     println!("started {}", child.name());
+///     let hosts = std::fs::read_to_string("hosts.txt")?; // io::Error
+///     let count: usize = hosts.trim().parse()?; // ParseIntError
+///     println!("{count} hosts");
 ///     Ok(())
 /// })
 /// ```

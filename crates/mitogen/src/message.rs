@@ -111,6 +111,19 @@ impl Message {
         })
     }
 
+    /// The error a dead message reads as: the normal end of a stream
+    /// ([`ChannelError::SenderClosed`]) or a loss or refusal
+    /// ([`ChannelError::Dead`]); `None` for a live message.
+    pub(crate) fn dead_error(&self) -> Option<ChannelError> {
+        let loss = self.dead_loss()?;
+        if self.loss.is_none() && loss.text == crate::error::SENDER_CLOSED {
+            return Some(ChannelError::SenderClosed {
+                context: loss.context,
+            });
+        }
+        Some(ChannelError::Dead(loss))
+    }
+
     /// `true` for a dead message: the sender is gone or refused the message.
     pub fn is_dead(&self) -> bool {
         self.dead
@@ -134,8 +147,8 @@ impl Message {
     /// [`Error::Channel`] for a dead message, [`Error::Codec`] when the body
     /// is not a `T`.
     pub fn unpickle<T: DeserializeOwned>(&self) -> Result<T> {
-        if let Some(loss) = self.dead_loss() {
-            return Err(ChannelError::Dead(loss).into());
+        if let Some(e) = self.dead_error() {
+            return Err(e.into());
         }
         Router::decoding_with(self.router.as_ref(), || {
             Ok(mitogen_wire::decode(&self.data)?)

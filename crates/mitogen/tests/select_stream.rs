@@ -93,7 +93,7 @@ fn nested_select_and_membership() {
             Err(mitogen::RecvTimeoutError::Timeout(_))
         ));
         assert_eq!(outer.len(), 2);
-        assert!(outer.remove(hb).is_none(), "b belongs to the inner select");
+        assert!(outer.remove(hb).is_err(), "b belongs to the inner select");
         outer.close();
         assert!(outer.recv().is_err());
     })

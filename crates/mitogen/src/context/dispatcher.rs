@@ -37,16 +37,46 @@ impl ExternalContext {
     }
 
     /// This context's router.
+    ///
+    /// # Examples
+    /// ```
+    /// #[mitogen::remote]
+    /// fn my_id(ec: &mitogen::ExternalContext) -> u32 { ec.router().context_id() }
+    /// # fn main() {}
+    /// ```
     pub fn router(&self) -> &Router {
         &self.router
     }
 
     /// This context's id.
+    ///
+    /// # Examples
+    /// ```
+    /// #[mitogen::remote]
+    /// fn my_id(ec: &mitogen::ExternalContext) -> u32 { ec.context_id() }
+    /// # fn main() {}
+    /// ```
     pub fn context_id(&self) -> u32 {
         self.router.context_id()
     }
 
-    /// The parent context, if any.
+    /// The parent context, if any: for its id and name, to send to a
+    /// [`Sender`](crate::Sender) it made, or to pass on.
+    ///
+    /// Calling it never works: a context accepts calls only from its own
+    /// parents, and the master serves no calls, so a
+    /// [`Context::call`] on the parent fails at once with
+    /// [`CallErrorKind::Refused`] and a sentence saying so. To send results
+    /// up while running, take a [`Sender`](crate::Sender) as an argument.
+    ///
+    /// # Examples
+    /// ```
+    /// #[mitogen::remote]
+    /// fn parent_name(ec: &mitogen::ExternalContext) -> Option<String> {
+    ///     ec.parent().map(|p| p.name().to_string())
+    /// }
+    /// # fn main() {}
+    /// ```
     pub fn parent(&self) -> Option<Context> {
         let id = *self.router.parent_ids().first()?;
         Some(Context::new(&self.router, id, None))
@@ -271,10 +301,21 @@ fn invoke(ec: &ExternalContext, name: &str, args: &[u8]) -> Result<Vec<u8>, Fail
         Ok(Ok(())) => Ok(out),
         Ok(Err(mut f)) => {
             f.0.function = name.to_string();
+            f.0.location = entry.location.to_string();
+            if f.0.backtrace.is_empty() {
+                // No backtrace is taken for an `Err`: say at least where.
+                f.0.backtrace = format!(
+                    "{name} at {} in context '{}' (id {})",
+                    entry.location,
+                    ec.router().name_of(ec.context_id()),
+                    ec.context_id()
+                );
+            }
             Err(f)
         }
         Err(payload) => Err(Failure(Box::new(CallError {
             backtrace,
+            location: entry.location.to_string(),
             ..CallError::new(
                 CallErrorKind::Panicked,
                 name,

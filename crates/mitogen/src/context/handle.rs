@@ -11,7 +11,7 @@ use mitogen_wire::handle;
 use super::call::{AsyncCall, Remote};
 use super::chain::CallChain;
 use crate::broker::Wait;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TimeoutError};
 use crate::message::Message;
 use crate::router::{Refused, Router, Window};
 use crate::sync::{Receiver, ReceiverOptions};
@@ -131,7 +131,13 @@ impl Context {
     ///
     /// # Errors
     /// As [`Context::send`].
-    pub fn send_async(&self, mut msg: Message) -> Result<Receiver> {
+    pub fn send_async(&self, msg: Message) -> Result<Receiver> {
+        self.send_async_until(msg, None)
+    }
+
+    /// [`Context::send_async`], waiting for room to send only until
+    /// `deadline` if given.
+    fn send_async_until(&self, mut msg: Message, deadline: Option<Instant>) -> Result<Receiver> {
         let rx = Receiver::with_options(
             &self.router,
             ReceiverOptions {
@@ -141,8 +147,29 @@ impl Context {
             },
         );
         msg.reply_to = rx.handle();
-        self.send(msg)?;
-        Ok(rx)
+        msg.dst_id = self.id;
+        let started = Instant::now();
+        let window = (msg.handle == handle::CALL_FUNCTION).then_some(&self.call_window);
+        match self
+            .router
+            .route_wait(msg, Wait::deadline(deadline), window)
+        {
+            Ok(()) => Ok(rx),
+            Err(Refused::Full) => Err(TimeoutError {
+                waited: started.elapsed(),
+                what: format!(
+                    "waiting for room to send to {} (its flow-control window is full)",
+                    self.describe()
+                ),
+            }
+            .into()),
+            Err(Refused::Error(e)) => Err(e),
+        }
+    }
+
+    /// `context 'name' (id N)`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        format!("context '{}' (id {})", self.name, self.id)
     }
 
     /// Send a message and wait for its reply, for at most `timeout` if given.
@@ -161,14 +188,105 @@ impl Context {
     ///
     /// # Errors
     /// [`Error::Call`] when the function fails remotely (returned `Err`,
-    /// panicked, unknown, bad arguments), [`Error::Channel`] when the
-    /// context is lost, [`Error::Stream`] when the arguments are too large.
+    /// panicked, unknown, bad arguments) or the context refused the call
+    /// ([`CallErrorKind::Refused`](crate::CallErrorKind::Refused): only a
+    /// context's parents may call it), [`Error::Channel`] when the context
+    /// is lost, [`Error::Stream`] when the arguments are too large.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// #[mitogen::remote]
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    ///
+    /// fn main() {
+    ///     mitogen::main(|router| {
+    ///         let child = router.local(Default::default())?;
+    ///         assert_eq!(child.call(add::remote, (2, 3))?, 5);
+    ///         Ok(())
+    ///     })
+    /// }
+    /// ```
     pub fn call<A: Serialize, R: DeserializeOwned>(
         &self,
         function: Remote<A, R>,
         args: A,
     ) -> Result<R> {
         self.call_async(function, args)?.get()
+    }
+
+    /// [`Context::call`], waiting at most `timeout` for the result.
+    ///
+    /// A timeout does not stop the call: the context runs calls one at a
+    /// time, in order, on its main thread, so a call that timed out still
+    /// occupies its dispatcher until it returns, and the next call to the
+    /// same context waits behind it (its own timeout counts that wait).
+    /// For work that may hang, use a context of its own.
+    ///
+    /// # Errors
+    /// As [`Context::call`], plus [`Error::Timeout`] reading e.g.
+    /// "timed out after 1.0 s waiting for the result of app::f from context 'web1' (id 3)".
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn slow() { std::thread::sleep(std::time::Duration::from_secs(9)) }
+    /// # fn main() {}
+    /// # fn f(child: mitogen::Context) {
+    /// use std::time::Duration;
+    /// match child.call_timeout(slow::remote, (), Duration::from_secs(1)) {
+    ///     Err(mitogen::Error::Timeout(t)) => eprintln!("{t}"),
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn call_timeout<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: Remote<A, R>,
+        args: A,
+        timeout: Duration,
+    ) -> Result<R> {
+        self.call_until(function, args, crate::sync::deadline_after(timeout))
+    }
+
+    /// [`Context::call`], waiting until `deadline` for room to send and for
+    /// the result. As with [`Context::call_timeout`], a call that missed its
+    /// deadline keeps running and delays the context's next call.
+    ///
+    /// # Errors
+    /// As [`Context::call_timeout`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn step(n: u32) -> u32 { n }
+    /// # fn main() {}
+    /// # fn f(child: mitogen::Context) -> mitogen::Result<()> {
+    /// use std::time::{Duration, Instant};
+    /// let deadline = Instant::now() + Duration::from_secs(10);
+    /// for n in 0..3 {
+    ///     child.call_deadline(step::remote, (n,), deadline)?; // all three within 10 s
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn call_deadline<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: Remote<A, R>,
+        args: A,
+        deadline: Instant,
+    ) -> Result<R> {
+        self.call_until(function, args, Some(deadline))
+    }
+
+    fn call_until<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: Remote<A, R>,
+        args: A,
+        deadline: Option<Instant>,
+    ) -> Result<R> {
+        let rx = self.send_async_until(call_message(function.name(), None, &args)?, deadline)?;
+        let call = AsyncCall::new(rx, function.name(), self.name.clone(), self.id);
+        match deadline {
+            Some(d) => call.get_deadline(d),
+            None => call.get(),
+        }
     }
 
     /// Start a call and return at once; the reply can be awaited or selected on.
@@ -191,7 +309,12 @@ impl Context {
         args: A,
     ) -> Result<AsyncCall<R>> {
         let rx = self.send_async(call_message(function.name(), chain, &args)?)?;
-        Ok(AsyncCall::new(rx, function.name(), self.name.clone()))
+        Ok(AsyncCall::new(
+            rx,
+            function.name(),
+            self.name.clone(),
+            self.id,
+        ))
     }
 
     /// Start a call whose result nobody waits for; a failure is logged remotely.

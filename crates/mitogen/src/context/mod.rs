@@ -11,7 +11,7 @@ pub(crate) mod registry;
 
 pub use blob::Blob;
 pub(crate) use call::decode_reply;
-pub use call::{AsyncCall, Remote};
+pub use call::{AsyncCall, CallDecoder, Remote};
 pub use chain::CallChain;
 pub use dispatcher::ExternalContext;
 pub use handle::Context;

@@ -23,6 +23,8 @@ pub struct RemoteEntry {
     pub name: &'static str,
     /// The signature as written, e.g. `fn(i32, i32) -> i32`.
     pub signature: &'static str,
+    /// `file:line` of the function's definition.
+    pub location: &'static str,
     /// The trampoline.
     pub invoke: InvokeFn,
 }

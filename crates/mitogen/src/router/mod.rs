@@ -670,7 +670,16 @@ impl Router {
                 }
             }
             None => {
-                let reason = format!("no route to context {}", msg.dst_id);
+                let reason = match self.known_name(msg.dst_id) {
+                    n if n.is_empty() => format!(
+                        "no route to context {}: no context with that id is known here",
+                        msg.dst_id
+                    ),
+                    n => format!(
+                        "no route to context '{n}' (id {}): it was shut down or disconnected",
+                        msg.dst_id
+                    ),
+                };
                 self.refuse(&msg, &reason);
             }
         }
@@ -772,7 +781,7 @@ impl Router {
             if !policy(&msg, self) {
                 self.refused_flow(&msg);
                 tracing::error!("policy refused {msg:?}");
-                self.refuse(&msg, "refused by policy");
+                self.refuse(&msg, crate::error::POLICY_REFUSAL);
                 return;
             }
         }

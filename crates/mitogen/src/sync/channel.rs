@@ -4,9 +4,11 @@ use serde::Serialize;
 
 use super::{Receiver, Sender};
 use crate::context::Context;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::error::{ChannelError, RecvTimeoutError, Result, SendTimeoutError, TrySendError};
+use crate::error::{
+    ChannelError, RecvTimeoutError, Result, SendTimeoutError, TryRecvError, TrySendError,
+};
 use crate::message::Message;
 use crate::router::Router;
 
@@ -83,9 +85,61 @@ impl Channel {
     /// Receive the next message, waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`Receiver::recv_timeout`].
+    /// As [`Receiver::recv_timeout`]: a timeout is the same
+    /// [`TimeoutError`](crate::TimeoutError) as every other bounded wait's.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use std::time::Duration;
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me, 0);
+    /// match a.recv_timeout(Duration::from_millis(10)) {
+    ///     Err(mitogen::RecvTimeoutError::Timeout(t)) => assert!(t.waited >= Duration::from_millis(10)),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # }).unwrap();
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
         self.receiver.recv_timeout(timeout)
+    }
+
+    /// Receive the next message, waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv_deadline`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use std::time::{Duration, Instant};
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// b.send(&7u8).unwrap();
+    /// let deadline = Instant::now() + Duration::from_secs(5);
+    /// assert_eq!(a.recv_deadline(deadline).unwrap().unpickle::<u8>().unwrap(), 7);
+    /// # }).unwrap();
+    /// ```
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Message, RecvTimeoutError> {
+        self.receiver.recv_deadline(deadline)
+    }
+
+    /// Take a message from the far end without blocking.
+    ///
+    /// # Errors
+    /// As [`Receiver::try_recv`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me, 0);
+    /// assert_eq!(a.try_recv().unwrap_err(), mitogen::TryRecvError::Empty);
+    /// # }).unwrap();
+    /// ```
+    pub fn try_recv(&self) -> Result<Message, TryRecvError> {
+        self.receiver.try_recv()
     }
 
     /// Receive the next message from the far end.

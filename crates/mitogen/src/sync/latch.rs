@@ -4,13 +4,16 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::error::{GetTimeoutError, LatchError, TryGetError};
+use super::Member;
+use crate::error::{GetTimeoutError, LatchError, TimeoutError, TryGetError, TryRecvError};
+use crate::message::Message;
 
 type Notify = Arc<dyn Fn() + Send + Sync>;
 
 /// A thread-safe queue with blocking gets and close, like Mitogen's `Latch`.
 ///
-/// Cloning gives another handle on the same queue.
+/// Cloning gives another handle on the same queue. A `Latch<Message>` can
+/// be a member of a [`Select`](crate::Select), as in Mitogen.
 ///
 /// # Examples
 /// ```
@@ -29,6 +32,8 @@ pub struct Latch<T> {
 struct Inner<T> {
     state: Mutex<State<T>>,
     cond: Condvar,
+    /// Key as a member of a `Select`, given on first use.
+    key: std::sync::OnceLock<u32>,
 }
 
 struct State<T> {
@@ -79,6 +84,7 @@ impl<T> Latch<T> {
                     notify: None,
                 }),
                 cond: Condvar::new(),
+                key: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -134,9 +140,23 @@ impl<T> Latch<T> {
     /// Block for at most `timeout`.
     ///
     /// # Errors
-    /// [`GetTimeoutError::Timeout`] or [`GetTimeoutError::Closed`].
+    /// [`GetTimeoutError::Timeout`] (with the same [`TimeoutError`] as every
+    /// other bounded wait) or [`GetTimeoutError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let latch: mitogen::Latch<u8> = mitogen::Latch::new();
+    /// match latch.get_timeout(Duration::from_millis(10)) {
+    ///     Err(mitogen::GetTimeoutError::Timeout(t)) => {
+    ///         assert!(t.waited >= Duration::from_millis(10));
+    ///         assert_eq!(t.to_string(), format!("timed out after {} ms waiting on a latch", t.waited.as_millis()));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.wait(Some(Instant::now() + timeout))
+        self.wait(super::deadline_after(timeout))
     }
 
     /// Block until `deadline`.
@@ -153,6 +173,7 @@ impl<T> Latch<T> {
     }
 
     fn wait(&self, deadline: Option<Instant>) -> Result<T, GetTimeoutError> {
+        let started = Instant::now();
         let mut s = self.lock();
         loop {
             if let Some(v) = s.queue.pop_front() {
@@ -163,7 +184,10 @@ impl<T> Latch<T> {
             }
             if let Some(d) = deadline {
                 if Instant::now() >= d {
-                    return Err(GetTimeoutError::Timeout);
+                    return Err(GetTimeoutError::Timeout(TimeoutError {
+                        waited: started.elapsed(),
+                        what: "waiting on a latch".into(),
+                    }));
                 }
             }
             s.sleeping += 1;
@@ -225,6 +249,29 @@ impl<T> Latch<T> {
     }
 }
 
+impl Member for Latch<Message> {
+    fn key(&self) -> u32 {
+        *self.inner.key.get_or_init(super::select::member_key)
+    }
+    fn set_notify(&self, f: Option<Notify>) -> usize {
+        let (n, closed) = Latch::set_notify(self, f);
+        n + usize::from(closed)
+    }
+    fn try_recv(&self) -> Result<Message, TryRecvError> {
+        match self.try_get() {
+            Ok(mut m) => {
+                // Tells which member it came from, as for a receiver.
+                m.receiver = Member::key(self);
+                Ok(m)
+            }
+            Err(TryGetError::Empty) => Err(TryRecvError::Empty),
+            Err(TryGetError::Closed) => {
+                Err(TryRecvError::Channel(crate::error::ChannelError::Closed))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,10 +279,13 @@ mod tests {
     #[test]
     fn timeout_then_value() {
         let l = Latch::new();
-        assert_eq!(
-            l.get_timeout(Duration::from_millis(10)),
-            Err(GetTimeoutError::Timeout)
-        );
+        match l.get_timeout(Duration::from_millis(10)) {
+            Err(GetTimeoutError::Timeout(t)) => {
+                assert!(t.waited >= Duration::from_millis(10), "{t}");
+                assert!(t.to_string().ends_with("waiting on a latch"), "{t}");
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
         l.put(1).unwrap();
         assert_eq!(l.try_get(), Ok(1));
         assert_eq!(l.try_get(), Err(TryGetError::Empty));

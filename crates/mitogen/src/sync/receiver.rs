@@ -27,7 +27,9 @@ pub struct ReceiverOptions {
 
 /// Receives the messages sent to one handle of this context (Mitogen's `Receiver`).
 ///
-/// Dead messages come out as [`ChannelError::Dead`] with their reason.
+/// Dead messages come out as [`ChannelError::Dead`] with their reason; the
+/// normal end of a stream (its [`Sender`] closed) as
+/// [`ChannelError::SenderClosed`].
 /// Dropping or [closing](Receiver::close) the receiver removes its handler.
 ///
 /// Taking a message out returns its bytes to the sender's flow-control
@@ -92,6 +94,11 @@ impl Receiver {
         self.handle
     }
 
+    /// The router it receives through.
+    pub(crate) fn router(&self) -> &Router {
+        &self.router
+    }
+
     /// A [`Sender`] that delivers to this receiver from any context.
     pub fn to_sender(&self) -> Sender {
         Sender::new(Context::local(&self.router), self.handle)
@@ -104,8 +111,8 @@ impl Receiver {
             self.router.consumed(&msg, Some(&self.owed));
             msg.flow = false;
         }
-        match msg.dead_loss() {
-            Some(loss) => Err(ChannelError::Dead(loss)),
+        match msg.dead_error() {
+            Some(e) => Err(e),
             None => Ok(msg),
         }
     }
@@ -152,13 +159,17 @@ impl Receiver {
     }
 
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<Message, RecvTimeoutError> {
-        let started = Instant::now();
         match self.latch.get_until(deadline) {
             Ok(m) => self.map(m).map_err(RecvTimeoutError::Channel),
             Err(GetTimeoutError::Closed) => Err(RecvTimeoutError::Channel(ChannelError::Closed)),
-            Err(GetTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout(TimeoutError {
-                waited: started.elapsed(),
-                what: format!("waiting on handle {}", self.handle),
+            Err(GetTimeoutError::Timeout(t)) => Err(RecvTimeoutError::Timeout(TimeoutError {
+                what: format!(
+                    "waiting for a message on handle {} in context '{}' (id {})",
+                    self.handle,
+                    self.router.name_of(self.router.context_id()),
+                    self.router.context_id()
+                ),
+                ..t
             })),
         }
     }

@@ -8,16 +8,17 @@ use serde::de::DeserializeOwned;
 
 use super::Latch;
 use crate::broker::lock;
-use crate::context::AsyncCall;
+use crate::context::{AsyncCall, CallDecoder};
 use crate::error::{
-    ChannelError, Error, GetTimeoutError, RecvTimeoutError, TimeoutError, TryGetError, TryRecvError,
+    ChannelError, Error, GetTimeoutError, RecvTimeoutError, SelectError, TimeoutError, TryGetError,
+    TryRecvError,
 };
 use crate::message::Message;
 
 type Notify = Arc<dyn Fn() + Send + Sync>;
 
 /// Something a [`Select`] can wait on: a [`Receiver`](crate::Receiver), an
-/// [`AsyncCall`] or another `Select`.
+/// [`AsyncCall`], a [`Latch<Message>`](Latch) or another `Select`.
 pub trait Member: Send + Sync {
     /// Key that identifies the member inside its select (a receiver's handle).
     fn key(&self) -> u32;
@@ -31,14 +32,32 @@ pub trait Member: Send + Sync {
     fn try_recv(&self) -> Result<Message, TryRecvError>;
 }
 
+impl std::fmt::Debug for dyn Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Member(key={})", self.key())
+    }
+}
+
 /// Select keys live above the dynamic handle range, so a select's key never
 /// equals a receiver's handle; the counter wraps within that half.
 static NEXT_SELECT_KEY: AtomicU32 = AtomicU32::new(0);
 
+/// A key for a member that has no handle (a select, a latch).
+pub(crate) fn member_key() -> u32 {
+    crate::router::DYNAMIC_END
+        | (NEXT_SELECT_KEY.fetch_add(1, Ordering::Relaxed) & (crate::router::DYNAMIC_END - 1))
+}
+
 /// Waits on many members and returns messages as they arrive (Mitogen's
-/// `mitogen.select.Select`). Members are receivers, pending calls or other
-/// selects (selects nest). With `oneshot` (the default) a member is removed
-/// after it yields one message, which suits collecting one reply per call.
+/// `mitogen.select.Select`). Members are receivers, pending calls, latches
+/// of messages or other selects (selects nest). With `oneshot` (the
+/// default) a member is removed after it yields one message, which suits
+/// collecting one reply per call.
+///
+/// Messages come out in the order they arrive (completion order), not the
+/// order members were added: tell them apart by
+/// [`Message::receiver_handle`], or use [`Select::all_timeout`], whose
+/// results carry the index of their call.
 ///
 /// # Examples
 /// ```
@@ -84,9 +103,7 @@ impl Select {
     /// An empty select; with `oneshot == false` members stay after yielding.
     pub fn with_oneshot(oneshot: bool) -> Select {
         Select {
-            key: crate::router::DYNAMIC_END
-                | (NEXT_SELECT_KEY.fetch_add(1, Ordering::Relaxed)
-                    & (crate::router::DYNAMIC_END - 1)),
+            key: member_key(),
             ready: Latch::new(),
             members: Mutex::new(Vec::new()),
             oneshot,
@@ -115,9 +132,29 @@ impl Select {
         lock(&self.members).push(Box::new(member));
     }
 
-    /// Remove and return the member with `key` (a receiver's handle).
-    pub fn remove(&mut self, key: u32) -> Option<Box<dyn Member>> {
-        self.take(key)
+    /// Remove and return the member with `key` (a receiver's or call's
+    /// handle, a latch's or nested select's [`Member::key`]).
+    ///
+    /// # Errors
+    /// [`SelectError::NoMember`] when no member has that key (Mitogen
+    /// raises `Select.Error` too).
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// let handle = rx.handle();
+    /// let mut select = mitogen::Select::new();
+    /// select.add(rx);
+    /// assert!(select.remove(handle).is_ok());
+    /// assert_eq!(
+    ///     select.remove(handle).unwrap_err().to_string(),
+    ///     format!("no member with key {handle} in this Select")
+    /// );
+    /// # }).unwrap();
+    /// ```
+    pub fn remove(&mut self, key: u32) -> Result<Box<dyn Member>, SelectError> {
+        self.take(key).ok_or(SelectError::NoMember { key })
     }
 
     fn take(&self, key: u32) -> Option<Box<dyn Member>> {
@@ -172,11 +209,13 @@ impl Select {
         }
     }
 
-    /// Block until any member yields a message (Mitogen's `get`).
+    /// Block until any member yields a message (Mitogen's `get`), in the
+    /// order messages arrive.
     ///
     /// # Errors
-    /// The member's [`ChannelError`] (e.g. a dead reply), or
-    /// [`ChannelError::Closed`] when the select is closed or has no members.
+    /// The member's [`ChannelError`] (e.g. a dead reply),
+    /// [`ChannelError::SelectEmpty`] when no member is left, or
+    /// [`ChannelError::Closed`] when the select was closed.
     #[doc(alias = "get")]
     pub fn recv(&self) -> Result<Message, ChannelError> {
         self.recv_inner(None).map_err(|e| match e {
@@ -204,18 +243,21 @@ impl Select {
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<Message, RecvTimeoutError> {
         let started = Instant::now();
         loop {
-            if lock(&self.members).is_empty() && self.ready.is_empty() {
+            if self.ready.is_closed() && self.ready.is_empty() {
                 return Err(RecvTimeoutError::Channel(ChannelError::Closed));
+            }
+            if lock(&self.members).is_empty() && self.ready.is_empty() {
+                return Err(RecvTimeoutError::Channel(ChannelError::SelectEmpty));
             }
             let key = match self.ready.get_until(deadline) {
                 Ok(k) => k,
                 Err(GetTimeoutError::Closed) => {
                     return Err(RecvTimeoutError::Channel(ChannelError::Closed))
                 }
-                Err(GetTimeoutError::Timeout) => {
+                Err(GetTimeoutError::Timeout(_)) => {
                     return Err(RecvTimeoutError::Timeout(TimeoutError {
                         waited: started.elapsed(),
-                        what: format!("waiting on a select of {} members", self.len()),
+                        what: format!("waiting on a Select of {} members", self.len()),
                     }))
                 }
             };
@@ -250,29 +292,145 @@ impl Select {
     }
 
     /// Wait for every call and return their results in completion order
-    /// (Mitogen's `Select.all`). The first failure is returned as the error.
+    /// (Mitogen's `Select.all`), not the order of `calls`: use
+    /// [`Select::all_timeout`] for results tagged with their call. The
+    /// first failure is returned as the error.
     ///
     /// # Errors
     /// The first [`Error`] any call ends with.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn pid() -> u32 { std::process::id() }
+    /// # fn main() {}
+    /// # fn f(contexts: Vec<mitogen::Context>) -> mitogen::Result<()> {
+    /// let calls = contexts.iter().map(|c| c.call_async(pid::remote, ()));
+    /// let mut pids = mitogen::Select::all(calls.collect::<Result<Vec<_>, _>>()?)?;
+    /// pids.sort(); // completion order: sort, or use all_timeout's indexes
+    /// # Ok(()) }
+    /// ```
     pub fn all<R: DeserializeOwned + Send + 'static>(
         calls: impl IntoIterator<Item = AsyncCall<R>>,
     ) -> Result<Vec<R>, Error> {
-        let mut names = std::collections::HashMap::new();
+        let tagged = Select::all_until(calls, None)?;
+        Ok(tagged.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Wait at most `timeout` for every call; each result comes with the
+    /// index of its call in `calls` (results in completion order: sort by
+    /// the index for call order). The first failure is returned as the
+    /// error.
+    ///
+    /// Calls still running at the timeout are not stopped: each keeps its
+    /// context's dispatcher busy until it ends (see
+    /// [`Context::call_timeout`](crate::Context::call_timeout)).
+    ///
+    /// # Errors
+    /// The first [`Error`] any call ends with, or [`Error::Timeout`] naming
+    /// the calls still pending.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn pid() -> u32 { std::process::id() }
+    /// # fn main() {}
+    /// # fn f(contexts: Vec<mitogen::Context>) -> mitogen::Result<()> {
+    /// use std::time::Duration;
+    /// let calls = contexts.iter().map(|c| c.call_async(pid::remote, ()));
+    /// let mut pids = mitogen::Select::all_timeout(
+    ///     calls.collect::<Result<Vec<_>, _>>()?,
+    ///     Duration::from_secs(30),
+    /// )?;
+    /// pids.sort_by_key(|(index, _)| *index);
+    /// for (index, pid) in pids {
+    ///     println!("{}: {pid}", contexts[index].name());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn all_timeout<R: DeserializeOwned + Send + 'static>(
+        calls: impl IntoIterator<Item = AsyncCall<R>>,
+        timeout: Duration,
+    ) -> Result<Vec<(usize, R)>, Error> {
+        Select::all_until(calls, super::deadline_after(timeout))
+    }
+
+    /// As [`Select::all_timeout`], waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`Select::all_timeout`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn pid() -> u32 { std::process::id() }
+    /// # fn main() {}
+    /// # fn f(contexts: Vec<mitogen::Context>) -> mitogen::Result<()> {
+    /// use std::time::{Duration, Instant};
+    /// let deadline = Instant::now() + Duration::from_secs(30);
+    /// let calls = contexts.iter().map(|c| c.call_async(pid::remote, ()));
+    /// let pids = mitogen::Select::all_deadline(calls.collect::<Result<Vec<_>, _>>()?, deadline)?;
+    /// assert_eq!(pids.len(), contexts.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn all_deadline<R: DeserializeOwned + Send + 'static>(
+        calls: impl IntoIterator<Item = AsyncCall<R>>,
+        deadline: Instant,
+    ) -> Result<Vec<(usize, R)>, Error> {
+        Select::all_until(calls, Some(deadline))
+    }
+
+    fn all_until<R: DeserializeOwned + Send + 'static>(
+        calls: impl IntoIterator<Item = AsyncCall<R>>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<(usize, R)>, Error> {
+        let mut pending = std::collections::HashMap::new();
         let mut select = Select::new();
-        for c in calls {
-            names.insert(
-                c.handle(),
-                (c.function().to_string(), c.context_name().to_string()),
-            );
-            select.add(c);
+        for (index, call) in calls.into_iter().enumerate() {
+            pending.insert(call.handle(), (index, call.decoder()));
+            select.add(call);
         }
-        let mut out = Vec::with_capacity(names.len());
-        while !select.is_empty() {
-            let msg = select.recv()?;
-            let (f, ctx) = names.remove(&msg.receiver_handle()).unwrap_or_default();
-            out.push(crate::context::decode_reply(msg, &f, &ctx)?);
+        let mut out = Vec::with_capacity(pending.len());
+        while !pending.is_empty() {
+            let msg = match select.recv_inner(deadline) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout(t)) => {
+                    return Err(all_timed_out(t, &pending, out.len() + pending.len()).into())
+                }
+                Err(RecvTimeoutError::Channel(e)) => return Err(e.into()),
+            };
+            let Some((index, decoder)) = pending.remove(&msg.receiver_handle()) else {
+                continue;
+            };
+            out.push((index, decoder.decode(msg)?));
         }
         Ok(out)
+    }
+}
+
+/// The timeout of [`Select::all_until`], naming the calls still pending.
+fn all_timed_out<R>(
+    t: TimeoutError,
+    pending: &std::collections::HashMap<u32, (usize, CallDecoder<R>)>,
+    total: usize,
+) -> TimeoutError {
+    let mut left: Vec<_> = pending.values().collect();
+    left.sort_by_key(|(index, _)| *index);
+    let named: Vec<String> = left
+        .iter()
+        .take(5)
+        .map(|(index, d)| format!("call {index}: {}", d.waiting_for()))
+        .collect();
+    let more = left.len().saturating_sub(named.len());
+    TimeoutError {
+        what: format!(
+            "waiting for {} of {total} calls ({}{})",
+            left.len(),
+            named.join("; "),
+            if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+        ..t
     }
 }
 

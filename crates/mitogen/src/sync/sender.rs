@@ -22,7 +22,10 @@ use crate::router::{Refused, Router, Window};
 /// tx.send(&1u8).unwrap();
 /// tx.close().unwrap();
 /// assert_eq!(rx.recv().unwrap().unpickle::<u8>().unwrap(), 1);
-/// assert!(rx.recv().is_err(), "closed sender reads as dead");
+/// assert!(matches!(
+///     rx.recv(),
+///     Err(mitogen::ChannelError::SenderClosed { .. })
+/// ));
 /// # }).unwrap();
 /// ```
 #[derive(Clone)]
@@ -145,13 +148,15 @@ impl Sender {
         Ok(msg)
     }
 
-    /// Tell the receiver nothing more will come: it sees a dead message.
+    /// Tell the receiver nothing more will come: it sees the normal end of
+    /// the stream, [`ChannelError::SenderClosed`](crate::ChannelError::SenderClosed)
+    /// (not [`Dead`](crate::ChannelError::Dead), which means a loss).
     ///
     /// # Errors
     /// As [`Sender::send`].
     pub fn close(&self) -> Result<()> {
         self.context
-            .send(Message::dead("sender closed", self.dst_handle))
+            .send(Message::dead(crate::error::SENDER_CLOSED, self.dst_handle))
     }
 }
 
