@@ -387,6 +387,10 @@ fn run_main(args: &[String]) -> Result<(), String> {
                             .collect();
                         let mut cmd = Command::new(exe);
                         cmd.args(["__ours", p.mode_flag(), "--only", &rows.join(",")]);
+                        // Its own quick start, next to it (not ours, inherited).
+                        if let Some(dir) = exe.parent() {
+                            cmd.env(BUILD_DIR_ENV, dir);
+                        }
                         if let Some(t) = &ssh_arg {
                             cmd.arg("--ssh").arg(t);
                         }
