@@ -104,12 +104,12 @@ fn main() -> ExitCode {
 /// Set (to the copy's directory) in the runner once it runs from a private
 /// copy of its executable.
 const COPY_ENV: &str = "MITOGEN_BENCH_PRIVATE_COPY";
-/// Set to the directory the runner was built into (`target/release`), where
+/// Set to the directory the runner was built into (`target/<triple>/release`), where
 /// `quickstart_cold_bootstrap_bytes` finds `examples/quickstart`.
 pub const BUILD_DIR_ENV: &str = "MITOGEN_BENCH_BUILD_DIR";
 
 /// Re-executes the runner from a private copy of its executable, so that a
-/// `cargo build` replacing `target/release/mitogen-bench` during the run
+/// `cargo build` replacing the runner's executable during the run
 /// (others work in the same tree) can't break the processes it starts from
 /// its own executable (`__ours`, the library's children, the raw peers, the
 /// `ssh-count` wrapper). Returns the copy's directory (to remove at the end)

@@ -428,7 +428,7 @@ pub fn ssh_bootstrap_bytes_cold(p: &Profile, t: &Target) -> Option<f64> {
 /// `quickstart_cold_bootstrap_bytes` (ours only).
 ///
 /// What [`ssh_bootstrap_bytes_cold`] would be for the quickstart example
-/// (`target/release/examples/quickstart`, built by `bench/run.sh`; found
+/// (`examples/quickstart` of the runner's build, made by `bench/run.sh`; found
 /// next to the runner's build, [`crate::BUILD_DIR_ENV`]) instead
 /// of this binary: measure a cold bootstrap of this binary as there, then
 /// take away this binary's gzip stream (whose length the router reports)
