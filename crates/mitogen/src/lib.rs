@@ -162,6 +162,7 @@ mod identity;
 mod log;
 mod message;
 mod router;
+pub mod signal;
 mod sync;
 mod sys;
 
@@ -181,8 +182,10 @@ pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;
 pub use mitogen_macros::remote;
 pub use router::{
-    has_parent_authority, is_immediate_child, Keepalive, Policy, Router, DEFAULT_FLOW_WINDOW,
+    has_parent_authority, is_immediate_child, Keepalive, Policy, Router, StreamRef,
+    DEFAULT_FLOW_WINDOW,
 };
+pub use signal::Subscription;
 pub use sync::{Channel, Latch, Member, Receiver, ReceiverOptions, Select, Sender};
 
 /// Protocol and message-size constants.

@@ -70,12 +70,23 @@ pub struct Hello<'l> {
     pub protocol: &'l str,
     /// The hash of its function table; empty when missing.
     pub table: &'l str,
+    /// Its process id, when it gave a valid one.
+    pub pid: Option<u32>,
 }
 
-/// Split the rest of a `MITOGEN-HELLO` marker, `<protocol>:<table hash>`.
+/// Split the rest of a `MITOGEN-HELLO` marker,
+/// `<protocol>:<table hash>:<pid>` (a hash is hex: it holds no `:`).
 pub fn hello(rest: &str) -> Hello<'_> {
-    let (protocol, table) = rest.split_once(':').unwrap_or((rest, ""));
-    Hello { protocol, table }
+    let (protocol, tail) = rest.split_once(':').unwrap_or((rest, ""));
+    let (table, pid) = match tail.split_once(':') {
+        Some((table, pid)) => (table, pid.parse().ok().filter(|&p| p > 0)),
+        None => (tail, None),
+    };
+    Hello {
+        protocol,
+        table,
+        pid,
+    }
 }
 
 #[cfg(test)]
@@ -139,19 +150,24 @@ mod tests {
     #[test]
     fn splits_hello() {
         assert_eq!(
-            hello("2:00ab"),
+            hello("2:00ab:4242"),
             Hello {
                 protocol: "2",
-                table: "00ab"
+                table: "00ab",
+                pid: Some(4242)
             }
         );
         assert_eq!(
             hello("2"),
             Hello {
                 protocol: "2",
-                table: ""
+                table: "",
+                pid: None
             }
         );
-        assert_eq!(hello("2:a:b").table, "a:b");
+        assert_eq!(hello("2:00ab").pid, None);
+        assert_eq!(hello("2:a:b").table, "a");
+        assert_eq!(hello("2:a:b").pid, None);
+        assert_eq!(hello("2:a:0").pid, None);
     }
 }

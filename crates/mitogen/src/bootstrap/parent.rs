@@ -135,6 +135,8 @@ pub(crate) struct Handshake {
     pub leftover: Vec<u8>,
     /// Binary bytes uploaded (0 for a warm cache or a direct exec).
     pub binary_bytes: u64,
+    /// The child's process id, from its hello.
+    pub pid: Option<u32>,
 }
 
 /// Where the conversation stands; one per [`Conversation::run`].
@@ -355,13 +357,14 @@ impl Conversation<'_> {
                     return Err(self.fail(failure_reason(rest, self.name), &st.out));
                 }
                 Some((HELLO, rest)) => {
-                    self.check_hello(rest, &st.out)?;
+                    let pid = self.check_hello(rest, &st.out)?;
                     if !st.config_sent && self.send_config(config, &st.out)?.is_some() {
                         Some(Step::Closed)
                     } else {
                         return Ok(Some(Step::Hello(Handshake {
                             leftover: buf[start..].to_vec(),
                             binary_bytes: st.binary_bytes,
+                            pid,
                         })));
                     }
                 }
@@ -544,11 +547,13 @@ impl Conversation<'_> {
         Ok(Some(payload.len() as u64))
     }
 
-    /// `MITOGEN-HELLO:<nonce>:<protocol>:<function table hash>`.
-    fn check_hello(&self, rest: &str, out: &Output) -> Result<()> {
+    /// `MITOGEN-HELLO:<nonce>:<protocol>:<function table hash>:<pid>`;
+    /// the pid it gives, if valid.
+    fn check_hello(&self, rest: &str, out: &Output) -> Result<Option<u32>> {
         let marker::Hello {
             protocol: proto,
             table: hash,
+            pid,
         } = marker::hello(rest);
         let ours = table_hash();
         if proto != PROTOCOL.to_string() || hash != ours {
@@ -564,7 +569,7 @@ impl Conversation<'_> {
             }
             .into());
         }
-        Ok(())
+        Ok(pid)
     }
 
     /// `Ok(Some(()))` when the program stopped reading.
