@@ -13,6 +13,8 @@
 //!   [`Context::call_async`], [`CallChain`].
 //! - [`#[remote]`](remote) registers a function; callers use its typed handle `<fn>::remote`.
 //! - [`Receiver`], [`Sender`], [`Channel`], [`Select`] and [`Latch`] are the blocking primitives.
+//! - [`signal`]: callbacks when a context is lost ([`Router::on_disconnect`],
+//!   [`Context::on_disconnect`]) or the broker shuts down, and events of your own.
 //! - Errors: [`Error`] wraps [`CallError`], [`ChannelError`], [`StreamError`],
 //!   [`PasswordError`], [`HostKeyError`], [`TimeoutError`] and [`LatchError`].
 //!   A failed connection's cause is a [`ConnectFailure`]
