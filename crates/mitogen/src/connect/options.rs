@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn names_that_break_titles_or_routing_are_refused() {
         for (name, why) in [
-            ("", "is empty"),
+            ("", "must not be empty"),
             ("a/b", "'/'"),
             ("evil\nline", "control"),
             ("tab\there", "control"),
