@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn names_that_break_titles_or_routing_are_refused() {
         for (name, why) in [
-            ("", "must not be empty"),
+            ("", "is empty"),
             ("a/b", "'/'"),
             ("evil\nline", "control"),
             ("tab\there", "control"),

@@ -418,7 +418,7 @@ fn valid_block(start: u32, end: u32) -> std::result::Result<(u32, u32), String> 
 /// [`Context::new`]: crate::Context::new
 pub(crate) fn check_user_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() {
-        return Err("a context name must not be empty".into());
+        return Err("the name is empty: a context needs one".into());
     }
     if name.contains('/') {
         return Err(format!("the name {name:?} must not contain '/'"));
