@@ -416,6 +416,11 @@ pub enum LossKind {
     /// Anything else (a descriptor that could not be watched, a panic on
     /// the broker thread); the text says what.
     Other,
+    /// Disconnected on request ([`Router::disconnect`](crate::Router::disconnect),
+    /// [`Router::disconnect_stream`](crate::Router::disconnect_stream),
+    /// [`Router::disconnect_all`](crate::Router::disconnect_all)) while the
+    /// broker keeps running.
+    Disconnected,
 }
 
 impl fmt::Display for LossKind {
@@ -430,6 +435,7 @@ impl fmt::Display for LossKind {
             LossKind::Shutdown => f.write_str("shut down"),
             LossKind::KeepaliveTimeout => f.write_str("keepalive timeout"),
             LossKind::Other => f.write_str("lost"),
+            LossKind::Disconnected => f.write_str("disconnected on request"),
         }
     }
 }
@@ -677,6 +683,18 @@ pub enum StreamError {
     /// Bad options were given to a connection method.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// The broker thread has stopped: work can no longer be deferred to it.
+    #[error("the broker has stopped: nothing more runs on its thread")]
+    BrokerStopped,
+    /// [`Router::add_handler`](crate::Router::add_handler) was given a
+    /// handle that already has a handler (Mitogen refuses too).
+    #[error("handle {handle} already has a handler in context {context}: delete it first (Router::del_handler)")]
+    HandleInUse {
+        /// The handle asked for.
+        handle: u32,
+        /// Name of this context.
+        context: String,
+    },
 }
 
 /// Why a connection could not be made, for programs that act on the cause
@@ -856,7 +874,9 @@ impl fmt::Display for ConnectFailure {
 impl StreamError {
     /// Why the connection failed, or `None` for the errors of a stream
     /// that was working ([`MessageTooLarge`](StreamError::MessageTooLarge),
-    /// [`NoRoute`](StreamError::NoRoute)).
+    /// [`NoRoute`](StreamError::NoRoute)) and of a router's use
+    /// ([`BrokerStopped`](StreamError::BrokerStopped),
+    /// [`HandleInUse`](StreamError::HandleInUse)).
     ///
     /// # Examples
     /// ```
@@ -883,7 +903,10 @@ impl StreamError {
             StreamError::Bootstrap { reason, .. } => ConnectFailure::of_reason(reason),
             StreamError::VersionSkew { .. } => ConnectFailure::VersionSkew,
             StreamError::InvalidOptions(_) => ConnectFailure::InvalidOptions,
-            StreamError::MessageTooLarge { .. } | StreamError::NoRoute(_) => return None,
+            StreamError::MessageTooLarge { .. }
+            | StreamError::NoRoute(_)
+            | StreamError::BrokerStopped
+            | StreamError::HandleInUse { .. } => return None,
         })
     }
 }

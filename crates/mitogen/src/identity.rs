@@ -1,5 +1,13 @@
 //! Process-wide identity: Mitogen's `mitogen.is_master`, `context_id`,
 //! `parent_id` and `parent_ids`.
+//!
+//! Which to use: these free functions anywhere in the process (one
+//! process is one context); [`Router::context_id`](crate::Router::context_id)
+//! and [`Router::parent_ids`](crate::Router::parent_ids) when you hold a
+//! router; [`ExternalContext`](crate::ExternalContext)'s `context_id`,
+//! `parent_ids` and `name` inside a remote function. All three agree; the
+//! name and pid of another context come from its
+//! [`Context`](crate::Context) (`name`, `pid`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::RwLock;

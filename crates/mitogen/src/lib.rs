@@ -13,6 +13,8 @@
 //!   [`Context::call_async`], [`CallChain`].
 //! - [`#[remote]`](remote) registers a function; callers use its typed handle `<fn>::remote`.
 //! - [`Receiver`], [`Sender`], [`Channel`], [`Select`] and [`Latch`] are the blocking primitives.
+//! - [`signal`]: callbacks when a context is lost ([`Router::on_disconnect`],
+//!   [`Context::on_disconnect`]) or the broker shuts down, and events of your own.
 //! - Errors: [`Error`] wraps [`CallError`], [`ChannelError`], [`StreamError`],
 //!   [`PasswordError`], [`HostKeyError`], [`TimeoutError`] and [`LatchError`].
 //!   A failed connection's cause is a [`ConnectFailure`]
@@ -209,6 +211,7 @@ mod identity;
 mod log;
 mod message;
 mod router;
+pub mod signal;
 mod sync;
 mod sys;
 
@@ -228,8 +231,10 @@ pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;
 pub use mitogen_macros::remote;
 pub use router::{
-    has_parent_authority, is_immediate_child, Keepalive, Policy, Router, DEFAULT_FLOW_WINDOW,
+    has_parent_authority, is_immediate_child, Keepalive, Policy, Router, StreamRef,
+    DEFAULT_FLOW_WINDOW,
 };
+pub use signal::Subscription;
 pub use sync::{Channel, Latch, Member, Receiver, ReceiverOptions, Select, Sender};
 
 /// Protocol and message-size constants.

@@ -122,7 +122,7 @@ pub(crate) fn emit(record: &Record, id: Option<u32>) {
 /// In the master: re-emit every forwarded record under the name of the
 /// context that sent it, whatever name the record claims.
 pub(crate) fn install_receiver(router: &Router) {
-    router.add_handler(
+    router.add_service(
         |msg: Message| {
             let Some(router) = msg.router.as_ref() else {
                 return;
@@ -140,9 +140,7 @@ pub(crate) fn install_receiver(router: &Router) {
                 ),
             }
         },
-        Some(FORWARD_LOG),
-        true,
-        None,
+        FORWARD_LOG,
         None,
     );
 }

@@ -379,13 +379,15 @@ fn m2_broker_panic_stops_cleanly() {
         // this long after its parent stream is gone.
         router.broker().set_shutdown_timeout(Duration::from_secs(2));
         timeout = router.broker().shutdown_timeout();
-        let boom = router.add_handler(
-            |_msg: mitogen::Message| panic!("m2 handler boom"),
-            None,
-            true,
-            None,
-            None,
-        );
+        let boom = router
+            .add_handler(
+                |_msg: mitogen::Message| panic!("m2 handler boom"),
+                None,
+                true,
+                None,
+                None,
+            )
+            .unwrap();
         let sleeper = router.local(LocalOptions::default()).unwrap();
         let poker = router.local(LocalOptions::default()).unwrap();
         pids.push(sleeper.call(pid::remote, ()).unwrap());

@@ -24,7 +24,9 @@ fn defer_runs_on_the_broker_thread() {
     let latch = Latch::new();
     let l2 = latch.clone();
     let b2 = broker.clone();
-    broker.defer(move || l2.put(b2.on_broker_thread()).unwrap());
+    broker
+        .defer(move || l2.put(b2.on_broker_thread()).unwrap())
+        .unwrap();
     assert_eq!(latch.get_timeout(Duration::from_secs(5)), Ok(true));
     broker.shutdown();
     broker.join();
@@ -69,16 +71,18 @@ fn handlers_persist_or_not_and_can_be_removed() {
         let count = Arc::new(AtomicU32::new(0));
         let got = Latch::new();
         let (c2, g2) = (count.clone(), got.clone());
-        let h = router.add_handler(
-            move |m: Message| {
-                c2.fetch_add(1, Ordering::SeqCst);
-                g2.put(m.unpickle::<u8>().unwrap()).unwrap();
-            },
-            None,
-            true,
-            None,
-            None,
-        );
+        let h = router
+            .add_handler(
+                move |m: Message| {
+                    c2.fetch_add(1, Ordering::SeqCst);
+                    g2.put(m.unpickle::<u8>().unwrap()).unwrap();
+                },
+                None,
+                true,
+                None,
+                None,
+            )
+            .unwrap();
         me.send(Message::pickled(&1u8, h).unwrap()).unwrap();
         me.send(Message::pickled(&2u8, h).unwrap()).unwrap();
         assert_eq!(got.get_timeout(Duration::from_secs(5)), Ok(1));

@@ -23,7 +23,7 @@ const REQUESTS: u32 = 100;
 fn flood_fetch(router: &Router, machine: String, n: u32, stall_ms: u64) -> u32 {
     stall_broker(router, stall_ms);
     let parent = router.parent_ids()[0];
-    let reply_to = router.add_handler(|_| {}, None, true, None, None);
+    let reply_to = router.add_handler(|_| {}, None, true, None, None).unwrap();
     for _ in 0..n {
         let mut m = Message::new(handle::FETCH_BINARY, machine.as_bytes().to_vec());
         m.dst_id = parent;

@@ -29,15 +29,17 @@ static MEASURE: std::sync::RwLock<()> = std::sync::RwLock::new(());
 /// An inbox that never answers, but tells `tell` of every message.
 #[mitogen::remote]
 fn open_tattling_inbox(router: &Router, tell: Sender) -> Sender {
-    let handle = router.add_handler(
-        move |_msg: Message| {
-            let _ = tell.send(&());
-        },
-        None,
-        true,
-        None,
-        None,
-    );
+    let handle = router
+        .add_handler(
+            move |_msg: Message| {
+                let _ = tell.send(&());
+            },
+            None,
+            true,
+            None,
+            None,
+        )
+        .expect("a fresh handle is never refused");
     Sender::new(Context::local(router), handle)
 }
 
@@ -198,19 +200,23 @@ enum Connected {
 #[mitogen::remote]
 fn answer_every_call_with(router: &Router, id: u32) {
     let r = router.clone();
-    router.add_handler(
-        move |call: Message| {
-            let mut body = vec![0]; // REPLY_OK
-            body.extend(mitogen_wire::encode(&Connected::Ok(id, "new".into())).unwrap());
-            let mut reply = Message::new(call.reply_to, body);
-            reply.dst_id = call.src_id;
-            let _ = r.route(reply);
-        },
-        Some(mitogen::handle::CALL_FUNCTION),
-        true,
-        None,
-        None,
-    );
+    // Take the call handler's place (a taken handle is refused).
+    router.del_handler(mitogen::handle::CALL_FUNCTION);
+    router
+        .add_handler(
+            move |call: Message| {
+                let mut body = vec![0]; // REPLY_OK
+                body.extend(mitogen_wire::encode(&Connected::Ok(id, "new".into())).unwrap());
+                let mut reply = Message::new(call.reply_to, body);
+                reply.dst_id = call.src_id;
+                let _ = r.route(reply);
+            },
+            Some(mitogen::handle::CALL_FUNCTION),
+            true,
+            None,
+            None,
+        )
+        .expect("the call handler was removed");
 }
 
 /// A via context answers "connected" with the id of a context outside its

@@ -177,19 +177,23 @@ enum Connected {
 #[mitogen::remote]
 fn answer_every_call_with(router: &Router, id: u32, name: String) {
     let r = router.clone();
-    router.add_handler(
-        move |call: Message| {
-            let mut body = vec![0]; // REPLY_OK
-            body.extend(mitogen_wire::encode(&Connected::Ok(id, name.clone())).unwrap());
-            let mut reply = Message::new(call.reply_to, body);
-            reply.dst_id = call.src_id;
-            let _ = r.route(reply);
-        },
-        Some(CALL_FUNCTION),
-        true,
-        None,
-        None,
-    );
+    // Take the call handler's place (a taken handle is refused).
+    router.del_handler(mitogen::handle::CALL_FUNCTION);
+    router
+        .add_handler(
+            move |call: Message| {
+                let mut body = vec![0]; // REPLY_OK
+                body.extend(mitogen_wire::encode(&Connected::Ok(id, name.clone())).unwrap());
+                let mut reply = Message::new(call.reply_to, body);
+                reply.dst_id = call.src_id;
+                let _ = r.route(reply);
+            },
+            Some(CALL_FUNCTION),
+            true,
+            None,
+            None,
+        )
+        .expect("the call handler was removed");
 }
 
 #[test]

@@ -128,7 +128,11 @@ fn handshake(
             "the configuration frame carries another nonce".into(),
         ));
     }
-    let hello = format!("{HELLO}:{nonce}:{PROTOCOL}:{}:{VERSION}\n", table_hash());
+    let hello = format!(
+        "{HELLO}:{nonce}:{PROTOCOL}:{}:{VERSION}:{}\n",
+        table_hash(),
+        std::process::id()
+    );
     sys::write_all_blocking(fd_out, hello.as_bytes())
         .map_err(|e| format!("cannot greet the parent: {e}"))?;
     let config: ChildConfig =
@@ -256,7 +260,7 @@ fn run(
         let calls = calls.clone();
         let broker2 = broker.clone();
         let r2 = router.clone();
-        router.add_handler(
+        router.add_service(
             move |msg| {
                 tracing::debug!("shutdown requested by context {}", msg.src_id);
                 // The last frame up (sent before the main thread can start
@@ -269,9 +273,7 @@ fn run(
                 calls.close();
                 broker2.shutdown();
             },
-            Some(SHUTDOWN),
-            true,
-            None,
+            SHUTDOWN,
             Some(Arc::new(has_parent_authority)),
         );
     }

@@ -393,11 +393,9 @@ pub(crate) fn serve_binaries(router: &Router) {
         served: Mutex::new(HashMap::new()),
         worker: OnceLock::new(),
     });
-    router.add_handler(
+    router.add_service(
         move |msg: Message| server.admit(msg),
-        Some(FETCH_BINARY),
-        true,
-        None,
+        FETCH_BINARY,
         Some(Arc::new(is_immediate_child)),
     );
 }

@@ -72,17 +72,21 @@ pub struct Hello<'l> {
     pub table: &'l str,
     /// Its mitogen crate version (protocol 4 on); empty when missing.
     pub version: &'l str,
+    /// Its process id, when it gave a valid one.
+    pub pid: Option<u32>,
 }
 
 /// Split the rest of a `MITOGEN-HELLO` marker,
-/// `<protocol>:<table hash>:<crate version>` (before protocol 4 without
-/// the version).
+/// `<protocol>:<table hash>:<crate version>:<pid>` (before protocol 4
+/// without the last two; a hash is hex and a crate version semver: neither
+/// holds a `:`).
 pub fn hello(rest: &str) -> Hello<'_> {
-    let mut parts = rest.splitn(3, ':');
+    let mut parts = rest.splitn(4, ':');
     Hello {
         protocol: parts.next().unwrap_or(""),
         table: parts.next().unwrap_or(""),
         version: parts.next().unwrap_or(""),
+        pid: parts.next().and_then(|p| p.parse().ok()).filter(|&p| p > 0),
     }
 }
 
@@ -147,11 +151,12 @@ mod tests {
     #[test]
     fn splits_hello() {
         assert_eq!(
-            hello("4:00ab:0.1.0"),
+            hello("4:00ab:0.1.0:4242"),
             Hello {
                 protocol: "4",
                 table: "00ab",
-                version: "0.1.0"
+                version: "0.1.0",
+                pid: Some(4242)
             }
         );
         assert_eq!(
@@ -159,10 +164,14 @@ mod tests {
             Hello {
                 protocol: "2",
                 table: "00ab",
-                version: ""
+                version: "",
+                pid: None
             }
         );
         assert_eq!(hello("2").table, "");
-        assert_eq!(hello("4:a:b:c").version, "b:c");
+        assert_eq!(hello("4:a:b:c:d").pid, None);
+        assert_eq!(hello("4:a:b:0").pid, None);
+        assert_eq!(hello("4:a:b:12").pid, Some(12));
+        assert_eq!(hello("4:a:b").pid, None);
     }
 }

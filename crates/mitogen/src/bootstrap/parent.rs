@@ -137,6 +137,8 @@ pub(crate) struct Handshake {
     pub leftover: Vec<u8>,
     /// Binary bytes uploaded (0 for a warm cache or a direct exec).
     pub binary_bytes: u64,
+    /// The child's process id, from its hello.
+    pub pid: Option<u32>,
 }
 
 /// Where the conversation stands; one per [`Conversation::run`].
@@ -368,13 +370,14 @@ impl Conversation<'_> {
                     return Err(self.fail(reason, &st.out));
                 }
                 Some((HELLO, rest)) => {
-                    self.check_hello(rest, &st.out)?;
+                    let pid = self.check_hello(rest, &st.out)?;
                     if !st.config_sent && self.send_config(config, &st.out)?.is_some() {
                         Some(Step::Closed)
                     } else {
                         return Ok(Some(Step::Hello(Handshake {
                             leftover: buf[start..].to_vec(),
                             binary_bytes: st.binary_bytes,
+                            pid,
                         })));
                     }
                 }
@@ -563,10 +566,10 @@ impl Conversation<'_> {
         Ok(Some(payload.len() as u64))
     }
 
-    /// `MITOGEN-HELLO:<nonce>:<protocol>:<function table hash>:<version>`:
+    /// `MITOGEN-HELLO:<nonce>:<protocol>:<function table hash>:<version>:<pid>`:
     /// another protocol or table is [`StreamError::VersionSkew`] naming
-    /// both builds.
-    fn check_hello(&self, rest: &str, out: &Output) -> Result<()> {
+    /// both builds; otherwise the pid it gives, if valid.
+    fn check_hello(&self, rest: &str, out: &Output) -> Result<Option<u32>> {
         let theirs = marker::hello(rest);
         let ours = table_hash();
         if theirs.protocol != PROTOCOL.to_string() || theirs.table != ours {
@@ -591,7 +594,7 @@ impl Conversation<'_> {
             }
             .into());
         }
-        Ok(())
+        Ok(theirs.pid)
     }
 
     /// `Ok(Some(()))` when the program stopped reading.

@@ -18,6 +18,7 @@ use mitogen_wire::Deframer;
 use super::{lock, Broker, Deferred, FastMap, Stream, StreamEvents, Timer, STOPPED, WAKER};
 use crate::error::{Loss, LossKind};
 use crate::message::Message;
+use crate::signal::{self, Subject};
 use crate::sys;
 
 /// Grace between SIGTERM and SIGKILL, and after SIGKILL before a child is
@@ -186,10 +187,8 @@ impl Core {
         events: Arc<dyn StreamEvents>,
     ) {
         let Some(fd) = stream.read_fd() else {
-            events.on_disconnect(
-                &stream,
-                &cause_of(stream.name.clone(), "closed before registration"),
-            );
+            let cause = cause_of(stream.name.clone(), "closed before registration");
+            report(&stream, &events, &cause);
             return;
         };
         let token = stream.token;
@@ -199,7 +198,7 @@ impl Core {
                 .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
         {
             let why = format!("cannot watch descriptor: {e}");
-            events.on_disconnect(&stream, &cause_of(stream.name.clone(), &why));
+            report(&stream, &events, &cause_of(stream.name.clone(), &why));
             return;
         }
         let mut write_token = None;
@@ -527,7 +526,7 @@ impl Core {
         tracing::debug!("stream {} disconnected: {}", stream.name, cause.text);
         let mut resumed = Vec::new();
         let Some(pid) = stream.pid else {
-            events.on_disconnect(&stream, &cause);
+            report(&stream, &events, &cause);
             drop(stream.take_fds(&mut resumed));
             self.resume(resumed);
             self.update_alive();
@@ -538,11 +537,11 @@ impl Core {
         self.update_alive();
         self.expect_exit(pid);
         if let Some(status) = self.statuses.remove(&pid) {
-            events.on_disconnect(&stream, &with_status(cause, Some(status)));
+            report(&stream, &events, &with_status(cause, Some(status)));
             return;
         }
         if !self.child_alive(pid) {
-            events.on_disconnect(&stream, &cause);
+            report(&stream, &events, &cause);
             return;
         }
         let wait = self.exit_wait(cause.kind == LossKind::Shutdown);
@@ -580,8 +579,7 @@ impl Core {
         };
         let h = self.held.swap_remove(i);
         h.timer.cancel();
-        h.events
-            .on_disconnect(&h.stream, &with_status(h.cause, status));
+        report(&h.stream, &h.events, &with_status(h.cause, status));
     }
 
     /// Report every held loss as it stands (the broker is stopping).
@@ -789,6 +787,21 @@ impl Core {
             return;
         }
         self.shutdown_deadline = Some(Instant::now() + self.broker.shutdown_timeout());
+        let signals = &self.broker.shared.signals;
+        signals.fire(Subject::Own, signal::BEFORE_SHUTDOWN, &(), "the broker");
+        signals.fire(Subject::Own, signal::SHUTDOWN, &(), "the broker");
+        let streams: Vec<Arc<Stream>> = self
+            .entries
+            .values()
+            .filter_map(|e| match e {
+                Entry::Stream { stream, .. } => Some(stream.clone()),
+                _ => None,
+            })
+            .collect();
+        for s in &streams {
+            let owner = format!("stream {}", s.name);
+            s.signals.fire(Subject::Own, signal::SHUTDOWN, &(), &owner);
+        }
         let mut unclosable = Vec::new();
         for (token, e) in &self.entries {
             if let Entry::Stream { stream, .. } = e {
@@ -1008,9 +1021,17 @@ impl Core {
         }
         self.entries.clear();
         self.update_alive();
-        self.broker.shared.state.store(STOPPED, Ordering::Release);
+        // Listeners catch their own panics (`signal.rs`).
+        let signals = self.broker.shared.signals.clone();
+        signals.fire(Subject::Own, signal::EXIT, &(), "the broker");
+        // Under the queue's lock, so a `defer` either is queued before
+        // this (and dropped below) or sees STOPPED and says so.
+        let dropped = {
+            let mut queue = lock(&self.broker.shared.queue);
+            self.broker.shared.state.store(STOPPED, Ordering::Release);
+            std::mem::take(&mut *queue)
+        };
         // Drop work nobody will run (wakes defer_sync waiters).
-        let dropped = std::mem::take(&mut *lock(&self.broker.shared.queue));
         let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(dropped)));
         self.broker.shared.stopped.close();
     }
@@ -1102,8 +1123,17 @@ fn reap_later(pid: u32) {
     }
 }
 
+/// Tell the router a stream is gone, then the stream's own listeners.
+fn report(stream: &Arc<Stream>, events: &Arc<dyn StreamEvents>, cause: &Loss) {
+    events.on_disconnect(stream, cause);
+    let owner = format!("stream {}", stream.name);
+    stream
+        .signals
+        .fire(Subject::Own, signal::DISCONNECT, cause, &owner);
+}
+
 /// The message of a panic payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

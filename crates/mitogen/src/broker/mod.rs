@@ -27,10 +27,12 @@ use std::time::Duration;
 
 use mio::{Poll, Token, Waker};
 
-pub(crate) use self::core::Core;
+pub(crate) use self::core::{panic_text, Core};
 pub(crate) use stream::{Fds, SendError, Stream, StreamEvents, Wait};
 pub use timer::Timer;
 
+use crate::error::{Result, StreamError};
+use crate::signal::{self, Emitter, Subject, Subscription, Table};
 use crate::sync::Latch;
 
 const WAKER: Token = Token(usize::MAX);
@@ -70,6 +72,8 @@ struct Shared {
     shutdown_timeout_ms: AtomicUsize,
     /// Streams and child processes registered: what `keep_alive` reports.
     alive: AtomicUsize,
+    /// Listeners of its signals (`before_shutdown`, `shutdown`, `exit`).
+    signals: Table,
 }
 
 impl std::fmt::Debug for Broker {
@@ -100,6 +104,7 @@ impl Broker {
                 stopped: Latch::new(),
                 shutdown_timeout_ms: AtomicUsize::new(5000),
                 alive: AtomicUsize::new(0),
+                signals: Table::default(),
             }),
         };
         let core = Core::new(poll, broker.clone());
@@ -112,12 +117,30 @@ impl Broker {
     }
 
     /// Run `f` on the broker thread: immediately when called from it,
-    /// otherwise soon. Safe from any thread.
-    pub fn defer(&self, f: impl FnOnce() + Send + 'static) {
+    /// otherwise soon. Safe from any thread. Work deferred during shutdown
+    /// still runs.
+    ///
+    /// # Errors
+    /// [`StreamError::BrokerStopped`] once the broker thread has stopped:
+    /// `f` is dropped without running (Mitogen raises there too).
+    ///
+    /// # Examples
+    /// ```
+    /// let broker = mitogen::Broker::new().unwrap();
+    /// broker.defer(|| println!("on the broker thread")).unwrap();
+    /// broker.shutdown();
+    /// broker.join();
+    /// assert!(broker.defer(|| {}).is_err());
+    /// ```
+    pub fn defer(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
         if self.on_broker_thread() {
-            f()
+            f();
+            return Ok(());
+        }
+        if self.try_defer_core(move |_| f()) {
+            Ok(())
         } else {
-            self.defer_core(move |_| f())
+            Err(StreamError::BrokerStopped.into())
         }
     }
 
@@ -141,15 +164,24 @@ impl Broker {
     }
 
     pub(crate) fn defer_core(&self, f: impl FnOnce(&mut Core) + Send + 'static) {
-        lock(&self.shared.queue).push(Box::new(f));
+        self.try_defer_core(f);
+    }
+
+    /// Queue `f` for the broker thread; `false` when the broker has
+    /// stopped (`f` is dropped here, which wakes any waiter it holds).
+    fn try_defer_core(&self, f: impl FnOnce(&mut Core) + Send + 'static) -> bool {
+        let mut queue = lock(&self.shared.queue);
         if self.shared.state.load(Ordering::Acquire) == STOPPED {
-            // Nobody will run it: drop it here, which wakes any waiter.
-            let dropped = std::mem::take(&mut *lock(&self.shared.queue));
-            drop(dropped);
-        } else if !self.on_broker_thread() && !self.shared.wake_pending.swap(true, Ordering::AcqRel)
-        {
+            drop(queue);
+            drop(f);
+            return false;
+        }
+        queue.push(Box::new(f));
+        drop(queue);
+        if !self.on_broker_thread() && !self.shared.wake_pending.swap(true, Ordering::AcqRel) {
             let _ = self.shared.waker.wake();
         }
+        true
     }
 
     /// Run `f` on the broker thread after `delay`. The returned [`Timer`] can cancel it.
@@ -219,6 +251,80 @@ impl Broker {
         self.shared
             .shutdown_timeout_ms
             .store(timeout.as_millis() as usize, Ordering::Relaxed);
+    }
+}
+
+/// Signals (see [`mitogen::signal`](crate::signal)): each callback runs on
+/// the broker thread, must not block, and has its panics caught and logged.
+impl Broker {
+    /// Call `f` once [`Broker::shutdown`] was called, before the
+    /// `shutdown` listeners: for work that needs the process intact, as a
+    /// parent may signal a child that is slow to shut down (Mitogen's
+    /// `before_shutdown`).
+    ///
+    /// # Examples
+    /// ```
+    /// let broker = mitogen::Broker::new().unwrap();
+    /// let _sub = broker.on_before_shutdown(|| eprintln!("shutting down soon"));
+    /// broker.shutdown();
+    /// broker.join();
+    /// ```
+    pub fn on_before_shutdown(&self, f: impl Fn() + Send + Sync + 'static) -> Subscription {
+        self.shared
+            .signals
+            .listen(Subject::Own, signal::BEFORE_SHUTDOWN, move |_: &()| f())
+    }
+
+    /// Call `f` when shutdown begins, before any stream is asked to close
+    /// (Mitogen's Broker `shutdown` signal).
+    ///
+    /// # Examples
+    /// ```
+    /// let broker = mitogen::Broker::new().unwrap();
+    /// let _sub = broker.on_shutdown(|| eprintln!("shutdown begins"));
+    /// broker.shutdown();
+    /// broker.join();
+    /// ```
+    pub fn on_shutdown(&self, f: impl Fn() + Send + Sync + 'static) -> Subscription {
+        self.shared
+            .signals
+            .listen(Subject::Own, signal::SHUTDOWN, move |_: &()| f())
+    }
+
+    /// Call `f` just before the broker thread ends: every stream has
+    /// closed and its disconnects have fired (Mitogen's Broker `exit`).
+    /// Also after a panic on the broker thread.
+    ///
+    /// # Examples
+    /// ```
+    /// let broker = mitogen::Broker::new().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// broker.on_exit(move || tx.send("exited").unwrap()).detach();
+    /// broker.shutdown();
+    /// broker.join();
+    /// assert_eq!(rx.recv().unwrap(), "exited");
+    /// ```
+    pub fn on_exit(&self, f: impl Fn() + Send + Sync + 'static) -> Subscription {
+        self.shared
+            .signals
+            .listen(Subject::Own, signal::EXIT, move |_: &()| f())
+    }
+
+    /// Its listeners (the router registers its own on `exit`).
+    pub(crate) fn signals(&self) -> &Table {
+        &self.shared.signals
+    }
+}
+
+impl Emitter for Broker {}
+
+impl signal::sealed::Sealed for Broker {
+    fn signals_of(&self) -> (Table, Subject, String) {
+        (
+            self.shared.signals.clone(),
+            Subject::Own,
+            "the broker".into(),
+        )
     }
 }
 

@@ -77,6 +77,8 @@ pub(crate) struct Stream {
     /// Contexts the far side sent messages to through us, other than
     /// upward: told with DEL_ROUTE when they are lost.
     pub(crate) talked_to: Mutex<std::collections::HashSet<u32>>,
+    /// Listeners of its signals (`disconnect`, `shutdown`, `exit`).
+    pub(crate) signals: crate::signal::Table,
     out: Mutex<Out>,
     /// Signalled when the queue drains below [`QUEUE_LOW`] or the stream closes.
     drained: Condvar,
@@ -183,6 +185,7 @@ impl Stream {
             bytes_received: AtomicU64::new(0),
             egress: Mutex::new(std::collections::HashSet::new()),
             talked_to: Mutex::new(std::collections::HashSet::new()),
+            signals: crate::signal::Table::default(),
             out: Mutex::new(Out {
                 fds: Some(fds),
                 queue: VecDeque::new(),

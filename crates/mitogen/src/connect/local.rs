@@ -45,7 +45,7 @@ pub struct LocalOptions {
 }
 
 impl LocalOptions {
-    /// Every default: direct exec, named `local.<id>`.
+    /// Every default: direct exec, named `local.<pid>` (Mitogen's default).
     pub fn new() -> LocalOptions {
         LocalOptions::default()
     }

@@ -29,8 +29,10 @@ use crate::error::StreamError;
 pub struct CommonOptions {
     /// Name of the new context; its process shows as `mitogen:<name>`.
     /// Defaults to `<method>.<target>` (`ssh.web1`, `sudo.root`), or
-    /// `<method>.<id>` for methods without a target. Must be non-empty,
-    /// without `/` or control characters.
+    /// `<method>.<pid>` for methods without a target (`local.4242`, as in
+    /// Mitogen: the pid of the process started, so its title reads
+    /// `mitogen:local`). Must be non-empty, without `/` or control
+    /// characters.
     pub remote_name: Option<String>,
     /// How long the connection may take, prompts and bootstrap included
     /// (default 30 s).
@@ -72,18 +74,9 @@ impl CommonOptions {
     /// Refuse a name that would break process titles, logs or routing.
     pub(crate) fn validate(&self) -> Result<(), StreamError> {
         if let Some(name) = &self.remote_name {
-            let bad = if name.is_empty() {
-                Some("is empty")
-            } else if name.contains('/') {
-                Some("must not contain '/'")
-            } else if name.chars().any(char::is_control) {
-                Some("must not contain control characters")
-            } else {
-                None
-            };
-            if let Some(why) = bad {
+            if let Err(why) = crate::router::check_user_name(name) {
                 return Err(StreamError::InvalidOptions(format!(
-                    "remote_name {name:?} {why}"
+                    "remote_name refused: {why}"
                 )));
             }
         }

@@ -17,6 +17,7 @@ use crate::bootstrap::child::NONCE_LEN;
 use crate::bootstrap::first_stage::{FirstStage, Known};
 use crate::bootstrap::parent::Conversation;
 use crate::bootstrap::{ChildConfig, CHILD_ENV};
+use crate::broker::lock;
 use crate::broker::{Fds, Stream};
 use crate::connect::fork::{self, ForkHooks};
 use crate::connect::options::CommonOptions;
@@ -41,7 +42,8 @@ pub(crate) struct Common {
 
 impl Common {
     /// From a method's shared options; the default name is
-    /// `<method>.<target>` (or `<method>.<id>` without a target).
+    /// `<method>.<target>`, or `<method>.<pid>` without a target (settled
+    /// in [`connect`] once the process runs).
     pub(crate) fn new(
         method: &'static str,
         opts: &CommonOptions,
@@ -211,6 +213,14 @@ impl Process {
         }
     }
 
+    /// The process's pid, ours or forked.
+    fn pid(&self) -> u32 {
+        match self {
+            Process::Child(c) => c.borrow().id(),
+            Process::Forked(pid) => *pid,
+        }
+    }
+
     /// Stop a process whose bootstrap failed.
     fn kill(self) {
         match self {
@@ -247,11 +257,15 @@ struct Started {
 /// Start `launch`, bootstrap over its stdio, and register the new context.
 pub(crate) fn connect(router: &Router, common: Common, mut launch: Launch) -> Result<Context> {
     let id = router.allocate_id()?;
+    // Without a name or a target, Mitogen's `<method>.<pid>`: the pid is
+    // known once the process runs, so until then (its process title, a
+    // fork request) it is plain `<method>`; `ps` shows the pid anyway.
+    let default_name = common.name.is_none();
     let name = common
         .name
         .clone()
-        .unwrap_or_else(|| format!("{}.{id}", common.method));
-    let plan = Plan {
+        .unwrap_or_else(|| common.method.to_string());
+    let mut plan = Plan {
         id,
         nonce: nonce()?,
         max_message_size: common
@@ -288,6 +302,9 @@ pub(crate) fn connect(router: &Router, common: Common, mut launch: Launch) -> Re
         }
         None => start_command(router, &common, &plan, &mut launch)?,
     };
+    if default_name {
+        plan.name = format!("{}.{}", common.method, started.process.pid());
+    }
     adopt(router, &common, plan, started, launch)
 }
 
@@ -433,6 +450,9 @@ fn adopt(
         .inner
         .binary_bytes_sent
         .fetch_add(handshake.binary_bytes, Ordering::Relaxed);
+    if let Some(pid) = handshake.pid {
+        lock(&router.inner.pids).insert(id, pid);
+    }
     let _ = sys::set_nonblocking(ours.as_raw_fd(), true);
 
     let stream = Arc::new(Stream::new(
@@ -448,7 +468,10 @@ fn adopt(
     ));
     stream.remote_id.store(id, Ordering::Relaxed);
     router.add_route(id, stream.clone());
-    let context = Context::new(router, id, Some(&name));
+    // Its name was checked (a remote_name) or made here (a target may
+    // hold `/`, which `Context::new` refuses from users).
+    router.set_name_of(id, &name);
+    let context = Context::new(router, id, None);
     let outputs = started.err_r.into_iter().collect();
     register(
         router,
@@ -496,6 +519,7 @@ fn register(
     let events = router.events();
     let r2 = router.clone();
     let name = name.to_string();
+    let exited = stream.clone();
     router.broker().defer_core(move |core| {
         core.add_stream(stream, deframer, events);
         for fd in outputs {
@@ -523,6 +547,7 @@ fn register(
                 pid,
                 Box::new(move |status| {
                     tracing::debug!("{name} (pid {pid}) exited with wait status {status}");
+                    crate::router::fire_exit(&exited, status);
                     drop(r2);
                 }),
             );

@@ -48,7 +48,8 @@ impl ExternalContext {
         &self.router
     }
 
-    /// This context's id.
+    /// This context's id (the same as [`Router::context_id`] and, in a
+    /// child, [`mitogen::context_id`](crate::context_id)).
     ///
     /// # Examples
     /// ```
@@ -58,6 +59,34 @@ impl ExternalContext {
     /// ```
     pub fn context_id(&self) -> u32 {
         self.router.context_id()
+    }
+
+    /// This context's name, as its parent named it (`local.4242`,
+    /// `ssh.web1`, or the `remote_name` given); `master` in the master.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// #[mitogen::remote]
+    /// fn whoami(ec: &mitogen::ExternalContext) -> String {
+    ///     ec.name()
+    /// }
+    /// ```
+    pub fn name(&self) -> String {
+        self.router.name_of(self.router.context_id())
+    }
+
+    /// Ids of this context's parents, nearest first (the same as
+    /// [`Router::parent_ids`] and [`mitogen::parent_ids`](crate::parent_ids)).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// #[mitogen::remote]
+    /// fn depth(ec: &mitogen::ExternalContext) -> usize {
+    ///     ec.parent_ids().len()
+    /// }
+    /// ```
+    pub fn parent_ids(&self) -> Vec<u32> {
+        self.router.parent_ids()
     }
 
     /// The parent context, if any: for its id and name, to send to a

@@ -55,13 +55,32 @@ impl PartialEq for Context {
 }
 
 impl Context {
-    /// A handle on context `id` reached through `router`.
+    /// A handle on context `id` reached through `router`, named `name`
+    /// (remembered by the router for messages). A name that is empty, or
+    /// holds `/` or control characters, is refused with a warning: the
+    /// handle takes the name the router knows instead.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let c = mitogen::Context::new(&router, 7, Some("db1"));
+    /// assert_eq!(c.name(), "db1");
+    /// let bad = mitogen::Context::new(&router, 8, Some("evil\nname"));
+    /// assert_eq!(bad.name(), "context 8");
+    /// # }).unwrap();
+    /// ```
     pub fn new(router: &Router, id: u32, name: Option<&str>) -> Context {
         let name = match name {
-            Some(n) => {
-                router.set_name_of(id, n);
-                n.to_string()
-            }
+            Some(n) => match crate::router::check_user_name(n) {
+                Ok(()) => {
+                    router.set_name_of(id, n);
+                    n.to_string()
+                }
+                Err(why) => {
+                    tracing::warn!("Context::new: name refused ({why}); using the known name");
+                    router.name_of(id)
+                }
+            },
             None => router.name_of(id),
         };
         Context {
@@ -107,6 +126,28 @@ impl Context {
     /// The context's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The context's process id, where known: this process for
+    /// [`Context::local`], and each context this process started (it
+    /// reports its pid in its hello). `None` for contexts started by
+    /// another context (`via`) or made from an id.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// assert_eq!(me.pid(), Some(std::process::id()));
+    /// assert_eq!(mitogen::Context::new(&router, 99, None).pid(), None);
+    /// # }).unwrap();
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        if self.id == self.router.context_id() {
+            return Some(std::process::id());
+        }
+        crate::broker::lock(&self.router.inner.pids)
+            .get(&self.id)
+            .copied()
     }
 
     /// The router used to reach it.

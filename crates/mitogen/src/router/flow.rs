@@ -350,11 +350,9 @@ fn send(router: &Router, dst: u32, kind: u8, handle: u32, bytes: u64) {
 
 /// Register the `FLOW_CONTROL` handler.
 pub(super) fn install(router: &Router) {
-    router.add_handler(
+    router.add_service(
         Router::own(|r, msg| r.inner.flow.on_message(r, &msg)),
-        Some(FLOW_CONTROL),
-        true,
-        None,
+        FLOW_CONTROL,
         None,
     );
 }

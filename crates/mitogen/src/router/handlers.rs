@@ -26,6 +26,9 @@ pub(super) struct Handler {
     pub(super) policy: Option<Policy>,
     /// Queues messages for a user thread, which returns flow-control credit.
     pub(super) queues: bool,
+    /// One of the router's own services: removed without a dead message
+    /// when the router shuts down.
+    pub(super) service: bool,
 }
 
 impl Clone for Handler {
@@ -36,6 +39,7 @@ impl Clone for Handler {
             respondent: self.respondent,
             policy: self.policy.clone(),
             queues: self.queues,
+            service: self.service,
         }
     }
 }
@@ -75,15 +79,25 @@ impl Handlers {
         }
     }
 
-    /// Register `h` on `handle`, or on a fresh dynamic handle.
+    /// Register `h` on `handle`, or on a fresh dynamic handle; `Err(handle)`
+    /// when `handle` already has a handler (it is left in place).
     ///
     /// # Panics
     /// When every dynamic handle is in use (2³¹ live receivers).
-    pub(super) fn add(&self, handle: Option<u32>, h: Handler) -> u32 {
+    pub(super) fn add(&self, handle: Option<u32>, h: Handler) -> Result<u32, u32> {
         let mut t = lock(&self.table);
-        let handle = handle.unwrap_or_else(|| self.fresh(&t));
+        let handle = match handle {
+            Some(h) if t.contains_key(&h) => return Err(h),
+            Some(h) => h,
+            None => self.fresh(&t),
+        };
         t.insert(handle, h);
-        handle
+        Ok(handle)
+    }
+
+    /// Remove and return every handler (the router shuts down).
+    pub(super) fn take_all(&self) -> Vec<(u32, Handler)> {
+        lock(&self.table).drain().collect()
     }
 
     /// A dynamic handle not in `t`.
@@ -144,6 +158,23 @@ impl Handlers {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_taken_handle_is_refused_and_kept() {
+        let hs = Handlers::new();
+        let h = hs.add(Some(5000), nop()).unwrap();
+        assert_eq!(
+            hs.add(
+                Some(h),
+                Handler {
+                    persist: false,
+                    ..nop()
+                }
+            ),
+            Err(h)
+        );
+        assert!(matches!(hs.take_for(h, |_| true), Lookup::Found(k) if k.persist));
+    }
+
     fn nop() -> Handler {
         Handler {
             f: Arc::new(|_| {}),
@@ -151,6 +182,7 @@ mod tests {
             respondent: None,
             policy: None,
             queues: false,
+            service: false,
         }
     }
 
@@ -163,18 +195,18 @@ mod tests {
         hs.counter.store(u64::from(u32::MAX) - 3, Ordering::Relaxed);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..16 {
-            let h = hs.add(None, nop());
+            let h = hs.add(None, nop()).unwrap();
             assert!((FIRST_DYNAMIC..FIRST_DYNAMIC + 16).contains(&h), "{h}");
             assert!(seen.insert(h), "handle {h} handed out twice while live");
         }
         hs.remove(FIRST_DYNAMIC + 5);
-        assert_eq!(hs.add(None, nop()), FIRST_DYNAMIC + 5);
+        assert_eq!(hs.add(None, nop()), Ok(FIRST_DYNAMIC + 5));
     }
 
     #[test]
     fn handles_are_not_sequential() {
         let hs = Handlers::new();
-        let a: Vec<u32> = (0..8).map(|_| hs.add(None, nop())).collect();
+        let a: Vec<u32> = (0..8).map(|_| hs.add(None, nop()).unwrap()).collect();
         assert!(a.iter().all(|h| (FIRST_DYNAMIC..DYNAMIC_END).contains(h)));
         assert!(a.windows(2).any(|w| w[1] != w[0] + 1), "{a:?}");
     }
@@ -182,14 +214,16 @@ mod tests {
     #[test]
     fn wrong_sender_keeps_a_oneshot_handler() {
         let hs = Handlers::new();
-        let h = hs.add(
-            None,
-            Handler {
-                persist: false,
-                respondent: Some(7),
-                ..nop()
-            },
-        );
+        let h = hs
+            .add(
+                None,
+                Handler {
+                    persist: false,
+                    respondent: Some(7),
+                    ..nop()
+                },
+            )
+            .unwrap();
         assert!(matches!(
             hs.take_for(h, |r| r == 8),
             Lookup::WrongSender { expected: 7 }

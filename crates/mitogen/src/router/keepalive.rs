@@ -162,7 +162,7 @@ impl Router {
     }
 
     /// The streams to our parent and direct children, once each.
-    fn neighbour_streams(&self) -> Vec<Arc<Stream>> {
+    pub(super) fn neighbour_streams(&self) -> Vec<Arc<Stream>> {
         let parent = self
             .inner
             .parent
@@ -191,13 +191,7 @@ impl Router {
 
 /// Register the `KEEPALIVE` handler: every context answers heartbeats.
 pub(super) fn install(router: &Router) {
-    router.add_handler(
-        Router::own(|r, msg| r.on_heartbeat(&msg)),
-        Some(KEEPALIVE),
-        true,
-        None,
-        None,
-    );
+    router.add_service(Router::own(|r, msg| r.on_heartbeat(&msg)), KEEPALIVE, None);
 }
 
 #[cfg(test)]

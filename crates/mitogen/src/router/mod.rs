@@ -7,6 +7,8 @@ mod grants;
 mod handlers;
 mod keepalive;
 mod policy;
+mod signals;
+mod streams;
 mod tree;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -28,7 +30,9 @@ pub(crate) type OwedCache = (u32, Option<Arc<flow::Owed>>);
 pub use flow::DEFAULT_FLOW_WINDOW;
 pub(crate) use handlers::DYNAMIC_END;
 pub use keepalive::Keepalive;
-pub(crate) use tree::check_name;
+pub(crate) use streams::fire_exit;
+pub use streams::StreamRef;
+pub(crate) use tree::{check_name, check_user_name};
 
 use handlers::{Handler, Handlers, Lookup};
 
@@ -65,6 +69,12 @@ pub(crate) struct RouterInner {
     parent_lost: Mutex<Option<ParentLost>>,
     pub(crate) flow: flow::Flow,
     keepalive: Mutex<keepalive::State>,
+    /// Listeners of its signals and of its contexts' (`router/signals.rs`).
+    signals: crate::signal::Table,
+    /// Contexts whose `disconnect` has fired (it fires once per context), and why.
+    announced: Mutex<FastMap<u32, Loss>>,
+    /// Process ids contexts reported at their hello (`Context::pid`).
+    pub(crate) pids: Mutex<FastMap<u32, u32>>,
 }
 
 /// Why [`Router::route_wait`] did not send.
@@ -156,8 +166,12 @@ impl Router {
                 parent_lost: Mutex::new(None),
                 flow: flow::Flow::new(),
                 keepalive: Mutex::new(keepalive::State::default()),
+                signals: crate::signal::Table::default(),
+                announced: Mutex::new(FastMap::default()),
+                pids: Mutex::new(FastMap::default()),
             }),
         };
+        router.hook_broker_exit();
         let _ = PROCESS_ROUTER.set(router.clone());
         router.install_tree_handlers();
         flow::install(&router);
@@ -384,7 +398,23 @@ impl Router {
     /// thread and must not block. With `persist == false` it is removed
     /// after one message. With a `respondent`, it receives a dead message
     /// when that context disconnects. A `policy` refuses messages with a
-    /// dead reply to their sender.
+    /// dead reply to their sender. When the router shuts down (its broker
+    /// stops), every handler still registered receives a dead message whose
+    /// loss is of kind [`LossKind::Shutdown`].
+    ///
+    /// # Errors
+    /// [`StreamError::HandleInUse`] when `handle` already has a handler
+    /// (Mitogen refuses too): the first one stays; remove it with
+    /// [`Router::del_handler`] first.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let h = router.add_handler(|msg| println!("got {msg:?}"), None, true, None, None).unwrap();
+    /// assert!(router.add_handler(|_| {}, Some(h), true, None, None).is_err());
+    /// assert!(router.del_handler(h));
+    /// # }).unwrap();
+    /// ```
     pub fn add_handler(
         &self,
         f: impl Fn(Message) + Send + Sync + 'static,
@@ -392,9 +422,9 @@ impl Router {
         persist: bool,
         respondent: Option<u32>,
         policy: Option<Policy>,
-    ) -> u32 {
+    ) -> Result<u32> {
         let f: Arc<dyn Fn(Message) + Send + Sync> = Arc::new(f);
-        self.inner.handlers.add(
+        self.add(
             handle,
             Handler {
                 f,
@@ -402,8 +432,59 @@ impl Router {
                 respondent,
                 policy,
                 queues: false,
+                service: false,
             },
         )
+    }
+
+    /// Register one of the router's own services on its well-known
+    /// `handle` (persistent); at shutdown it is removed without a dead
+    /// message. A second registration is refused and logged (a bug).
+    pub(crate) fn add_service(
+        &self,
+        f: impl Fn(Message) + Send + Sync + 'static,
+        handle: u32,
+        policy: Option<Policy>,
+    ) {
+        let handler = Handler {
+            f: Arc::new(f),
+            persist: true,
+            respondent: None,
+            policy,
+            queues: false,
+            service: true,
+        };
+        if let Err(e) = self.add(Some(handle), handler) {
+            tracing::error!("service not installed: {e}");
+        }
+    }
+
+    /// Register a one-shot handler for a reply from `respondent` on a new
+    /// handle (never refused: a fresh handle is free).
+    pub(crate) fn add_reply_handler(
+        &self,
+        f: impl Fn(Message) + Send + Sync + 'static,
+        respondent: u32,
+    ) -> u32 {
+        let handler = Handler {
+            f: Arc::new(f),
+            persist: false,
+            respondent: Some(respondent),
+            policy: None,
+            queues: false,
+            service: false,
+        };
+        self.inner.handlers.add(None, handler).unwrap_or_else(|h| h)
+    }
+
+    fn add(&self, handle: Option<u32>, handler: Handler) -> Result<u32> {
+        self.inner.handlers.add(handle, handler).map_err(|handle| {
+            StreamError::HandleInUse {
+                handle,
+                context: self.name_of(self.context_id()),
+            }
+            .into()
+        })
     }
 
     /// As [`Router::add_handler`] (persistent unless `oneshot`), for a
@@ -414,8 +495,8 @@ impl Router {
         &self,
         f: impl Fn(Message) + Send + Sync + 'static,
         opts: crate::sync::ReceiverOptions,
-    ) -> u32 {
-        self.inner.handlers.add(
+    ) -> Result<u32> {
+        self.add(
             opts.handle,
             Handler {
                 f: Arc::new(f),
@@ -423,6 +504,7 @@ impl Router {
                 respondent: opts.respondent,
                 policy: opts.policy,
                 queues: true,
+                service: false,
             },
         )
     }
@@ -465,6 +547,15 @@ impl Router {
     }
 
     /// Remove the handler for `handle`; `true` if there was one.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let h = router.add_handler(|_| {}, None, true, None, None).unwrap();
+    /// assert!(router.del_handler(h));
+    /// assert!(!router.del_handler(h));
+    /// # }).unwrap();
+    /// ```
     pub fn del_handler(&self, handle: u32) -> bool {
         self.inner.handlers.remove(handle).is_some()
     }
@@ -870,6 +961,7 @@ impl Router {
                 (handler.f)(dead);
             }
             self.tell_talkers(id, &kind, reason);
+            self.announce_lost(id, &loss);
         }
     }
 

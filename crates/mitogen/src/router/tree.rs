@@ -103,25 +103,19 @@ impl Router {
     /// Install the tree-maintenance handlers every router has. Each accepts
     /// messages from direct children only (`DEL_ROUTE` also from the parent).
     pub(crate) fn install_tree_handlers(&self) {
-        self.add_handler(
+        self.add_service(
             Router::own(|r, msg| r.on_allocate_id(msg)),
-            Some(ALLOCATE_ID),
-            true,
-            None,
+            ALLOCATE_ID,
             Some(Arc::new(is_immediate_child)),
         );
-        self.add_handler(
+        self.add_service(
             Router::own(|r, msg| r.on_add_route(&msg)),
-            Some(ADD_ROUTE),
-            true,
-            None,
+            ADD_ROUTE,
             Some(Arc::new(is_immediate_child)),
         );
-        self.add_handler(
+        self.add_service(
             Router::own(|r, msg| r.on_del_route(&msg)),
-            Some(DEL_ROUTE),
-            true,
-            None,
+            DEL_ROUTE,
             Some(Arc::new(|msg: &Message, r: &Router| {
                 is_immediate_child(msg, r) || r.parent_ids().first() == Some(&msg.from_stream)
             })),
@@ -152,15 +146,12 @@ impl Router {
         let parent = self.parent_context();
         let r = self.clone();
         let m = msg.clone();
-        let handle = self.add_handler(
+        let handle = self.add_reply_handler(
             move |reply: Message| {
                 let block = reply.unpickle::<(u32, u32)>().map_err(|e| e.to_string());
                 r.settle_ids(&m, child, block.and_then(|(s, e)| valid_block(s, e)));
             },
-            None,
-            false,
-            Some(parent.context_id()),
-            None,
+            parent.context_id(),
         );
         let mut up = Message::new(ALLOCATE_ID, Vec::new());
         up.reply_to = handle;
@@ -419,6 +410,22 @@ fn valid_block(start: u32, end: u32) -> std::result::Result<(u32, u32), String> 
 }
 
 /// A context name a child may announce: bounded, printable.
+/// A name a user gives a context ([`CommonOptions::remote_name`],
+/// [`Context::new`]): [`check_name`], and also not empty and without `/`
+/// (it becomes a process title and a log tag).
+///
+/// [`CommonOptions::remote_name`]: crate::CommonOptions::remote_name
+/// [`Context::new`]: crate::Context::new
+pub(crate) fn check_user_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty: a context needs one".into());
+    }
+    if name.contains('/') {
+        return Err(format!("the name {name:?} must not contain '/'"));
+    }
+    check_name(name)
+}
+
 pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
     if name.len() > MAX_NAME_LEN {
         return Err(format!(

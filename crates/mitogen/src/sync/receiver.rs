@@ -69,17 +69,23 @@ impl Receiver {
     }
 
     /// A receiver with explicit options.
+    ///
+    /// # Panics
+    /// When `opts.handle` already has a handler (Mitogen refuses too):
+    /// two receivers on one handle would steal each other's messages.
     pub fn with_options(router: &Router, opts: ReceiverOptions) -> Receiver {
         let latch = Latch::new();
         let l2 = latch.clone();
         let closed = Arc::new(AtomicBool::new(false));
-        let handle = router.add_queueing_handler(
-            move |mut msg: Message| {
-                msg.receiver = msg.handle;
-                let _ = l2.put(msg);
-            },
-            opts,
-        );
+        let handle = router
+            .add_queueing_handler(
+                move |mut msg: Message| {
+                    msg.receiver = msg.handle;
+                    let _ = l2.put(msg);
+                },
+                opts,
+            )
+            .unwrap_or_else(|e| panic!("Receiver::with_options: {e}"));
         Receiver {
             router: router.clone(),
             handle,

@@ -108,15 +108,17 @@ pub fn wait_for_poke(router: &Router, tell: Sender) -> String {
 /// returns a Sender to it.
 #[mitogen::remote]
 pub fn open_inbox(router: &Router) -> Sender {
-    let handle = router.add_handler(
-        |msg: mitogen::Message| {
-            let _ = msg.reply(&"got it");
-        },
-        None,
-        true,
-        None,
-        None,
-    );
+    let handle = router
+        .add_handler(
+            |msg: mitogen::Message| {
+                let _ = msg.reply(&"got it");
+            },
+            None,
+            true,
+            None,
+            None,
+        )
+        .expect("a fresh handle is never refused");
     Sender::new(mitogen::Context::local(router), handle)
 }
 
@@ -197,7 +199,9 @@ pub fn binary_fetches(router: &Router) -> u64 {
 /// An inbox that never answers; returns a Sender to it.
 #[mitogen::remote]
 pub fn open_silent_inbox(router: &Router) -> Sender {
-    let handle = router.add_handler(|_msg: mitogen::Message| {}, None, true, None, None);
+    let handle = router
+        .add_handler(|_msg: mitogen::Message| {}, None, true, None, None)
+        .expect("a fresh handle is never refused");
     Sender::new(mitogen::Context::local(router), handle)
 }
 
@@ -250,10 +254,13 @@ pub fn status_kb(field: &str) -> u64 {
 pub fn stall_broker(router: &Router, ms: u64) {
     let stalled = mitogen::Latch::new();
     let s = stalled.clone();
-    router.broker().defer(move || {
-        let _ = s.put(());
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    });
+    router
+        .broker()
+        .defer(move || {
+            let _ = s.put(());
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        })
+        .expect("the broker is running");
     stalled.get().unwrap();
 }
 
