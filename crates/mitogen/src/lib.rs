@@ -191,6 +191,7 @@ mod identity;
 mod log;
 mod message;
 mod router;
+mod subscriber;
 mod sync;
 mod sys;
 
@@ -212,6 +213,7 @@ pub use mitogen_macros::remote;
 pub use router::{
     has_parent_authority, is_immediate_child, Keepalive, Policy, Router, DEFAULT_FLOW_WINDOW,
 };
+pub use subscriber::{log_to_file, set_default_logging};
 pub use sync::{Channel, Latch, Member, Receiver, ReceiverOptions, Select, Sender};
 
 /// Protocol and message-size constants.

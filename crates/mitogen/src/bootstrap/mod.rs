@@ -84,6 +84,9 @@ pub(crate) struct ChildConfig {
     pub name: String,
     pub max_message_size: u32,
     pub debug: bool,
+    /// Most verbose level of events forwarded to the master (1 = error …
+    /// 5 = trace; `Router::set_forward_level`).
+    pub forward_level: u8,
     pub unidirectional: bool,
     pub shutdown_timeout_ms: u64,
     /// The parent's flow-control window (`Router::flow_window`).
