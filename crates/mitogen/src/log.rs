@@ -411,6 +411,52 @@ mod tests {
     }
 
     #[test]
+    fn only_plain_targets_are_kept() {
+        for ok in ["myapp", "myapp::job", "my-app.v2::x_y"] {
+            assert!(plain_target(ok), "{ok}");
+        }
+        let long = "a".repeat(MAX_TARGET + 1);
+        for bad in ["", "app: ERROR master", "a\nb", "é", "a b", long.as_str()] {
+            assert!(!plain_target(bad), "{bad:?}");
+        }
+        // A refused target has no callsite; the fallback always has one.
+        assert!(callsite("app: x", Level::INFO).is_none());
+        let meta = callsite(FALLBACK_TARGET, Level::WARN).unwrap();
+        assert_eq!(
+            (meta.target(), *meta.level()),
+            (FALLBACK_TARGET, Level::WARN)
+        );
+        let kept = callsite("myapp::job", Level::DEBUG).unwrap();
+        assert!(std::ptr::eq(
+            kept,
+            callsite("myapp::job", Level::DEBUG).unwrap()
+        ));
+        // A flood of targets stops at the cap; known ones stay.
+        let made = (0..MAX_TARGETS + 10)
+            .filter(|i| callsite(&format!("flood::t{i}"), Level::INFO).is_some())
+            .count();
+        assert!(made < MAX_TARGETS, "{made} callsites made");
+        assert!(callsite("flood::late", Level::INFO).is_none());
+        assert!(callsite("myapp::job", Level::DEBUG).is_some());
+        assert!(callsite(FALLBACK_TARGET, Level::ERROR).is_some());
+    }
+
+    #[test]
+    fn levels_round_trip_through_their_numbers() {
+        for l in [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ] {
+            assert_eq!(level_of(level_num(&l)), l);
+        }
+        assert_eq!(level_of(0), Level::TRACE);
+        assert_eq!(level_of(9), Level::TRACE);
+    }
+
+    #[test]
     fn clean_cuts_long_fields_with_a_marker() {
         let long = "é".repeat(100); // 200 bytes
         let out = clean(&long, 11);
