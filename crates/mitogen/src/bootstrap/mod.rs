@@ -66,8 +66,9 @@ pub(crate) const NODIR: &str = "nodir";
 /// `full <bytes needed> <KiB free there, or ?> <directory>`.
 pub(crate) const FULL: &str = "full";
 /// Bumped whenever the bootstrap or message protocol changes
-/// incompatibly (4: the hello names the crate version).
-pub(crate) const PROTOCOL: u32 = 4;
+/// incompatibly (4: the hello names the crate version; 5: the
+/// configuration carries `forward_level`).
+pub(crate) const PROTOCOL: u32 = 5;
 /// This build's version of the mitogen crate, named in the hello so that
 /// version skew names both builds.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
