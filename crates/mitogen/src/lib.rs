@@ -149,6 +149,56 @@
 //! # }
 //! ```
 //!
+//! # Logging
+//! Contexts log with [`tracing`](https://docs.rs/tracing). A child forwards
+//! its events and every line it prints on stdout or stderr to the master,
+//! where they are re-emitted with the child's own target and level and the
+//! fields `context` (its name) and `context_id`. Without a subscriber of
+//! your own, [`mitogen::main`] and [`Router::with`] install one that shows
+//! them on stderr:
+//!
+//! ```text
+//! 14:03:07.123 I web1 myapp::job: deployed 3 files context_id=1
+//! 14:03:07.125 I web1 mitogen::stdout: Reloading nginx context_id=1
+//! 14:03:07.130 W master mitogen::router: …
+//! ```
+//!
+//! - Filter with `MITOGEN_LOG` (else `RUST_LOG`, else `info`), written as
+//!   `info` or `myapp=debug,mitogen=warn`; `MITOGEN_LOG=off` shows nothing.
+//! - Output lines are INFO events of target `mitogen::stdout` and
+//!   `mitogen::stderr`. A child forwards events at INFO or more severe:
+//!   [`Router::set_forward_level`] or a connection's
+//!   [`forward_level`](CommonOptions::forward_level) forwards its `debug!`
+//!   too.
+//! - Opt out with [`set_default_logging`]`(false)`, or set your own
+//!   subscriber before [`mitogen::main`]: it is never replaced, and sees
+//!   forwarded events under their own targets.
+//! - [`log_to_file`] writes the same lines to a file (or stderr) at a
+//!   level of your choice; [`Router::enable_debug`] makes every process of
+//!   the tree, started from then on, keep its own debug log.
+//! - Forwarded events come from another process: a child chooses its
+//!   target, message and fields, never its `context` or `context_id`. An
+//!   event without `context_id` is this process's own.
+//!
+//! ```no_run
+//! #[mitogen::remote]
+//! fn deploy() {
+//!     tracing::debug!(target: "myapp::job", "checking");
+//!     tracing::info!(target: "myapp::job", "deployed");
+//!     println!("done"); // shown as mitogen::stdout
+//! }
+//!
+//! fn main() {
+//!     // Run with MITOGEN_LOG=info,myapp=debug to see "checking" too.
+//!     mitogen::main(|router| {
+//!         let opts = mitogen::SshOptions::new("web1").forward_level(tracing::Level::DEBUG);
+//!         let web1 = router.ssh(opts)?;
+//!         web1.call(deploy::remote, ())?;
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
 //! # Static builds: any Linux target
 //! Every target runs a copy of your binary, so build it to run anywhere of
 //! its architecture: the default (dynamic glibc) build needs glibc 2.34 or
@@ -212,6 +262,7 @@ mod log;
 mod message;
 mod router;
 pub mod signal;
+mod subscriber;
 mod sync;
 mod sys;
 
@@ -235,6 +286,7 @@ pub use router::{
     DEFAULT_FLOW_WINDOW,
 };
 pub use signal::Subscription;
+pub use subscriber::{log_to_file, set_default_logging};
 pub use sync::{Channel, Latch, Member, Receiver, ReceiverOptions, Select, Sender};
 
 /// Protocol and message-size constants.

@@ -1,24 +1,39 @@
 //! Logging across the tree: a child's `tracing` events and its raw
 //! stdout/stderr lines travel to the master as `FORWARD_LOG` messages and are
-//! re-emitted there as `tracing` events with the context's name.
+//! re-emitted there as `tracing` events tagged with the context's name.
+//!
+//! A forwarded event keeps its target and level (a child's
+//! `info!(target: "myapp::job", …)` is re-emitted as target `myapp::job`,
+//! level INFO), so `MITOGEN_LOG=myapp=info` filters it as the child's own
+//! code would. Every re-emitted event carries the fields `context` (the
+//! sender's name) and `context_id`: the master's own events never have a
+//! `context_id`, so a child cannot pass its events off as the master's.
+//! Raw output lines are INFO events of target `mitogen::stdout` or
+//! `mitogen::stderr`.
 //!
 //! A record is child-controlled: the master names its sender from the
 //! message's checked `src_id` (never the record's own `context` field),
 //! escapes control characters so an embedded newline can't forge another
-//! log line, and cuts long fields with a marker.
+//! log line, and cuts long fields with a marker. A target that is not a
+//! plain path (letters, digits, `_`, `-`, `.`, `:`; at most 256 bytes), or
+//! one beyond the first [`MAX_TARGETS`] distinct ones, is re-emitted as
+//! `mitogen::child` with the claimed target in the field `origin`.
 //!
 //! Debug logs ([`Router::enable_debug`]) go to a private file per process
 //! ([`debug_log_writer`]).
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::{Context as LayerContext, Layer};
+use tracing::callsite::{Callsite, Identifier};
+use tracing::field::{FieldSet, Value};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata};
 
 use mitogen_wire::handle::FORWARD_LOG;
 
@@ -37,7 +52,8 @@ pub(crate) struct Record {
     pub context: String,
 }
 
-fn level_num(l: &Level) -> u8 {
+/// A level as forwarded: 1 = error … 5 = trace.
+pub(crate) fn level_num(l: &Level) -> u8 {
     match *l {
         Level::ERROR => 1,
         Level::WARN => 2,
@@ -47,12 +63,93 @@ fn level_num(l: &Level) -> u8 {
     }
 }
 
+/// The level of a forwarded number (0 or past 5: TRACE, the least severe).
+pub(crate) fn level_of(n: u8) -> Level {
+    match n {
+        1 => Level::ERROR,
+        2 => Level::WARN,
+        3 => Level::INFO,
+        4 => Level::DEBUG,
+        _ => Level::TRACE,
+    }
+}
+
+/// Serde for an optional `tracing::Level` (which has none): its number.
+pub(crate) mod level_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(l: &Option<tracing::Level>, s: S) -> Result<S::Ok, S::Error> {
+        match l {
+            Some(l) => s.serialize_some(&super::level_num(l)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<tracing::Level>, D::Error> {
+        Ok(Option::<u8>::deserialize(d)?.map(super::level_of))
+    }
+}
+
+impl Router {
+    /// Forward the `tracing` events of contexts started from now on to the
+    /// master when they are `level` or more severe (default INFO; a
+    /// connection's own [`CommonOptions::forward_level`] wins). In a child,
+    /// also the level this context forwards its own events at. What the
+    /// master shows of them is then up to its subscriber (`MITOGEN_LOG`).
+    ///
+    /// [`CommonOptions::forward_level`]: crate::CommonOptions::forward_level
+    ///
+    /// # Examples
+    /// ```no_run
+    /// mitogen::main(|router| {
+    ///     router.set_forward_level(tracing::Level::DEBUG);
+    ///     // This child's debug! events reach the master (shown with
+    ///     // MITOGEN_LOG=debug).
+    ///     let child = router.local(mitogen::LocalOptions::new())?;
+    ///     Ok(())
+    /// })
+    /// ```
+    pub fn set_forward_level(&self, level: Level) {
+        self.inner
+            .forward_level
+            .store(level_num(&level), Ordering::Relaxed);
+        crate::subscriber::set_forward_level_of(self, level_num(&level));
+    }
+
+    /// The level set by [`Router::set_forward_level`] (INFO by default).
+    ///
+    /// # Examples
+    /// ```
+    /// mitogen::Router::with(|router| {
+    ///     assert_eq!(router.forward_level(), tracing::Level::INFO);
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn forward_level(&self) -> Level {
+        level_of(self.inner.forward_level.load(Ordering::Relaxed))
+    }
+}
+
 /// Send a record towards the master (context 0).
 pub(crate) fn forward(router: &Router, record: &Record) {
     if let Ok(mut msg) = Message::pickled(record, FORWARD_LOG) {
         msg.dst_id = 0;
         let _ = router.route(msg);
     }
+}
+
+thread_local!(static FORWARDING: Cell<bool> = const { Cell::new(false) });
+
+/// Forward one of this process's events; routing it may log, and those
+/// events are not forwarded again.
+pub(crate) fn forward_event(router: &Router, record: impl FnOnce() -> Record) {
+    if FORWARDING.with(|f| f.replace(true)) {
+        return;
+    }
+    forward(router, &record());
+    FORWARDING.with(|f| f.set(false));
 }
 
 /// Longest message re-emitted, in bytes; the rest is cut with a marker.
@@ -95,28 +192,119 @@ pub(crate) fn clean(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Re-emit a record received from a child, its fields cleaned and bounded.
+/// Most distinct targets re-emitted as themselves; later ones become
+/// `mitogen::child` (each needs a callsite that lives as long as the process).
+pub(crate) const MAX_TARGETS: usize = 1024;
+/// The target of a forwarded event whose own target is refused.
+const FALLBACK_TARGET: &str = "mitogen::child";
+/// Fields of a re-emitted event.
+const FIELDS: &[&str] = &["message", "context", "context_id", "origin"];
+
+/// The callsite of forwarded events of one target and level.
+struct Forwarded(OnceLock<Metadata<'static>>);
+
+impl Callsite for Forwarded {
+    fn set_interest(&self, _: Interest) {}
+
+    fn metadata(&self) -> &Metadata<'_> {
+        self.0
+            .get()
+            .expect("a forwarded callsite is built before use")
+    }
+}
+
+/// A plain `tracing` target: a module-path-like name.
+fn plain_target(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TARGET
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+/// The callsite for `target` at `level`, made (and leaked) the first time;
+/// `None` when `target` is refused (see the module docs).
+fn callsite(target: &str, level: Level) -> Option<&'static Metadata<'static>> {
+    type Key = (Box<str>, u8);
+    static CALLSITES: Mutex<Option<HashMap<Key, &'static Forwarded>>> = Mutex::new(None);
+    let mut map = CALLSITES.lock().unwrap_or_else(|p| p.into_inner());
+    let map = map.get_or_insert_with(HashMap::new);
+    let key = (Box::<str>::from(target), level_num(&level));
+    if let Some(cs) = map.get(&key) {
+        return cs.0.get();
+    }
+    let refused = !plain_target(target) || map.len() >= MAX_TARGETS;
+    if refused && target != FALLBACK_TARGET {
+        return None;
+    }
+    let cs: &'static Forwarded = Box::leak(Box::new(Forwarded(OnceLock::new())));
+    let target: &'static str = Box::leak(target.into());
+    let _ = cs.0.set(Metadata::new(
+        "forwarded event",
+        target,
+        level,
+        None,
+        None,
+        None,
+        FieldSet::new(FIELDS, Identifier(cs)),
+        tracing_core::metadata::Kind::EVENT,
+    ));
+    tracing::callsite::register(cs);
+    map.insert(key, cs);
+    cs.0.get()
+}
+
+/// Re-emit a record received from a child, its fields cleaned and bounded:
+/// with its own target and level (see the module docs), or as a raw output
+/// line.
 pub(crate) fn emit(record: &Record, id: Option<u32>) {
     let ctx = clean(&record.context, MAX_TARGET);
     let m = clean(&record.message, MAX_MESSAGE);
     let t = clean(&record.target, MAX_TARGET);
     let (ctx, m, t) = (ctx.as_ref(), m.as_ref(), t.as_ref());
-    // `tracing`'s macros need the level as a constant: one arm per level.
-    macro_rules! child {
-        ($level:ident) => {
-            tracing::event!(target: "mitogen::child", tracing::Level::$level, context = ctx, context_id = id, origin = t, "{m}")
-        };
-    }
-    match record.level {
-        0 => {
-            tracing::info!(target: "mitogen::output", context = ctx, context_id = id, stream = t, "{m}")
+    if record.level == 0 {
+        // `tracing`'s macros need the target as a constant: one arm each.
+        match t {
+            "stdout" => {
+                tracing::info!(target: "mitogen::stdout", context = ctx, context_id = id, "{m}")
+            }
+            "stderr" => {
+                tracing::info!(target: "mitogen::stderr", context = ctx, context_id = id, "{m}")
+            }
+            _ => tracing::info!(
+                target: "mitogen::output", context = ctx, context_id = id, stream = t, "{m}"
+            ),
         }
-        1 => child!(ERROR),
-        2 => child!(WARN),
-        3 => child!(INFO),
-        4 => child!(DEBUG),
-        _ => child!(TRACE),
+        return;
     }
+    let level = level_of(record.level);
+    let (meta, origin) = match callsite(&record.target, level) {
+        Some(meta) => (meta, None),
+        None => match callsite(FALLBACK_TARGET, level) {
+            Some(meta) => (meta, Some(t)),
+            None => return,
+        },
+    };
+    tracing::dispatcher::get_default(|dispatch| {
+        if !dispatch.enabled(meta) {
+            return;
+        }
+        let fields = meta.fields();
+        let field = |name| fields.field(name).expect("a forwarded callsite's field");
+        let (message, context, context_id, origin_f) = (
+            field("message"),
+            field("context"),
+            field("context_id"),
+            field("origin"),
+        );
+        let message_v = format_args!("{m}");
+        let values: [(&tracing::field::Field, Option<&dyn Value>); 4] = [
+            (&message, Some(&message_v as &dyn Value)),
+            (&context, Some(&ctx as &dyn Value)),
+            (&context_id, id.as_ref().map(|i| i as &dyn Value)),
+            (&origin_f, origin.as_ref().map(|o| o as &dyn Value)),
+        ];
+        dispatch.event(&Event::new(meta, &fields.value_set(&values)));
+    });
 }
 
 /// In the master: re-emit every forwarded record under the name of the
@@ -145,48 +333,6 @@ pub(crate) fn install_receiver(router: &Router) {
     );
 }
 
-thread_local!(static FORWARDING: Cell<bool> = const { Cell::new(false) });
-
-/// A `tracing` layer that forwards a child's events to the master.
-pub(crate) struct ForwardLayer {
-    pub router: Router,
-    pub name: Arc<str>,
-}
-
-struct MessageVisitor(String);
-
-impl Visit for MessageVisitor {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-    }
-}
-
-impl<S: Subscriber> Layer<S> for ForwardLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
-        // Routing a record may log; never forward from inside a forward.
-        if FORWARDING.with(|f| f.replace(true)) {
-            return;
-        }
-        let mut v = MessageVisitor(String::new());
-        event.record(&mut v);
-        let meta = event.metadata();
-        forward(
-            &self.router,
-            &Record {
-                level: level_num(meta.level()),
-                target: meta.target().to_string(),
-                message: v.0,
-                context: self.name.to_string(),
-            },
-        );
-        FORWARDING.with(|f| f.set(false));
-    }
-}
-
 /// Open this process's debug log: `mitogen.<pid>.log` (`mitogen.<pid>.<n>.log`
 /// if that exists) in a private directory, created `O_EXCL|O_NOFOLLOW` with
 /// mode 0600, so a planted file or symlink is never written through. The
@@ -194,7 +340,7 @@ impl<S: Subscriber> Layer<S> for ForwardLayer {
 /// (`/tmp` without `TMPDIR`), used only when it is a real directory owned by
 /// us with no group or other access; otherwise a fresh
 /// `$TMPDIR/mitogen-<uid>.<random>`. `None` when nothing can be created.
-pub(crate) fn debug_log_writer() -> Option<std::sync::Mutex<std::fs::File>> {
+pub(crate) fn debug_log_writer() -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = debug_log_dir()?;
     let pid = std::process::id();
@@ -210,7 +356,6 @@ pub(crate) fn debug_log_writer() -> Option<std::sync::Mutex<std::fs::File>> {
             .mode(0o600)
             .open(dir.join(name))
             .ok()
-            .map(std::sync::Mutex::new)
     })
 }
 
@@ -261,6 +406,52 @@ mod tests {
             clean("a\nERROR forged\r\x1b[31m\u{2028}", 64),
             "a\\nERROR forged\\r\\u{1b}[31m\\u{2028}"
         );
+    }
+
+    #[test]
+    fn only_plain_targets_are_kept() {
+        for ok in ["myapp", "myapp::job", "my-app.v2::x_y"] {
+            assert!(plain_target(ok), "{ok}");
+        }
+        let long = "a".repeat(MAX_TARGET + 1);
+        for bad in ["", "app: ERROR master", "a\nb", "é", "a b", long.as_str()] {
+            assert!(!plain_target(bad), "{bad:?}");
+        }
+        // A refused target has no callsite; the fallback always has one.
+        assert!(callsite("app: x", Level::INFO).is_none());
+        let meta = callsite(FALLBACK_TARGET, Level::WARN).unwrap();
+        assert_eq!(
+            (meta.target(), *meta.level()),
+            (FALLBACK_TARGET, Level::WARN)
+        );
+        let kept = callsite("myapp::job", Level::DEBUG).unwrap();
+        assert!(std::ptr::eq(
+            kept,
+            callsite("myapp::job", Level::DEBUG).unwrap()
+        ));
+        // A flood of targets stops at the cap; known ones stay.
+        let made = (0..MAX_TARGETS + 10)
+            .filter(|i| callsite(&format!("flood::t{i}"), Level::INFO).is_some())
+            .count();
+        assert!(made < MAX_TARGETS, "{made} callsites made");
+        assert!(callsite("flood::late", Level::INFO).is_none());
+        assert!(callsite("myapp::job", Level::DEBUG).is_some());
+        assert!(callsite(FALLBACK_TARGET, Level::ERROR).is_some());
+    }
+
+    #[test]
+    fn levels_round_trip_through_their_numbers() {
+        for l in [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ] {
+            assert_eq!(level_of(level_num(&l)), l);
+        }
+        assert_eq!(level_of(0), Level::TRACE);
+        assert_eq!(level_of(9), Level::TRACE);
     }
 
     #[test]

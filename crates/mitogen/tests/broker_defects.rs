@@ -30,6 +30,9 @@ const NOBODY: u32 = 9999;
 /// One test at a time: they measure this process's memory and share its
 /// log capture.
 fn serial() -> MutexGuard<'static, ()> {
+    // The capture must be the global subscriber before any router installs
+    // the default one.
+    errors();
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }

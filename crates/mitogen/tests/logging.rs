@@ -62,12 +62,21 @@ fn child_output_and_events_reach_the_master() {
             log.push(line);
         }
         let tracing_line = log.iter().find(|l| l.contains("tracing says")).unwrap();
+        // The child's own target (the module of `print_and_log`) is kept.
         assert!(
-            tracing_line.contains("target=mitogen::child"),
+            tracing_line.contains("target=logging::common "),
             "{tracing_line}"
         );
         let stdout_line = log.iter().find(|l| l.contains("stdout says")).unwrap();
-        assert!(stdout_line.contains("stream=\"stdout\""), "{stdout_line}");
+        assert!(
+            stdout_line.contains("target=mitogen::stdout"),
+            "{stdout_line}"
+        );
+        let stderr_line = log.iter().find(|l| l.contains("stderr says")).unwrap();
+        assert!(
+            stderr_line.contains("target=mitogen::stderr"),
+            "{stderr_line}"
+        );
     })
     .unwrap();
 }

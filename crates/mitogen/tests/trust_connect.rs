@@ -55,6 +55,7 @@ fn expect_invalid(r: mitogen::Result<Context>, needle: &str) {
 
 #[test]
 fn l5_ssh_host_or_user_starting_with_dash_is_refused() {
+    events(); // installed before any router installs the default subscriber
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("argv");
     let ssh_path = fake_ssh(dir.path(), &record);
@@ -102,9 +103,16 @@ fn expect_password_error(r: mitogen::Result<Context>, what: &str) -> Error {
     }
 }
 
+/// Every event of this process, installed once (before any router would
+/// install the default subscriber).
+fn events() -> &'static mitogen::Latch<String> {
+    static EVENTS: std::sync::OnceLock<mitogen::Latch<String>> = std::sync::OnceLock::new();
+    EVENTS.get_or_init(|| logs::capture(tracing::Level::TRACE))
+}
+
 #[test]
 fn l8_password_never_in_debug_or_errors() {
-    let events = logs::capture(tracing::Level::TRACE);
+    let events = events();
     let pw = || Some(Password::from(SECRETS[0]));
     let mut ssh = SshOptions::new("web1");
     ssh.password = pw();
@@ -130,7 +138,12 @@ fn l8_password_never_in_debug_or_errors() {
         // A context as a fixture user, logging at debug level (its events
         // are forwarded here; it also writes its own debug log).
         let a = router
-            .sudo(SudoOptions::new().username(USER_A.name).debug(true))
+            .sudo(
+                SudoOptions::new()
+                    .username(USER_A.name)
+                    .debug(true)
+                    .forward_level(tracing::Level::DEBUG),
+            )
             .unwrap();
         let mut sudo = SudoOptions::new()
             .username(USER_NOPW.name)
@@ -151,7 +164,11 @@ fn l8_password_never_in_debug_or_errors() {
         let logs = a.call(my_debug_logs::remote, ()).unwrap();
         assert_eq!(logs.len(), 1, "{logs:?}");
         let text = std::fs::read_to_string(&logs[0]).unwrap();
-        assert!(text.contains("DEBUG"), "the debug log has debug events");
+        // `HH:MM:SS.mmm D …`: the default format's debug lines.
+        assert!(
+            text.lines().any(|l| l.get(12..15) == Some(" D ")),
+            "the debug log has debug events:\n{text}"
+        );
         assert_no_secret(&logs[0], &text);
     })
     .unwrap();

@@ -83,13 +83,23 @@ fn field<'a>(e: &'a Event, name: &str) -> &'a str {
     e.get(name).map(String::as_str).unwrap_or_default()
 }
 
+/// Every event of this process, installed once, before any router would
+/// install the default subscriber.
+fn captured() -> &'static Latch<Event> {
+    static SEEN: std::sync::OnceLock<Latch<Event>> = std::sync::OnceLock::new();
+    SEEN.get_or_init(|| {
+        let seen = Latch::new();
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(Capture(seen.clone())),
+        )
+        .unwrap();
+        seen
+    })
+}
+
 #[test]
 fn l11_child_cannot_log_as_another_context() {
-    let seen = Latch::new();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(Capture(seen.clone())),
-    )
-    .unwrap();
+    let seen = captured();
     Router::with(|router| {
         let (victim, hostile) = victim_and_hostile(&router);
         let deep = router.local(named("deep").via(&hostile)).unwrap();
@@ -102,11 +112,17 @@ fn l11_child_cannot_log_as_another_context() {
                 (None, 1, "app".into(), forged.into(), "victim".into()),
             )
             .unwrap();
-        let e = wait_for(&seen, "the forged record", |e| {
+        let e = wait_for(seen, "the forged record", |e| {
             field(e, "message").contains("forged-1")
         });
-        assert_eq!(field(&e, "target"), "mitogen::child", "{e:?}");
+        // A plain target is kept; the sender is named whatever it claims.
+        assert_eq!(field(&e, "target"), "app", "{e:?}");
         assert_eq!(field(&e, "context"), hostile.name(), "{e:?}");
+        assert_eq!(
+            field(&e, "context_id"),
+            hostile.context_id().to_string(),
+            "{e:?}"
+        );
         assert_eq!(field(&e, "context"), "hostile", "{e:?}");
         let m = field(&e, "message");
         assert!(!m.contains('\n'), "raw newline re-emitted: {m:?}");
@@ -123,9 +139,10 @@ fn l11_child_cannot_log_as_another_context() {
             (None, 0, "stdout".repeat(100), huge, "hostile".into()),
         )
         .unwrap();
-        let e = wait_for(&seen, "the relayed record", |e| {
+        let e = wait_for(seen, "the relayed record", |e| {
             field(e, "message").starts_with("forged-3")
         });
+        // Not a stream we name: the generic output target, the claim cut.
         assert_eq!(field(&e, "target"), "mitogen::output", "{e:?}");
         assert_eq!(field(&e, "context"), deep.name());
         assert_eq!(field(&e, "context"), "deep");
@@ -142,7 +159,7 @@ fn l11_child_cannot_log_as_another_context() {
 
         // Bytes that are no record: a logged refusal naming the sender.
         hostile.call(forge_garbage::remote, ()).unwrap();
-        let e = wait_for(&seen, "the refusal", |e| {
+        let e = wait_for(seen, "the refusal", |e| {
             field(e, "message").contains("refused a log record")
         });
         assert!(field(&e, "message").contains("from hostile"), "{e:?}");
@@ -151,11 +168,32 @@ fn l11_child_cannot_log_as_another_context() {
         victim
             .call(print_and_log::remote, ("still here".into(),))
             .unwrap();
-        let e = wait_for(&seen, "the victim's own stdout", |e| {
+        let e = wait_for(seen, "the victim's own stdout", |e| {
             field(e, "message") == "stdout says still here"
         });
         assert_eq!(field(&e, "context"), "victim", "{e:?}");
-        assert_eq!(field(&e, "stream"), "stdout", "{e:?}");
+        assert_eq!(field(&e, "target"), "mitogen::stdout", "{e:?}");
+
+        // A target that is no plain path can't pose as one: it is
+        // re-emitted as mitogen::child with the claim in `origin`.
+        hostile
+            .call(
+                forge_record::remote,
+                (
+                    None,
+                    1,
+                    "app: ERROR master".into(),
+                    "forged-4".into(),
+                    "victim".into(),
+                ),
+            )
+            .unwrap();
+        let e = wait_for(seen, "the odd target", |e| {
+            field(e, "message") == "forged-4"
+        });
+        assert_eq!(field(&e, "target"), "mitogen::child", "{e:?}");
+        assert_eq!(field(&e, "origin"), "app: ERROR master", "{e:?}");
+        assert_eq!(field(&e, "context"), "hostile", "{e:?}");
 
         // The tree keeps working.
         for ctx in [&victim, &hostile, &deep] {
@@ -198,6 +236,7 @@ fn answer_every_call_with(router: &Router, id: u32, name: String) {
 
 #[test]
 fn l11_via_cannot_rename_another_context() {
+    captured();
     Router::with(|router| {
         let (victim, hostile) = victim_and_hostile(&router);
         hostile

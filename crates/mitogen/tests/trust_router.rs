@@ -404,6 +404,7 @@ fn m1_allocate_id_flood_refused_and_ids_never_reused() {
 
 #[test]
 fn l9_max_message_size_beyond_header_refused() {
+    errors(); // installed before any router installs the default subscriber
     Router::with(|router| {
         let before = router.max_message_size();
         let e = router

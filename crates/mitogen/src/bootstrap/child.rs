@@ -15,7 +15,7 @@ use crate::connect::{run_hook, HookPoint};
 use crate::context::dispatcher;
 use crate::context::registry::table_hash;
 use crate::error::LossKind;
-use crate::log::{self, ForwardLayer, Record};
+use crate::log::{self, Record};
 use crate::router::{has_parent_authority, Router};
 use crate::sync::{Latch, Receiver, ReceiverOptions};
 use crate::{identity, sys};
@@ -312,6 +312,10 @@ fn configure(router: &Router, config: &ChildConfig) {
         .inner
         .debug
         .store(config.debug, std::sync::atomic::Ordering::Relaxed);
+    router
+        .inner
+        .forward_level
+        .store(config.forward_level, std::sync::atomic::Ordering::Relaxed);
     *router.inner.name.write().unwrap_or_else(|p| p.into_inner()) = config.name.clone();
     router.set_flow_window(config.flow_window);
     router.set_keepalive(
@@ -350,34 +354,10 @@ fn forward_output(
     });
 }
 
+/// Forward this context's events at the parent's forwarding level, and
+/// keep a debug log when asked (`subscriber.rs`).
 fn install_tracing(router: &Router, config: &ChildConfig) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::Layer as _;
-    let level = if config.debug {
-        tracing::level_filters::LevelFilter::DEBUG
-    } else {
-        tracing::level_filters::LevelFilter::INFO
-    };
-    let forward = ForwardLayer {
-        router: router.clone(),
-        name: config.name.as_str().into(),
-    };
-    let registry = tracing_subscriber::registry().with(forward.with_filter(level));
-    let _ = if config.debug {
-        match crate::log::debug_log_writer() {
-            Some(file) => tracing::subscriber::set_global_default(
-                registry.with(
-                    tracing_subscriber::fmt::layer()
-                        .with_writer(file)
-                        .with_ansi(false)
-                        .with_thread_names(true),
-                ),
-            ),
-            None => tracing::subscriber::set_global_default(registry),
-        }
-    } else {
-        tracing::subscriber::set_global_default(registry)
-    };
+    crate::subscriber::install_child(router, &config.name, config.forward_level, config.debug);
 }
 
 /// Grace for a running call once the parent is gone: nobody can receive

@@ -66,8 +66,9 @@ pub(crate) const NODIR: &str = "nodir";
 /// `full <bytes needed> <KiB free there, or ?> <directory>`.
 pub(crate) const FULL: &str = "full";
 /// Bumped whenever the bootstrap or message protocol changes
-/// incompatibly (4: the hello names the crate version).
-pub(crate) const PROTOCOL: u32 = 4;
+/// incompatibly (4: the hello names the crate version; 5: the
+/// configuration carries `forward_level`).
+pub(crate) const PROTOCOL: u32 = 5;
 /// This build's version of the mitogen crate, named in the hello so that
 /// version skew names both builds.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -84,6 +85,9 @@ pub(crate) struct ChildConfig {
     pub name: String,
     pub max_message_size: u32,
     pub debug: bool,
+    /// Most verbose level of events forwarded to the master (1 = error …
+    /// 5 = trace; `Router::set_forward_level`).
+    pub forward_level: u8,
     pub unidirectional: bool,
     pub shutdown_timeout_ms: u64,
     /// The parent's flow-control window (`Router::flow_window`).

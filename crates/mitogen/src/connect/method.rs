@@ -74,6 +74,14 @@ pub(crate) fn connect<M: Method>(router: &Router, mut m: M) -> Result<Context> {
     m.common().validate()?;
     m.prepare()?;
     if let Some(via) = m.common_mut().via.take() {
+        // The relay starts the context as this router would: debug logs
+        // and forwarding level travel with the options.
+        let common = m.common_mut();
+        common.debug |= router
+            .inner
+            .debug
+            .load(std::sync::atomic::Ordering::Relaxed);
+        common.forward_level.get_or_insert(router.forward_level());
         return connect_via(router, &via, m.into());
     }
     let launch = m.launch(router)?;

@@ -42,6 +42,11 @@ pub struct CommonOptions {
     ///
     /// [`Router::enable_debug`]: crate::Router::enable_debug
     pub debug: bool,
+    /// Forward the new context's `tracing` events to the master when they
+    /// are this level or more severe (default: the router's
+    /// [`forward_level`](crate::Router::forward_level), INFO).
+    #[serde(with = "crate::log::level_serde", default)]
+    pub forward_level: Option<tracing::Level>,
     /// Cache directory the first stage tries first for the binary.
     pub cache_dir: Option<PathBuf>,
     /// Largest message the new context accepts and sends (default: this
@@ -62,6 +67,7 @@ impl Default for CommonOptions {
             remote_name: None,
             connect_timeout: Duration::from_secs(30),
             debug: false,
+            forward_level: None,
             cache_dir: None,
             max_message_size: None,
             unidirectional: None,
@@ -168,6 +174,13 @@ macro_rules! common_builders {
         /// Write debug logs in the new context.
         pub fn debug(mut self, on: bool) -> Self {
             self.common.debug = on;
+            self
+        }
+
+        /// Forward the new context's events at `level` or more severe (see
+        /// [`CommonOptions::forward_level`](crate::CommonOptions::forward_level)).
+        pub fn forward_level(mut self, level: tracing::Level) -> Self {
+            self.common.forward_level = Some(level);
             self
         }
 

@@ -35,6 +35,7 @@ pub(crate) struct Common {
     pub name: Option<String>,
     pub connect_timeout: Duration,
     pub debug: bool,
+    pub forward_level: Option<tracing::Level>,
     pub cache_dir: Option<PathBuf>,
     pub max_message_size: Option<usize>,
     pub unidirectional: Option<bool>,
@@ -57,6 +58,7 @@ impl Common {
                 .or_else(|| target.map(|t| format!("{method}.{t}"))),
             connect_timeout: opts.connect_timeout,
             debug: opts.debug,
+            forward_level: opts.forward_level,
             cache_dir: opts.cache_dir.clone(),
             max_message_size: opts.max_message_size,
             unidirectional: opts.unidirectional,
@@ -405,6 +407,7 @@ fn adopt(
         name: name.clone(),
         max_message_size: max_message_size as u32,
         debug: common.debug || router.inner.debug.load(Ordering::Relaxed),
+        forward_level: log::level_num(&common.forward_level.unwrap_or(router.forward_level())),
         unidirectional: common
             .unidirectional
             .unwrap_or_else(|| router.inner.unidirectional.load(Ordering::Relaxed)),

@@ -59,6 +59,8 @@ pub(crate) struct RouterInner {
     pub(crate) max_message_size: AtomicUsize,
     pub(crate) unidirectional: AtomicBool,
     pub(crate) debug: AtomicBool,
+    /// Default forwarding level of new children (`log.rs`), 1 = error … 5 = trace.
+    pub(crate) forward_level: std::sync::atomic::AtomicU8,
     pub(crate) next_id: AtomicU32,
     /// Ids granted by the master and not yet used: `[start, end)`.
     pub(crate) id_block: Mutex<(u32, u32)>,
@@ -158,6 +160,7 @@ impl Router {
                 max_message_size: AtomicUsize::new(mitogen_wire::DEFAULT_MAX_MESSAGE_SIZE as usize),
                 unidirectional: AtomicBool::new(false),
                 debug: AtomicBool::new(false),
+                forward_level: std::sync::atomic::AtomicU8::new(3),
                 next_id: AtomicU32::new(1),
                 id_block: Mutex::new((0, 0)),
                 grants: Mutex::new(grants::Grants::default()),
@@ -199,6 +202,11 @@ impl Router {
     /// for its children to exit, also when `f` panics (Mitogen's
     /// `run_with_router`).
     ///
+    /// Unless the program set a `tracing` subscriber of its own (or called
+    /// [`set_default_logging`](crate::set_default_logging)`(false)`), this
+    /// first installs the default one: events and children's output on
+    /// stderr, filtered by `MITOGEN_LOG` (see the crate's "Logging" section).
+    ///
     /// # Errors
     /// The broker thread could not start.
     ///
@@ -208,6 +216,7 @@ impl Router {
     /// assert_eq!(id, 0);
     /// ```
     pub fn with<T>(f: impl FnOnce(Router) -> T) -> Result<T> {
+        crate::subscriber::install_default();
         let router = Router::new()?;
         let r2 = router.clone();
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || f(r2)));
@@ -225,27 +234,32 @@ impl Router {
         self.inner.broker.join();
     }
 
-    /// Write debug logs of this process to a private file (when no other
-    /// `tracing` subscriber is installed) and make every child created
-    /// afterwards do the same (Mitogen's `enable_debug`).
+    /// Write debug logs of this process to a private file and make every
+    /// context started afterwards do the same on its own host, through
+    /// relays too (Mitogen's `enable_debug`). Each process writes every
+    /// event at DEBUG or more severe, in the default format, to its own
+    /// `mitogen.<pid>.log`; what is forwarded to the master does not
+    /// change. Calling it again starts a new file.
     ///
     /// The file is `mitogen.<pid>.log` (or `mitogen.<pid>.<n>.log`), created
     /// new with mode 0600 and never through a symlink, in the first private
     /// directory of: `$XDG_RUNTIME_DIR/mitogen`, `${TMPDIR:-/tmp}/mitogen-<uid>`
     /// (each used only when it is a real directory owned by us with no group
     /// or other access), or a fresh `${TMPDIR:-/tmp}/mitogen-<uid>.<random>`.
+    /// When the program installed its own `tracing` subscriber, this
+    /// process writes no file (its subscriber decides) but children do.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// mitogen::main(|router| {
+    ///     router.enable_debug(); // /run/user/<uid>/mitogen/mitogen.<pid>.log
+    ///     let child = router.local(mitogen::LocalOptions::new())?; // its own file
+    ///     Ok(())
+    /// })
+    /// ```
     pub fn enable_debug(&self) {
         self.inner.debug.store(true, Ordering::Relaxed);
-        if let Some(file) = crate::log::debug_log_writer() {
-            let _ = tracing::subscriber::set_global_default(
-                tracing_subscriber::fmt()
-                    .with_max_level(tracing::Level::DEBUG)
-                    .with_writer(file)
-                    .with_ansi(false)
-                    .with_thread_names(true)
-                    .finish(),
-            );
-        }
+        crate::subscriber::set_debug_log(crate::log::debug_log_writer);
     }
 
     /// Bytes of binary uploaded to targets by this router's bootstraps so far;

@@ -25,7 +25,8 @@ impl tracing::field::Visit for Text {
 impl<S: tracing::Subscriber> Layer<S> for Capture {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         if *event.metadata().level() <= self.level {
-            let mut t = Text(String::new());
+            let meta = event.metadata();
+            let mut t = Text(format!("{} {} ", meta.target(), meta.level()));
             event.record(&mut t);
             let _ = self.events.put(t.0);
         }
