@@ -190,6 +190,7 @@ mod error;
 mod identity;
 mod log;
 mod message;
+mod profile;
 mod router;
 mod sync;
 mod sys;
@@ -209,6 +210,7 @@ pub use error::{
 pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;
 pub use mitogen_macros::remote;
+pub use profile::{FunctionStats, Stats, StreamStats};
 pub use router::{
     has_parent_authority, is_immediate_child, Keepalive, Policy, Router, DEFAULT_FLOW_WINDOW,
 };

@@ -70,6 +70,8 @@ struct Shared {
     shutdown_timeout_ms: AtomicUsize,
     /// Streams and child processes registered: what `keep_alive` reports.
     alive: AtomicUsize,
+    /// Wake-ups and queue depth, counted while profiling.
+    counters: crate::profile::BrokerCounters,
 }
 
 impl std::fmt::Debug for Broker {
@@ -100,6 +102,7 @@ impl Broker {
                 stopped: Latch::new(),
                 shutdown_timeout_ms: AtomicUsize::new(5000),
                 alive: AtomicUsize::new(0),
+                counters: Default::default(),
             }),
         };
         let core = Core::new(poll, broker.clone());
@@ -192,6 +195,11 @@ impl Broker {
                 let _ = h.join();
             }
         }
+    }
+
+    /// Profiling counters of this broker.
+    pub(crate) fn counters(&self) -> &crate::profile::BrokerCounters {
+        &self.shared.counters
     }
 
     /// `true` while streams or child processes are registered (Mitogen's `keep_alive`).

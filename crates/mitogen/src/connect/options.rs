@@ -40,6 +40,11 @@ pub struct CommonOptions {
     ///
     /// [`Router::enable_debug`]: crate::Router::enable_debug
     pub debug: bool,
+    /// Profile the new context and its subtree (see
+    /// [`Router::set_profiling`]); on anyway when this process profiles.
+    ///
+    /// [`Router::set_profiling`]: crate::Router::set_profiling
+    pub profiling: bool,
     /// Cache directory the first stage tries first for the binary.
     pub cache_dir: Option<PathBuf>,
     /// Largest message the new context accepts and sends (default: this
@@ -60,6 +65,7 @@ impl Default for CommonOptions {
             remote_name: None,
             connect_timeout: Duration::from_secs(30),
             debug: false,
+            profiling: false,
             cache_dir: None,
             max_message_size: None,
             unidirectional: None,
@@ -175,6 +181,12 @@ macro_rules! common_builders {
         /// Write debug logs in the new context.
         pub fn debug(mut self, on: bool) -> Self {
             self.common.debug = on;
+            self
+        }
+
+        /// Profile the new context and its subtree.
+        pub fn profiling(mut self, on: bool) -> Self {
+            self.common.profiling = on;
             self
         }
 
