@@ -628,7 +628,12 @@ pub(crate) fn failure_reason(rest: &str, target: &str, said: &str) -> String {
 }
 
 /// [`failure_reason`] for a binary with these `needs` (tests fake them).
-fn failure_reason_for(rest: &str, target: &str, said: &str, needs: super::binary::Needs) -> String {
+fn failure_reason_for(
+    rest: &str,
+    target: &str,
+    said: &str,
+    needs: super::binary::Needs,
+) -> String {
     let nodir = rest.strip_prefix(NODIR);
     if let Some(why) = nodir.filter(|w| w.is_empty() || w.starts_with(';')) {
         return no_usable_directory(why, target);
