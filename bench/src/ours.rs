@@ -97,7 +97,20 @@ pub fn fork_connect_first_call_ms(p: &Profile) -> Option<f64> {
 /// sequential blocking noop calls timed together. Report total time / `rt_n`
 /// in µs. Limit: `raw_pingpong_us`.
 pub fn call_roundtrip_us(p: &Profile) -> Option<f64> {
+    roundtrip_us(p, false)
+}
+
+/// `call_roundtrip_profiled_us` (ours only): `call_roundtrip_us` with
+/// profiling on in the master and the child (`Router::enable_profiling`),
+/// to measure its overhead (target: at most 10 % over `call_roundtrip_us`).
+pub fn call_roundtrip_profiled_us(p: &Profile) -> Option<f64> {
+    roundtrip_us(p, true)
+}
+
+fn roundtrip_us(p: &Profile, profiled: bool) -> Option<f64> {
     session(|router| {
+        // A process-wide switch: set it either way so no other row inherits it.
+        router.set_profiling(profiled);
         let ctx = local(router)?;
         for _ in 0..p.rt_warm {
             ctx.call(noop::remote, ())?;
@@ -106,7 +119,9 @@ pub fn call_roundtrip_us(p: &Profile) -> Option<f64> {
         for _ in 0..p.rt_n {
             ctx.call(noop::remote, ())?;
         }
-        Ok(us(t0) / p.rt_n as f64)
+        let per_call = us(t0) / p.rt_n as f64;
+        router.set_profiling(false);
+        Ok(per_call)
     })
 }
 
@@ -747,6 +762,7 @@ pub fn run(name: &str, p: &Profile, target: Option<&Target>) -> Option<f64> {
         "local_connect_first_call_ms" => local_connect_first_call_ms(p),
         "fork_connect_first_call_ms" => fork_connect_first_call_ms(p),
         "call_roundtrip_us" => call_roundtrip_us(p),
+        "call_roundtrip_profiled_us" => call_roundtrip_profiled_us(p),
         "pipelined_calls_per_s" => pipelined_calls_per_s(p),
         "arg_64mib_mbps" => arg_64mib_mbps(p),
         "result_64mib_mbps" => result_64mib_mbps(p),

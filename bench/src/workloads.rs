@@ -163,6 +163,10 @@ pub const WORKLOADS: &[Workload] = &[
     ),
     w("fork_connect_first_call_ms", "ms", Lower),
     limit(w("call_roundtrip_us", "us", Lower), Raw::PingPongUs),
+    note(
+        w("call_roundtrip_profiled_us", "us", Lower),
+        "ours only: call_roundtrip_us with Router::enable_profiling; target <= 1.10x it",
+    ),
     w("pipelined_calls_per_s", "calls/s", Higher),
     limit(w("arg_64mib_mbps", "MB/s", Higher), Raw::SocketpairMbps),
     limit(w("result_64mib_mbps", "MB/s", Higher), Raw::SocketpairMbps),

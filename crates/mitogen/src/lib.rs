@@ -199,6 +199,29 @@
 //! }
 //! ```
 //!
+//! # Profiling and stack dumps
+//! [`Router::enable_profiling`] makes this process and every context
+//! started afterwards count calls per function (p50/p99), stream bytes,
+//! broker wake-ups and queue depths; [`Context::stats`] fetches a context's
+//! [`Stats`], and each profiling context writes them as JSON on exit.
+//! [`Context::dump_stacks`] shows what every thread of a context is doing,
+//! also while it is stuck in a call.
+//! ```no_run
+//! # #[mitogen::remote] fn step() {}
+//! # fn main() {
+//! # mitogen::Router::with(|router| {
+//! router.enable_profiling();
+//! let child = router.local(Default::default()).unwrap();
+//! child.call(step::remote, ()).unwrap();
+//! let stats = child.stats().unwrap();
+//! println!("step: {:?}", stats.function("step"));
+//! if child.call_timeout(step::remote, (), std::time::Duration::from_secs(5)).is_err() {
+//!     eprintln!("{}", child.dump_stacks().unwrap()); // where is it stuck?
+//! }
+//! # }).unwrap();
+//! # }
+//! ```
+//!
 //! # Static builds: any Linux target
 //! Every target runs a copy of your binary, so build it to run anywhere of
 //! its architecture: the default (dynamic glibc) build needs glibc 2.34 or
@@ -260,6 +283,7 @@ mod error;
 mod identity;
 mod log;
 mod message;
+mod profile;
 mod router;
 pub mod signal;
 mod subscriber;
@@ -281,6 +305,7 @@ pub use error::{
 pub use identity::{context_id, is_master, parent_id, parent_ids};
 pub use message::Message;
 pub use mitogen_macros::remote;
+pub use profile::{FunctionStats, Stats, StreamStats};
 pub use router::{
     has_parent_authority, is_immediate_child, Keepalive, Policy, Router, StreamRef,
     DEFAULT_FLOW_WINDOW,

@@ -341,21 +341,29 @@ pub(crate) fn install_receiver(router: &Router) {
 /// us with no group or other access; otherwise a fresh
 /// `$TMPDIR/mitogen-<uid>.<random>`. `None` when nothing can be created.
 pub(crate) fn debug_log_writer() -> Option<std::fs::File> {
+    private_file("mitogen", "log").map(|(_, file)| file)
+}
+
+/// A new file `<prefix>.<pid>.<ext>` (`<prefix>.<pid>.<n>.<ext>` if that
+/// exists) in the private directory of [`debug_log_writer`], created the
+/// same way; opened for appending. Profiling dumps go there too.
+pub(crate) fn private_file(prefix: &str, ext: &str) -> Option<(std::path::PathBuf, std::fs::File)> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = debug_log_dir()?;
     let pid = std::process::id();
     (0..100).find_map(|n| {
-        let name = match n {
-            0 => format!("mitogen.{pid}.log"),
-            n => format!("mitogen.{pid}.{n}.log"),
-        };
+        let path = dir.join(match n {
+            0 => format!("{prefix}.{pid}.{ext}"),
+            n => format!("{prefix}.{pid}.{n}.{ext}"),
+        });
         std::fs::OpenOptions::new()
             .append(true)
             .create_new(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .mode(0o600)
-            .open(dir.join(name))
+            .open(&path)
             .ok()
+            .map(|file| (path, file))
     })
 }
 

@@ -29,6 +29,11 @@ pub const CONNECT: u32 = 111;
 pub const FLOW_CONTROL: u32 = 112;
 /// A heartbeat between neighbours (`reply_to` set: answer it; 0: the answer).
 pub const KEEPALIVE: u32 = 113;
+/// Profiling: ask a context for its statistics (body `0u8`) or for a stack
+/// dump of all its threads (body `1u8`); answered by the broker thread (or
+/// a thread it starts), never by the dispatcher, so a stuck call does not
+/// delay it.
+pub const PROFILE: u32 = 114;
 /// First handle handed out dynamically.
 pub const FIRST_DYNAMIC: u32 = 1000;
 
@@ -48,6 +53,7 @@ pub fn name(handle: u32) -> Option<&'static str> {
         CONNECT => "CONNECT",
         FLOW_CONTROL => "FLOW_CONTROL",
         KEEPALIVE => "KEEPALIVE",
+        PROFILE => "PROFILE",
         _ => return None,
     })
 }

@@ -220,6 +220,7 @@ fn run(
     // Set when the parent stream is lost rather than closed on request.
     let orphaned = Arc::new(AtomicBool::new(false));
 
+    crate::profile::install(&router);
     let parent_id = config.parent_ids.first().copied().unwrap_or(0);
     let token = broker.new_token();
     let stream = Arc::new(Stream::new(
@@ -236,6 +237,7 @@ fn run(
     stream
         .remote_id
         .store(parent_id, std::sync::atomic::Ordering::Relaxed);
+    let parent_stream = stream.clone();
     {
         let calls = calls.clone();
         let broker2 = broker.clone();
@@ -297,6 +299,7 @@ fn run(
 
     broker.shutdown();
     broker.join();
+    crate::profile::child_exiting(&router, &parent_stream);
     let _ = done.put(());
     Ok(())
 }
@@ -318,6 +321,9 @@ fn configure(router: &Router, config: &ChildConfig) {
         .store(config.forward_level, std::sync::atomic::Ordering::Relaxed);
     *router.inner.name.write().unwrap_or_else(|p| p.into_inner()) = config.name.clone();
     router.set_flow_window(config.flow_window);
+    if config.profiling {
+        crate::profile::start_in_child();
+    }
     router.set_keepalive(
         config
             .keepalive_ms

@@ -94,4 +94,6 @@ pub(crate) struct ChildConfig {
     pub flow_window: u64,
     /// The parent's keepalive: heartbeat interval (ms) and misses.
     pub keepalive_ms: Option<(u64, u32)>,
+    /// Profile the new context (and so its subtree).
+    pub profiling: bool,
 }

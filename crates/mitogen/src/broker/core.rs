@@ -899,6 +899,7 @@ impl Core {
                 return ran;
             }
             ran = true;
+            self.broker.counters().deferred(batch.len());
             for f in batch {
                 f(self);
             }
@@ -961,6 +962,7 @@ impl Core {
                 return false;
             }
         }
+        self.broker.counters().woke();
         let again = std::mem::take(&mut self.read_again);
         for ev in events.iter() {
             let token = ev.token();

@@ -74,6 +74,8 @@ struct Shared {
     alive: AtomicUsize,
     /// Listeners of its signals (`before_shutdown`, `shutdown`, `exit`).
     signals: Table,
+    /// Wake-ups and queue depth, counted while profiling.
+    counters: crate::profile::BrokerCounters,
 }
 
 impl std::fmt::Debug for Broker {
@@ -105,6 +107,7 @@ impl Broker {
                 shutdown_timeout_ms: AtomicUsize::new(5000),
                 alive: AtomicUsize::new(0),
                 signals: Table::default(),
+                counters: Default::default(),
             }),
         };
         let core = Core::new(poll, broker.clone());
@@ -224,6 +227,11 @@ impl Broker {
                 let _ = h.join();
             }
         }
+    }
+
+    /// Profiling counters of this broker.
+    pub(crate) fn counters(&self) -> &crate::profile::BrokerCounters {
+        &self.shared.counters
     }
 
     /// `true` while streams or child processes are registered (Mitogen's `keep_alive`).

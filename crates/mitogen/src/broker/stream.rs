@@ -97,6 +97,8 @@ struct Out {
     last_direct: Option<Instant>,
     /// Bytes in `queue` (whole chunks, written part included).
     queued: usize,
+    /// The most `queued` has been (profiling).
+    max_queued: usize,
     /// User threads waiting for room.
     waiters: usize,
     /// Streams (broker tokens) whose reading waits for this queue to drain.
@@ -194,6 +196,7 @@ impl Stream {
                 closing: false,
                 last_direct: None,
                 queued: 0,
+                max_queued: 0,
                 waiters: 0,
                 paused: Vec::new(),
             }),
@@ -349,6 +352,7 @@ impl Stream {
                 out.queue.push_back(chunk);
             }
         }
+        out.max_queued = out.max_queued.max(out.queued);
         self.schedule_flush(out);
         Ok(())
     }
@@ -464,6 +468,11 @@ impl Stream {
         resumed.append(&mut out.paused);
         self.drained.notify_all();
         out.fds.take()
+    }
+
+    /// The most bytes this stream has had queued at once.
+    pub(crate) fn max_queued(&self) -> usize {
+        self.lock().max_queued
     }
 
     /// The raw write descriptor, if still open and distinct from the read one.

@@ -47,6 +47,11 @@ pub struct CommonOptions {
     /// [`forward_level`](crate::Router::forward_level), INFO).
     #[serde(with = "crate::log::level_serde", default)]
     pub forward_level: Option<tracing::Level>,
+    /// Profile the new context and its subtree (see
+    /// [`Router::set_profiling`]); on anyway when this process profiles.
+    ///
+    /// [`Router::set_profiling`]: crate::Router::set_profiling
+    pub profiling: bool,
     /// Cache directory the first stage tries first for the binary.
     pub cache_dir: Option<PathBuf>,
     /// Largest message the new context accepts and sends (default: this
@@ -68,6 +73,7 @@ impl Default for CommonOptions {
             connect_timeout: Duration::from_secs(30),
             debug: false,
             forward_level: None,
+            profiling: false,
             cache_dir: None,
             max_message_size: None,
             unidirectional: None,
@@ -181,6 +187,12 @@ macro_rules! common_builders {
         /// [`CommonOptions::forward_level`](crate::CommonOptions::forward_level)).
         pub fn forward_level(mut self, level: tracing::Level) -> Self {
             self.common.forward_level = Some(level);
+            self
+        }
+
+        /// Profile the new context and its subtree.
+        pub fn profiling(mut self, on: bool) -> Self {
+            self.common.profiling = on;
             self
         }
 

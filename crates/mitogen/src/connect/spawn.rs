@@ -39,6 +39,7 @@ pub(crate) struct Common {
     pub cache_dir: Option<PathBuf>,
     pub max_message_size: Option<usize>,
     pub unidirectional: Option<bool>,
+    pub profiling: bool,
 }
 
 impl Common {
@@ -62,6 +63,7 @@ impl Common {
             cache_dir: opts.cache_dir.clone(),
             max_message_size: opts.max_message_size,
             unidirectional: opts.unidirectional,
+            profiling: opts.profiling,
         }
     }
 }
@@ -416,6 +418,7 @@ fn adopt(
         keepalive_ms: router
             .keepalive()
             .map(|k| (k.interval.as_millis() as u64, k.misses)),
+        profiling: common.profiling || crate::profile::enabled(),
     };
     let conversation = Conversation {
         router,

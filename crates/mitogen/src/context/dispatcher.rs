@@ -225,6 +225,7 @@ pub(crate) fn serve(router: &Router, calls: &Receiver) {
     let ec = ExternalContext::new(router.clone());
     let mut replies = Vec::new();
     while let Ok(msg) = calls.recv() {
+        crate::profile::call_queue(|| calls.len() + 1);
         if let Some(reply) = run_one(&ec, msg) {
             replies.push(reply);
         }
@@ -324,7 +325,9 @@ fn invoke(ec: &ExternalContext, name: &str, args: &[u8]) -> Result<Vec<u8>, Fail
     };
     let mut out = vec![REPLY_OK];
     IN_CALL.with(|c| *c.borrow_mut() = Some(String::new()));
+    let started = crate::profile::call_started();
     let outcome = catch_unwind(AssertUnwindSafe(|| (entry.invoke)(ec, args, &mut out)));
+    crate::profile::call_finished(entry.name, started, !matches!(outcome, Ok(Ok(()))));
     let backtrace = IN_CALL.with(|c| c.borrow_mut().take()).unwrap_or_default();
     match outcome {
         Ok(Ok(())) => Ok(out),

@@ -230,6 +230,7 @@ impl Router {
     /// Shut the broker down gracefully and wait for it (children are asked
     /// to exit and reaped).
     pub fn shutdown(&self) {
+        crate::profile::master_shutting_down(self);
         self.inner.broker.shutdown();
         self.inner.broker.join();
     }

@@ -7,6 +7,7 @@ mod fd;
 mod pre_exec;
 mod process;
 mod pty;
+pub mod stacks;
 mod zygote;
 
 pub use fd::{
