@@ -1,51 +1,20 @@
 //! The `#[remote]` attribute, re-exported by the library as `mitogen::remote`.
 //!
-//! Marking a free function `#[mitogen::remote]` makes it callable in another
-//! context. The function itself is left untouched; next to it the attribute
-//! generates:
+//! Its rules, what it generates and examples are on the attribute's page,
+//! [`remote`](macro@remote). Inside, the expansion is:
 //!
-//! * a module with the same name as the function (modules live in the type
-//!   namespace, functions in the value namespace, so the two do not clash) and
-//!   with the function's visibility, holding
-//!   * `NAME`, the stable name the function is registered under (the
-//!     function's full path, e.g. `my_crate::ops::add`),
-//!   * `remote`, a typed `mitogen::Remote<Args, R>` handle to pass to
-//!     `Context::call`, where `Args` is the tuple of the function's argument
-//!     types and `R` its return type (`T` for a function returning
-//!     `Result<T, E>`, whose `Err` is reported to the caller as a failure);
-//! * a private trampoline that decodes the argument tuple, calls the function
-//!   and encodes its result, and
-//! * an entry in the `mitogen::__private::REMOTE_FUNCTIONS` distributed slice
-//!   (collected at link time by `linkme`) through which the receiving context
-//!   finds the trampoline by name.
+//! * the function, unchanged;
+//! * a module of the same name and visibility holding `NAME`, the typed
+//!   `remote` handle, a private trampoline that decodes the argument tuple,
+//!   calls the function (supplying the injected `&Router` and
+//!   `&ExternalContext`) and encodes its result, and
+//! * an entry in the `mitogen::__private::REMOTE_FUNCTIONS` distributed
+//!   slice (collected at link time by `linkme`) through which the receiving
+//!   context finds the trampoline by name, with the signature that goes into
+//!   the function-table hash and the `file:line` reported in errors.
 //!
-//! Arguments must be owned, serialisable types. Two reference types are not
-//! sent over the wire but *injected* by the receiving context instead: a
-//! parameter of type `&Router` receives the context's router and one of type
-//! `&ExternalContext` receives the context itself.
-//!
-//! ```ignore
-//! use mitogen::{Router, remote};
-//!
-//! #[remote]
-//! pub fn add(a: i32, b: i32) -> i32 {
-//!     a + b
-//! }
-//!
-//! #[remote]
-//! pub fn read(router: &Router, path: String) -> Result<Vec<u8>, std::io::Error> {
-//!     std::fs::read(path)
-//! }
-//!
-//! // `add::remote` is a `mitogen::Remote<(i32, i32), i32>` and
-//! // `read::remote` a `mitogen::Remote<(String,), Vec<u8>>`.
-//! let sum = context.call(add::remote, (1, 2))?;
-//! ```
-//!
-//! The function must not be `async`, `unsafe`, generic or a method. Because the
-//! generated module refers to the function as `super::name`, the attribute
-//! only works on functions declared directly in a module (not inside a block
-//! or an `impl`).
+//! Because the generated module refers to the function as `super::name`,
+//! the attribute only works on functions declared directly in a module.
 
 extern crate proc_macro;
 
@@ -58,8 +27,147 @@ use syn::{
     ReturnType, Type, TypePath,
 };
 
-/// Makes a free function callable from other contexts; see the crate
-/// documentation for what is generated.
+/// Makes a free function callable from other contexts (Mitogen's
+/// `call_function` target), re-exported as `mitogen::remote`.
+///
+/// The function itself is left as written and can still be called
+/// locally. Next to it the attribute generates a module of the same name
+/// (functions and modules live in different namespaces) with the
+/// function's visibility, holding:
+///
+/// - `remote`: a typed [`mitogen::Remote<Args, R>`] to pass to
+///   [`Context::call`] and its relatives, where `Args` is the tuple of
+///   the argument types sent over the wire and `R` the result type;
+/// - `NAME`: the name the function is registered under, its full path
+///   (`my_crate::ops::add`);
+/// - a registration in the binary's table of remote functions, collected
+///   at link time: nothing needs to be listed or called at start-up.
+///
+/// # Rules
+/// - **A free function**, declared directly in a module (not in a block,
+///   an `impl` or a trait), not `async`, `unsafe`, generic or variadic.
+///   In a doctest, write `fn main` yourself, so the function sits at the
+///   top level rather than inside the generated `main`.
+/// - **Owned arguments** whose types are `Serialize + DeserializeOwned`
+///   (`String`, not `&str`; `Vec<T>`, not `&[T]`; your own
+///   `#[derive(Serialize, Deserialize)]` types). A [`mitogen::Sender`] or a
+///   [`mitogen::Context`] may be passed too. The caller gives them as a
+///   tuple: `(a, b)`, `(a,)` for one argument, `()` for none.
+/// - **Injected parameters**: a parameter of type `&Router` receives the
+///   router of the context the call runs in and `&ExternalContext` that
+///   context itself (Mitogen's `takes_router`/`takes_econtext`). They may
+///   appear at any position, are not part of `Args`, and must be shared
+///   references (`&mut` is refused).
+/// - **Return type**: any owned `T: Serialize + DeserializeOwned` (or
+///   none, for `()`), or `Result<T, E>` written with both parameters, where
+///   `E: Display`. An `Err` is not serialised: the caller gets
+///   [`mitogen::Error::Call`] with [`CallErrorKind::Returned`], the short
+///   type name of `E` (`io::Error`) and its `Display` text, and `R` is `T`.
+///   One-parameter aliases (`io::Result<T>`, `anyhow::Result<T>`) hide the
+///   error type and are refused: write `Result<T, anyhow::Error>`.
+///
+/// Each rule broken is a compile error that says which one.
+///
+/// # Versions
+/// Both ends run the same binary, so they agree on every function. A
+/// binary built for another architecture may come from another build: at
+/// the handshake each side compares a hash of its function table (every
+/// `NAME` with its signature), and a difference fails the connection with
+/// [`StreamError::VersionSkew`] naming both builds, before any call. A
+/// name the target does not know fails the call with
+/// [`CallErrorKind::UnknownFunction`].
+///
+/// # Panics
+/// A panic in the function does not end the context: it is caught and the
+/// call fails with [`CallErrorKind::Panicked`], the panic message and the
+/// remote backtrace (this needs `panic = "unwind"`, the default). The
+/// context serves its next call as usual.
+///
+/// # Examples
+/// Defining functions and looking at their handles runs anywhere:
+/// ```
+/// use mitogen::{remote, ExternalContext, Remote, Router};
+///
+/// #[remote]
+/// pub fn add(a: i32, b: i32) -> i32 {
+///     a + b
+/// }
+///
+/// /// Injected parameters are not part of the arguments sent.
+/// #[remote]
+/// fn whoami(ec: &ExternalContext, greeting: String, router: &Router) -> String {
+///     format!("{greeting} from {} (id {})", ec.name(), router.context_id())
+/// }
+///
+/// #[remote]
+/// fn read(path: String) -> Result<Vec<u8>, std::io::Error> {
+///     std::fs::read(path)
+/// }
+///
+/// fn main() {
+///     assert_eq!(add(2, 3), 5); // still an ordinary function
+///     let _: Remote<(i32, i32), i32> = add::remote;
+///     let _: Remote<(String,), String> = whoami::remote;
+///     let _: Remote<(String,), Vec<u8>> = read::remote; // R is T of Result<T, E>
+///     assert!(add::NAME.ends_with("::add"));
+/// }
+/// ```
+///
+/// Calling them needs a context (a process is started, hence `no_run`):
+/// ```no_run
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Job {
+///     name: String,
+///     steps: u32,
+/// }
+///
+/// #[mitogen::remote]
+/// fn run(job: Job) -> Result<u32, String> {
+///     if job.steps == 0 {
+///         return Err(format!("{}: nothing to do", job.name));
+///     }
+///     Ok(job.steps * 2)
+/// }
+///
+/// #[mitogen::remote]
+/// fn boom() {
+///     panic!("boom");
+/// }
+///
+/// fn main() {
+///     mitogen::main(|router| {
+///         let child = router.local(mitogen::LocalOptions::new())?;
+///         let job = Job { name: "build".into(), steps: 3 };
+///         assert_eq!(child.call(run::remote, (job,))?, 6);
+///
+///         let empty = Job { name: "idle".into(), steps: 0 };
+///         match child.call(run::remote, (empty,)) {
+///             Err(mitogen::Error::Call(e)) => {
+///                 assert_eq!(e.kind, mitogen::CallErrorKind::Returned);
+///                 assert_eq!(e.type_name, "String");
+///                 assert_eq!(e.message, "idle: nothing to do");
+///             }
+///             other => panic!("expected a CallError, got {:?}", other.map(|_| ())),
+///         }
+///
+///         let err = child.call(boom::remote, ()).unwrap_err();
+///         eprintln!("{err}"); // names the function, "boom" and the remote backtrace
+///         Ok(())
+///     })
+/// }
+/// ```
+///
+/// [`mitogen::Remote<Args, R>`]: ../mitogen/struct.Remote.html
+/// [`Context::call`]: ../mitogen/struct.Context.html#method.call
+/// [`mitogen::Sender`]: ../mitogen/struct.Sender.html
+/// [`mitogen::Context`]: ../mitogen/struct.Context.html
+/// [`mitogen::Error::Call`]: ../mitogen/enum.Error.html#variant.Call
+/// [`CallErrorKind::Returned`]: ../mitogen/enum.CallErrorKind.html#variant.Returned
+/// [`CallErrorKind::UnknownFunction`]: ../mitogen/enum.CallErrorKind.html#variant.UnknownFunction
+/// [`CallErrorKind::Panicked`]: ../mitogen/enum.CallErrorKind.html#variant.Panicked
+/// [`StreamError::VersionSkew`]: ../mitogen/enum.StreamError.html#variant.VersionSkew
 #[proc_macro_attribute]
 pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);

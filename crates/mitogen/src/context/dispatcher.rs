@@ -65,11 +65,12 @@ impl ExternalContext {
     /// `ssh.web1`, or the `remote_name` given); `master` in the master.
     ///
     /// # Examples
-    /// ```no_run
+    /// ```
     /// #[mitogen::remote]
     /// fn whoami(ec: &mitogen::ExternalContext) -> String {
     ///     ec.name()
     /// }
+    /// # fn main() {}
     /// ```
     pub fn name(&self) -> String {
         self.router.name_of(self.router.context_id())
@@ -79,11 +80,12 @@ impl ExternalContext {
     /// [`Router::parent_ids`] and [`mitogen::parent_ids`](crate::parent_ids)).
     ///
     /// # Examples
-    /// ```no_run
+    /// ```
     /// #[mitogen::remote]
     /// fn depth(ec: &mitogen::ExternalContext) -> usize {
     ///     ec.parent_ids().len()
     /// }
+    /// # fn main() {}
     /// ```
     pub fn parent_ids(&self) -> Vec<u32> {
         self.router.parent_ids()
