@@ -271,7 +271,7 @@
 //! #[global_allocator]
 //! static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 //! ```
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 extern crate self as mitogen;
 
