@@ -42,7 +42,9 @@ fn every_public_method_has_an_example() {
     for file in &files {
         let text = std::fs::read_to_string(file)
             .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
-        let shown = file.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(file);
+        let shown = file
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(file);
         for method in public_methods(&text) {
             checked += 1;
             if !method.has_example {
@@ -275,9 +277,7 @@ fn depth_at_line_start(text: &str) -> Vec<usize> {
                         match chars.get(j) {
                             None => break,
                             Some('\n') => newline(&mut depths, depth),
-                            Some('"')
-                                if (1..=hashes).all(|k| chars.get(j + k) == Some(&'#')) =>
-                            {
+                            Some('"') if (1..=hashes).all(|k| chars.get(j + k) == Some(&'#')) => {
                                 j += 1 + hashes;
                                 break;
                             }

@@ -122,6 +122,13 @@ impl Router {
 
     /// Binaries this process has asked its parent for so far (requests made
     /// at the same time count once).
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// assert_eq!(router.binary_fetches(), 0); // the master has every binary it needs
+    /// # }).unwrap();
+    /// ```
     pub fn binary_fetches(&self) -> u64 {
         store().fetches.load(Ordering::Relaxed)
     }

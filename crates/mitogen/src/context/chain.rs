@@ -46,6 +46,20 @@ pub struct CallChain {
 impl CallChain {
     /// A chain into `context`; without `pipelined`, calls carry no chain and
     /// behave like [`Context::call`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn step(n: u32) -> Result<u32, String> { Ok(n) }
+    /// # fn main() {}
+    /// # fn f(child: mitogen::Context) -> mitogen::Result<()> {
+    /// use mitogen::CallChain;
+    /// // Not pipelined: each call behaves like Context::call.
+    /// let plain = CallChain::new(child.clone(), false);
+    /// assert_eq!(plain.call(step::remote, (1,))?, 1);
+    /// let pipelined = CallChain::new(child, true); // as Context::call_chain
+    /// pipelined.call_no_reply(step::remote, (2,))?;
+    /// # Ok(()) }
+    /// ```
     pub fn new(context: Context, pipelined: bool) -> CallChain {
         CallChain {
             context,
@@ -63,6 +77,19 @@ impl CallChain {
     ///
     /// # Errors
     /// As [`Context::send`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn step(n: u32) -> Result<u32, String> { Ok(n) }
+    /// # fn main() {}
+    /// # fn f(child: mitogen::Context) -> mitogen::Result<()> {
+    /// let chain = child.call_chain();
+    /// for n in 0..10 {
+    ///     chain.call_no_reply(step::remote, (n,))?; // returns at once
+    /// }
+    /// chain.call(step::remote, (10,))?; // reports the first failure, if any
+    /// # Ok(()) }
+    /// ```
     pub fn call_no_reply<A: Serialize, R>(&self, function: Remote<A, R>, args: A) -> Result<()> {
         self.context
             .send(call_message(function.name(), self.chain(), &args)?)
@@ -72,6 +99,18 @@ impl CallChain {
     ///
     /// # Errors
     /// As [`Context::send`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn step(n: u32) -> Result<u32, String> { Ok(n) }
+    /// # fn main() {}
+    /// # fn f(child: mitogen::Context) -> mitogen::Result<()> {
+    /// let chain = child.call_chain();
+    /// chain.call_no_reply(step::remote, (1,))?;
+    /// let last = chain.call_async(step::remote, (2,))?;
+    /// assert_eq!(last.get()?, 2);
+    /// # Ok(()) }
+    /// ```
     pub fn call_async<A: Serialize, R: DeserializeOwned>(
         &self,
         function: Remote<A, R>,
@@ -84,6 +123,22 @@ impl CallChain {
     ///
     /// # Errors
     /// As [`Context::call`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn step(n: u32) -> Result<u32, String> { Ok(n) }
+    /// # fn main() {}
+    /// # fn f(child: mitogen::Context) -> mitogen::Result<()> {
+    /// let chain = child.call_chain();
+    /// chain.call_no_reply(step::remote, (1,))?;
+    /// match chain.call(step::remote, (2,)) {
+    ///     Err(mitogen::Error::Call(e)) if e.kind == mitogen::CallErrorKind::ChainFailed => {
+    ///         eprintln!("an earlier call failed: {e}");
+    ///     }
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn call<A: Serialize, R: DeserializeOwned>(
         &self,
         function: Remote<A, R>,
@@ -96,6 +151,20 @@ impl CallChain {
     ///
     /// # Errors
     /// As [`Context::send`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn step(n: u32) -> Result<u32, String> { Ok(n) }
+    /// # fn main() {}
+    /// # fn f(child: mitogen::Context) -> mitogen::Result<()> {
+    /// let chain = child.call_chain();
+    /// chain.call_no_reply(step::remote, (1,))?;
+    /// if chain.call(step::remote, (2,)).is_err() {
+    ///     chain.reset()?; // later calls run again
+    /// }
+    /// chain.call(step::remote, (3,))?;
+    /// # Ok(()) }
+    /// ```
     pub fn reset(&self) -> Result<()> {
         if let Some(old) = self.chain() {
             self.chain_id.store(

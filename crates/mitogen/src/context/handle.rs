@@ -114,16 +114,39 @@ impl Context {
     }
 
     /// A handle on the router's own context.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// assert_eq!(me.context_id(), router.context_id());
+    /// # }).unwrap();
+    /// ```
     pub fn local(router: &Router) -> Context {
         Context::new(router, router.context_id(), None)
     }
 
     /// The context's id.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// assert_eq!(mitogen::Context::local(&router).context_id(), 0); // the master
+    /// assert_eq!(router.context_by_id(7).context_id(), 7);
+    /// # }).unwrap();
+    /// ```
     pub fn context_id(&self) -> u32 {
         self.id
     }
 
     /// The context's name.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// assert_eq!(mitogen::Context::local(&router).name(), "master");
+    /// # }).unwrap();
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -151,6 +174,14 @@ impl Context {
     }
 
     /// The router used to reach it.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// assert_eq!(me.router().context_id(), router.context_id());
+    /// # }).unwrap();
+    /// ```
     pub fn router(&self) -> &Router {
         &self.router
     }
@@ -159,6 +190,17 @@ impl Context {
     ///
     /// # Errors
     /// A message larger than the maximum message size.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Context, Message, Receiver};
+    /// let rx = Receiver::new(&router);
+    /// let msg = Message::pickled(&"raw", rx.handle()).unwrap();
+    /// Context::local(&router).send(msg).unwrap();
+    /// assert_eq!(rx.recv().unwrap().unpickle::<String>().unwrap(), "raw");
+    /// # }).unwrap();
+    /// ```
     pub fn send(&self, mut msg: Message) -> Result<()> {
         msg.dst_id = self.id;
         let window = (msg.handle == handle::CALL_FUNCTION).then_some(&self.call_window);
@@ -172,6 +214,22 @@ impl Context {
     ///
     /// # Errors
     /// As [`Context::send`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Context, Message, Receiver};
+    /// let server = Receiver::new(&router);
+    /// let handle = server.handle();
+    /// std::thread::spawn(move || {
+    ///     let request = server.recv().unwrap();
+    ///     request.reply(&"pong").unwrap();
+    /// });
+    /// let me = Context::local(&router);
+    /// let reply = me.send_async(Message::pickled(&"ping", handle).unwrap()).unwrap();
+    /// assert_eq!(reply.recv().unwrap().unpickle::<String>().unwrap(), "pong");
+    /// # }).unwrap();
+    /// ```
     pub fn send_async(&self, msg: Message) -> Result<Receiver> {
         self.send_async_until(msg, None)
     }
@@ -217,6 +275,25 @@ impl Context {
     ///
     /// # Errors
     /// [`Error::Channel`] for a dead reply, [`Error::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Context, Message, Receiver};
+    /// use std::time::Duration;
+    /// let server = Receiver::new(&router);
+    /// let handle = server.handle();
+    /// std::thread::spawn(move || {
+    ///     let request = server.recv().unwrap();
+    ///     let n: u32 = request.unpickle().unwrap();
+    ///     request.reply(&(n + 1)).unwrap();
+    /// });
+    /// let me = Context::local(&router);
+    /// let msg = Message::pickled(&41u32, handle).unwrap();
+    /// let reply = me.send_await(msg, Some(Duration::from_secs(5))).unwrap();
+    /// assert_eq!(reply.unpickle::<u32>().unwrap(), 42);
+    /// # }).unwrap();
+    /// ```
     pub fn send_await(&self, msg: Message, timeout: Option<Duration>) -> Result<Message> {
         let rx = self.send_async(msg)?;
         match timeout {
@@ -334,6 +411,23 @@ impl Context {
     ///
     /// # Errors
     /// As [`Context::send`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn step(n: u32) -> Result<u32, String> { Ok(n) }
+    /// # fn main() {}
+    /// # fn f(contexts: &[mitogen::Context]) -> mitogen::Result<()> {
+    /// // Start one call per context, then collect: they run in parallel.
+    /// let calls: Vec<_> = contexts
+    ///     .iter()
+    ///     .map(|c| c.call_async(step::remote, (1,)))
+    ///     .collect::<Result<_, _>>()?;
+    /// for call in calls {
+    ///     let name = call.context_name().to_string();
+    ///     println!("{name}: {}", call.get()?);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn call_async<A: Serialize, R: DeserializeOwned>(
         &self,
         function: Remote<A, R>,
@@ -362,11 +456,33 @@ impl Context {
     ///
     /// # Errors
     /// As [`Context::send`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn touch(path: String) { let _ = std::fs::write(path, b""); }
+    /// # fn main() {}
+    /// # fn f(child: mitogen::Context) -> mitogen::Result<()> {
+    /// // Returns once sent; a failure is only logged in the child.
+    /// child.call_no_reply(touch::remote, ("/tmp/ping".to_string(),))?;
+    /// # Ok(()) }
+    /// ```
     pub fn call_no_reply<A: Serialize, R>(&self, function: Remote<A, R>, args: A) -> Result<()> {
         self.send(call_message(function.name(), None, &args)?)
     }
 
     /// A [`CallChain`] for pipelined calls into this context.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[mitogen::remote] fn step(n: u32) -> Result<u32, String> { Ok(n) }
+    /// # fn main() {}
+    /// # fn f(child: mitogen::Context) -> mitogen::Result<()> {
+    /// let chain = child.call_chain();
+    /// chain.call_no_reply(step::remote, (1,))?; // pipelined: no round trip
+    /// chain.call_no_reply(step::remote, (2,))?;
+    /// assert_eq!(chain.call(step::remote, (3,))?, 3); // fails if 1 or 2 failed
+    /// # Ok(()) }
+    /// ```
     pub fn call_chain(&self) -> CallChain {
         CallChain::new(self.clone(), true)
     }

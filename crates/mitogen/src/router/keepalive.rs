@@ -97,6 +97,17 @@ impl Router {
     }
 
     /// The keepalive in force, if any.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::Keepalive;
+    /// use std::time::Duration;
+    /// assert_eq!(router.keepalive(), None);
+    /// router.set_keepalive(Some(Keepalive::new(Duration::from_secs(30), 3)));
+    /// assert_eq!(router.keepalive().unwrap().misses, 3);
+    /// # }).unwrap();
+    /// ```
     pub fn keepalive(&self) -> Option<Keepalive> {
         lock(&self.inner.keepalive).settings
     }

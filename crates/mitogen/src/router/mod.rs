@@ -187,6 +187,13 @@ impl Router {
     ///
     /// # Errors
     /// The broker thread could not start.
+    ///
+    /// # Examples
+    /// ```
+    /// let router = mitogen::Router::new().unwrap();
+    /// assert_eq!(router.context_id(), 0);
+    /// router.shutdown(); // Router::with does this for you
+    /// ```
     pub fn new() -> Result<Router> {
         let broker = Broker::new().map_err(|e| StreamError::Io {
             what: "starting the broker".into(),
@@ -229,6 +236,13 @@ impl Router {
 
     /// Shut the broker down gracefully and wait for it (children are asked
     /// to exit and reaped).
+    ///
+    /// # Examples
+    /// ```
+    /// let router = mitogen::Router::new().unwrap();
+    /// router.shutdown(); // children asked to exit and reaped, broker joined
+    /// assert!(router.broker().is_stopped());
+    /// ```
     pub fn shutdown(&self) {
         crate::profile::master_shutting_down(self);
         self.inner.broker.shutdown();
@@ -265,6 +279,14 @@ impl Router {
 
     /// Bytes of binary uploaded to targets by this router's bootstraps so far;
     /// 0 when every target had a warm cache.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// // Nothing uploaded yet; a connection to a cold cache adds the binary's size.
+    /// assert_eq!(router.binary_bytes_sent(), 0);
+    /// # }).unwrap();
+    /// ```
     pub fn binary_bytes_sent(&self) -> u64 {
         self.inner.binary_bytes_sent.load(Ordering::Relaxed)
     }
@@ -303,16 +325,39 @@ impl Router {
     }
 
     /// The broker this router runs on.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// // Run a closure on the broker thread and wait for its result.
+    /// let on_broker = router.broker().defer_sync(|| std::thread::current().id()).unwrap();
+    /// assert_ne!(on_broker, std::thread::current().id());
+    /// # }).unwrap();
+    /// ```
     pub fn broker(&self) -> &Broker {
         &self.inner.broker
     }
 
     /// This context's id: 0 in the master.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// assert_eq!(router.context_id(), 0); // the master; children get 1, 2, …
+    /// # }).unwrap();
+    /// ```
     pub fn context_id(&self) -> u32 {
         self.inner.context_id.load(Ordering::Relaxed)
     }
 
     /// Ids of this context's parents, nearest first; empty in the master.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// assert!(router.parent_ids().is_empty()); // the master has no parent
+    /// # }).unwrap();
+    /// ```
     pub fn parent_ids(&self) -> Vec<u32> {
         self.inner
             .parent_ids
@@ -332,6 +377,13 @@ impl Router {
     }
 
     /// The largest message body this router sends or accepts.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// assert_eq!(router.max_message_size(), mitogen::DEFAULT_MAX_MESSAGE_SIZE as usize);
+    /// # }).unwrap();
+    /// ```
     pub fn max_message_size(&self) -> usize {
         self.inner.max_message_size.load(Ordering::Relaxed)
     }
@@ -368,6 +420,13 @@ impl Router {
     /// another context before the sender waits for it to consume them
     /// (default [`DEFAULT_FLOW_WINDOW`], 8 MiB). This context grants credit
     /// to its own senders each quarter window it consumes.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// assert_eq!(router.flow_window(), mitogen::DEFAULT_FLOW_WINDOW);
+    /// # }).unwrap();
+    /// ```
     pub fn flow_window(&self) -> u64 {
         self.inner.flow.window()
     }
@@ -581,6 +640,18 @@ impl Router {
     /// # Errors
     /// [`StreamError::MessageTooLarge`] when the body exceeds the maximum
     /// message size: nothing is sent and the link stays up.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Message, Receiver};
+    /// let rx = Receiver::new(&router);
+    /// let mut msg = Message::pickled(&3u8, rx.handle()).unwrap();
+    /// msg.dst_id = router.context_id(); // any context in the tree
+    /// router.route(msg).unwrap();
+    /// assert_eq!(rx.recv().unwrap().unpickle::<u8>().unwrap(), 3);
+    /// # }).unwrap();
+    /// ```
     pub fn route(&self, msg: Message) -> Result<()> {
         self.route_wait(msg, Wait::Forever, None)
             .map_err(Refused::into_error)

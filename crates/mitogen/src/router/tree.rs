@@ -46,6 +46,15 @@ impl Router {
     /// # Errors
     /// A child whose parent cannot be reached or refuses (too many blocks
     /// for that subtree, ids exhausted): [`ChannelError::Dead`] with the reason.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let a = router.allocate_id().unwrap();
+    /// let b = router.allocate_id().unwrap();
+    /// assert!(a > 0 && b > a); // never handed out twice
+    /// # }).unwrap();
+    /// ```
     pub fn allocate_id(&self) -> Result<u32> {
         if self.context_id() == 0 {
             return Ok(self
@@ -84,6 +93,14 @@ impl Router {
     }
 
     /// A handle on context `id`, wherever it is in the tree (Mitogen's `context_by_id`).
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let ctx = router.context_by_id(3);
+    /// assert_eq!(ctx.context_id(), 3);
+    /// # }).unwrap();
+    /// ```
     pub fn context_by_id(&self, id: u32) -> Context {
         Context::new(self, id, None)
     }
@@ -91,11 +108,26 @@ impl Router {
     /// Forbid children to start traffic to anything but their own
     /// descendants; replies still flow (Mitogen's `unidirectional`).
     /// Children created afterwards inherit the setting.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// router.set_unidirectional(true); // before connecting: children inherit it
+    /// assert!(router.is_unidirectional());
+    /// # }).unwrap();
+    /// ```
     pub fn set_unidirectional(&self, on: bool) {
         self.inner.unidirectional.store(on, Ordering::Relaxed);
     }
 
     /// `true` when unidirectional routing is on.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// assert!(!router.is_unidirectional()); // off by default, as in Mitogen
+    /// # }).unwrap();
+    /// ```
     pub fn is_unidirectional(&self) -> bool {
         self.inner.unidirectional.load(Ordering::Relaxed)
     }

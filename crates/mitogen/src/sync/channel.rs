@@ -35,6 +35,17 @@ pub struct Channel {
 
 impl Channel {
     /// A channel sending to `dst_handle` in `context` and receiving on a new handle.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// b.send(&"ping").unwrap();
+    /// assert_eq!(a.recv().unwrap().unpickle::<String>().unwrap(), "ping");
+    /// # }).unwrap();
+    /// ```
     pub fn new(router: &Router, context: Context, dst_handle: u32) -> Channel {
         Channel {
             sender: Sender::new(context, dst_handle),
@@ -43,11 +54,32 @@ impl Channel {
     }
 
     /// The local handle the far end must send to.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me, 0);
+    /// assert_eq!(a.handle(), a.receiver().handle());
+    /// # }).unwrap();
+    /// ```
     pub fn handle(&self) -> u32 {
         self.receiver.handle()
     }
 
     /// Point the sending side at another handle (once the far end's is known).
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let mut a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// a.set_dst_handle(b.handle()); // now both ends know each other
+    /// a.send(&"pong").unwrap();
+    /// assert_eq!(b.recv().unwrap().unpickle::<String>().unwrap(), "pong");
+    /// # }).unwrap();
+    /// ```
     pub fn set_dst_handle(&mut self, dst_handle: u32) {
         self.sender = Sender::new(self.sender.context().clone(), dst_handle);
     }
@@ -56,6 +88,18 @@ impl Channel {
     ///
     /// # Errors
     /// As [`Sender::send`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// b.send(&(1u8, "two")).unwrap();
+    /// let (one, two): (u8, String) = a.recv().unwrap().unpickle().unwrap();
+    /// assert_eq!((one, two.as_str()), (1, "two"));
+    /// # }).unwrap();
+    /// ```
     #[doc(alias = "put")]
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.sender.send(value)
@@ -65,6 +109,17 @@ impl Channel {
     ///
     /// # Errors
     /// As [`Sender::try_send`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// b.try_send(3u8).unwrap();
+    /// assert_eq!(a.recv().unwrap().unpickle::<u8>().unwrap(), 3);
+    /// # }).unwrap();
+    /// ```
     pub fn try_send<T: Serialize>(&self, value: T) -> Result<(), TrySendError<T>> {
         self.sender.try_send(value)
     }
@@ -74,6 +129,18 @@ impl Channel {
     ///
     /// # Errors
     /// As [`Sender::send_timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use std::time::Duration;
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// b.send_timeout(4u8, Duration::from_secs(5)).unwrap();
+    /// assert_eq!(a.recv().unwrap().unpickle::<u8>().unwrap(), 4);
+    /// # }).unwrap();
+    /// ```
     pub fn send_timeout<T: Serialize>(
         &self,
         value: T,
@@ -146,17 +213,49 @@ impl Channel {
     ///
     /// # Errors
     /// As [`Receiver::recv`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// b.send(&9u8).unwrap();
+    /// assert_eq!(a.recv().unwrap().unpickle::<u8>().unwrap(), 9);
+    /// # }).unwrap();
+    /// ```
     #[doc(alias = "get")]
     pub fn recv(&self) -> Result<Message, ChannelError> {
         self.receiver.recv()
     }
 
     /// The sending half.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// assert_eq!(b.sender().dst_handle(), a.handle());
+    /// # }).unwrap();
+    /// ```
     pub fn sender(&self) -> &Sender {
         &self.sender
     }
 
     /// The receiving half.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// b.send(&1u8).unwrap();
+    /// assert_eq!(a.receiver().len(), 1);
+    /// # }).unwrap();
+    /// ```
     pub fn receiver(&self) -> &Receiver {
         &self.receiver
     }
@@ -165,6 +264,17 @@ impl Channel {
     ///
     /// # Errors
     /// As [`Sender::close`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let me = mitogen::Context::local(&router);
+    /// let a = mitogen::Channel::new(&router, me.clone(), 0);
+    /// let b = mitogen::Channel::new(&router, me, a.handle());
+    /// b.close().unwrap(); // a sees the end of the stream
+    /// assert!(matches!(a.recv(), Err(mitogen::ChannelError::SenderClosed { .. })));
+    /// # }).unwrap();
+    /// ```
     pub fn close(&self) -> Result<()> {
         self.receiver.close();
         self.sender.close()

@@ -73,6 +73,12 @@ impl<T> std::fmt::Debug for Latch<T> {
 
 impl<T> Latch<T> {
     /// An empty, open latch.
+    ///
+    /// # Examples
+    /// ```
+    /// let latch: mitogen::Latch<u32> = mitogen::Latch::new();
+    /// assert!(latch.is_empty() && !latch.is_closed());
+    /// ```
     pub fn new() -> Latch<T> {
         Latch {
             inner: Arc::new(Inner {
@@ -97,6 +103,15 @@ impl<T> Latch<T> {
     ///
     /// # Errors
     /// [`LatchError`] when the latch is closed; the value is dropped.
+    ///
+    /// # Examples
+    /// ```
+    /// let latch = mitogen::Latch::new();
+    /// latch.put("job 1").unwrap();
+    /// assert_eq!(latch.get(), Ok("job 1"));
+    /// latch.close();
+    /// assert_eq!(latch.put("job 2"), Err(mitogen::LatchError));
+    /// ```
     pub fn put(&self, value: T) -> Result<(), LatchError> {
         let notify = {
             let mut s = self.lock();
@@ -120,6 +135,17 @@ impl<T> Latch<T> {
     ///
     /// # Errors
     /// [`TryGetError::Empty`] or [`TryGetError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use mitogen::{Latch, TryGetError};
+    /// let latch = Latch::new();
+    /// assert_eq!(latch.try_get(), Err(TryGetError::Empty));
+    /// latch.put(1).unwrap();
+    /// assert_eq!(latch.try_get(), Ok(1));
+    /// latch.close();
+    /// assert_eq!(latch.try_get(), Err(TryGetError::Closed));
+    /// ```
     pub fn try_get(&self) -> Result<T, TryGetError> {
         let mut s = self.lock();
         match s.queue.pop_front() {
@@ -133,6 +159,15 @@ impl<T> Latch<T> {
     ///
     /// # Errors
     /// [`LatchError`] when the latch is closed and empty.
+    ///
+    /// # Examples
+    /// ```
+    /// let latch = mitogen::Latch::new();
+    /// let worker = latch.clone();
+    /// let t = std::thread::spawn(move || worker.put(42).unwrap());
+    /// assert_eq!(latch.get(), Ok(42)); // blocks until the thread puts
+    /// t.join().unwrap();
+    /// ```
     pub fn get(&self) -> Result<T, LatchError> {
         self.wait(None).map_err(|_| LatchError)
     }
@@ -163,6 +198,19 @@ impl<T> Latch<T> {
     ///
     /// # Errors
     /// [`GetTimeoutError::Timeout`] or [`GetTimeoutError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let latch = mitogen::Latch::new();
+    /// latch.put('a').unwrap();
+    /// let deadline = Instant::now() + Duration::from_millis(10);
+    /// assert_eq!(latch.get_deadline(deadline), Ok('a'));
+    /// assert!(matches!(
+    ///     latch.get_deadline(deadline),
+    ///     Err(mitogen::GetTimeoutError::Timeout(_))
+    /// ));
+    /// ```
     pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
         self.wait(Some(deadline))
     }
@@ -209,6 +257,15 @@ impl<T> Latch<T> {
 
     /// Close the latch: waiters wake with an error once the queue is drained,
     /// later puts fail.
+    ///
+    /// # Examples
+    /// ```
+    /// let latch = mitogen::Latch::new();
+    /// latch.put(1).unwrap();
+    /// latch.close();
+    /// assert_eq!(latch.get(), Ok(1)); // queued values are still taken
+    /// assert_eq!(latch.get(), Err(mitogen::LatchError));
+    /// ```
     pub fn close(&self) {
         let notify = {
             let mut s = self.lock();
@@ -225,16 +282,39 @@ impl<T> Latch<T> {
     }
 
     /// `true` once [`Latch::close`] was called.
+    ///
+    /// # Examples
+    /// ```
+    /// let latch: mitogen::Latch<()> = mitogen::Latch::new();
+    /// latch.close();
+    /// assert!(latch.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }
 
     /// Number of queued values.
+    ///
+    /// # Examples
+    /// ```
+    /// let latch = mitogen::Latch::new();
+    /// latch.put(1).unwrap();
+    /// latch.put(2).unwrap();
+    /// assert_eq!(latch.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.lock().queue.len()
     }
 
     /// `true` when nothing is queued (Mitogen's `empty()`).
+    ///
+    /// # Examples
+    /// ```
+    /// let latch = mitogen::Latch::new();
+    /// assert!(latch.is_empty());
+    /// latch.put(1).unwrap();
+    /// assert!(!latch.is_empty());
+    /// ```
     #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.lock().queue.is_empty()

@@ -64,6 +64,14 @@ impl std::fmt::Debug for Receiver {
 
 impl Receiver {
     /// A receiver on a newly allocated handle.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// assert!(rx.is_empty());
+    /// # }).unwrap();
+    /// ```
     pub fn new(router: &Router) -> Receiver {
         Receiver::with_options(router, ReceiverOptions::default())
     }
@@ -73,6 +81,18 @@ impl Receiver {
     /// # Panics
     /// When `opts.handle` already has a handler (Mitogen refuses too):
     /// two receivers on one handle would steal each other's messages.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Receiver, ReceiverOptions};
+    /// // Removed after its first message, like Mitogen's `persist=False`.
+    /// let opts = ReceiverOptions { oneshot: true, ..Default::default() };
+    /// let rx = Receiver::with_options(&router, opts);
+    /// rx.to_sender().send(&1u8).unwrap();
+    /// assert_eq!(rx.recv().unwrap().unpickle::<u8>().unwrap(), 1);
+    /// # }).unwrap();
+    /// ```
     pub fn with_options(router: &Router, opts: ReceiverOptions) -> Receiver {
         let latch = Latch::new();
         let l2 = latch.clone();
@@ -96,6 +116,18 @@ impl Receiver {
     }
 
     /// The handle messages must be sent to.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Context, Receiver, Sender};
+    /// let rx = Receiver::new(&router);
+    /// // Anyone who knows the context and the handle can send to it.
+    /// let tx = Sender::new(Context::local(&router), rx.handle());
+    /// tx.send(&"hello").unwrap();
+    /// assert_eq!(rx.recv().unwrap().unpickle::<String>().unwrap(), "hello");
+    /// # }).unwrap();
+    /// ```
     pub fn handle(&self) -> u32 {
         self.handle
     }
@@ -106,6 +138,15 @@ impl Receiver {
     }
 
     /// A [`Sender`] that delivers to this receiver from any context.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// let tx = rx.to_sender(); // pass it to a remote function as an argument
+    /// assert_eq!(tx.dst_handle(), rx.handle());
+    /// # }).unwrap();
+    /// ```
     pub fn to_sender(&self) -> Sender {
         Sender::new(Context::local(&self.router), self.handle)
     }
@@ -127,6 +168,19 @@ impl Receiver {
     ///
     /// # Errors
     /// [`TryRecvError::Empty`], or [`TryRecvError::Channel`] for a dead message or closed receiver.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{ChannelError, TryRecvError};
+    /// let rx = mitogen::Receiver::new(&router);
+    /// assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    /// rx.to_sender().send(&1u8).unwrap(); // to this context: queued at once
+    /// assert_eq!(rx.try_recv().unwrap().unpickle::<u8>().unwrap(), 1);
+    /// rx.close();
+    /// assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Channel(ChannelError::Closed));
+    /// # }).unwrap();
+    /// ```
     pub fn try_recv(&self) -> Result<Message, TryRecvError> {
         match self.latch.try_get() {
             Ok(m) => self.map(m).map_err(TryRecvError::Channel),
@@ -139,6 +193,17 @@ impl Receiver {
     ///
     /// # Errors
     /// [`ChannelError::Dead`] with the reason, or [`ChannelError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// let tx = rx.to_sender();
+    /// std::thread::spawn(move || tx.send(&vec![1u8, 2]).unwrap());
+    /// let msg = rx.recv().unwrap(); // blocks until the thread sends
+    /// assert_eq!(msg.unpickle::<Vec<u8>>().unwrap(), [1, 2]);
+    /// # }).unwrap();
+    /// ```
     #[doc(alias = "get")]
     pub fn recv(&self) -> Result<Message, ChannelError> {
         match self.recv_inner(None) {
@@ -152,6 +217,20 @@ impl Receiver {
     ///
     /// # Errors
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Channel`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use std::time::Duration;
+    /// let rx = mitogen::Receiver::new(&router);
+    /// match rx.recv_timeout(Duration::from_millis(10)) {
+    ///     Err(mitogen::RecvTimeoutError::Timeout(t)) => {
+    ///         assert!(t.to_string().contains("waiting for a message on handle"));
+    ///     }
+    ///     other => panic!("expected a timeout, got {other:?}"),
+    /// }
+    /// # }).unwrap();
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
         self.recv_inner(super::deadline_after(timeout))
     }
@@ -160,6 +239,17 @@ impl Receiver {
     ///
     /// # Errors
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Channel`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use std::time::{Duration, Instant};
+    /// let rx = mitogen::Receiver::new(&router);
+    /// rx.to_sender().send(&5u8).unwrap();
+    /// let deadline = Instant::now() + Duration::from_secs(5);
+    /// assert_eq!(rx.recv_deadline(deadline).unwrap().unpickle::<u8>().unwrap(), 5);
+    /// # }).unwrap();
+    /// ```
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Message, RecvTimeoutError> {
         self.recv_inner(Some(deadline))
     }
@@ -181,12 +271,35 @@ impl Receiver {
     }
 
     /// Iterate over messages until the channel is dead or closed.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// let tx = rx.to_sender();
+    /// for i in 0..3u8 {
+    ///     tx.send(&i).unwrap();
+    /// }
+    /// tx.close().unwrap(); // ends the iteration
+    /// let got: Vec<u8> = rx.iter().map(|m| m.unpickle().unwrap()).collect();
+    /// assert_eq!(got, [0, 1, 2]);
+    /// # }).unwrap();
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = Message> + '_ {
         std::iter::from_fn(move || self.recv().ok())
     }
 
     /// Stop receiving: remove the handler and wake waiters with
     /// [`ChannelError::Closed`] once queued messages are taken.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// rx.close();
+    /// assert_eq!(rx.recv().unwrap_err(), mitogen::ChannelError::Closed);
+    /// # }).unwrap();
+    /// ```
     pub fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
             self.router.del_handler(self.handle);
@@ -195,18 +308,54 @@ impl Receiver {
     }
 
     /// `true` when nothing is queued (Mitogen's `empty()`).
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// assert!(rx.is_empty());
+    /// rx.to_sender().send(&()).unwrap();
+    /// assert!(!rx.is_empty());
+    /// # }).unwrap();
+    /// ```
     #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.latch.is_empty()
     }
 
     /// Number of queued messages.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// rx.to_sender().send(&1u8).unwrap();
+    /// rx.to_sender().send(&2u8).unwrap();
+    /// assert_eq!(rx.len(), 2);
+    /// # }).unwrap();
+    /// ```
     pub fn len(&self) -> usize {
         self.latch.len()
     }
 
     /// Call `f` (on the broker thread; it must not block) each time a message
     /// is queued or the receiver closes (Mitogen's `notify`).
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// let rx = mitogen::Receiver::new(&router);
+    /// let queued = Arc::new(AtomicUsize::new(0));
+    /// let seen = queued.clone();
+    /// rx.set_notify(Some(Arc::new(move || {
+    ///     seen.fetch_add(1, Ordering::SeqCst); // quick: runs on the broker thread
+    /// })));
+    /// rx.to_sender().send(&1u8).unwrap();
+    /// assert_eq!(queued.load(Ordering::SeqCst), 1);
+    /// # }).unwrap();
+    /// ```
     pub fn set_notify(&self, f: Option<Arc<dyn Fn() + Send + Sync>>) {
         self.latch.set_notify(f);
     }

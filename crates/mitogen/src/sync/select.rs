@@ -96,11 +96,34 @@ impl std::fmt::Debug for Select {
 
 impl Select {
     /// An empty oneshot select.
+    ///
+    /// # Examples
+    /// ```
+    /// let select = mitogen::Select::new();
+    /// assert!(select.is_empty());
+    /// ```
     pub fn new() -> Select {
         Select::with_oneshot(true)
     }
 
     /// An empty select; with `oneshot == false` members stay after yielding.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Receiver, Select};
+    /// // A persistent select: the receiver stays a member after each message.
+    /// let mut select = Select::with_oneshot(false);
+    /// let rx = Receiver::new(&router);
+    /// let tx = rx.to_sender();
+    /// select.add(rx);
+    /// for i in 0..3u8 {
+    ///     tx.send(&i).unwrap();
+    ///     assert_eq!(select.recv().unwrap().unpickle::<u8>().unwrap(), i);
+    /// }
+    /// assert_eq!(select.len(), 1);
+    /// # }).unwrap();
+    /// ```
     pub fn with_oneshot(oneshot: bool) -> Select {
         Select {
             key: member_key(),
@@ -111,6 +134,20 @@ impl Select {
     }
 
     /// A oneshot select over `members`.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Receiver, Select};
+    /// let receivers = vec![Receiver::new(&router), Receiver::new(&router)];
+    /// let senders: Vec<_> = receivers.iter().map(Receiver::to_sender).collect();
+    /// let select = Select::from_members(receivers);
+    /// for tx in &senders {
+    ///     tx.send(&()).unwrap();
+    /// }
+    /// assert_eq!(select.iter().count(), 2);
+    /// # }).unwrap();
+    /// ```
     pub fn from_members<M: Member + 'static>(members: impl IntoIterator<Item = M>) -> Select {
         let mut s = Select::new();
         for m in members {
@@ -120,6 +157,21 @@ impl Select {
     }
 
     /// Add a member; messages it already holds become ready at once.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Latch, Message, Receiver, Select};
+    /// let mut select = Select::new();
+    /// let rx = Receiver::new(&router);
+    /// rx.to_sender().send(&1u8).unwrap(); // already queued: ready at once
+    /// select.add(rx);
+    /// let latch: Latch<Message> = Latch::new(); // latches of messages are members too
+    /// select.add(latch.clone());
+    /// assert_eq!(select.len(), 2);
+    /// assert!(select.is_ready());
+    /// # }).unwrap();
+    /// ```
     pub fn add<M: Member + 'static>(&mut self, member: M) {
         let key = member.key();
         let ready = self.ready.clone();
@@ -166,23 +218,63 @@ impl Select {
     }
 
     /// Number of members.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let mut select = mitogen::Select::new();
+    /// select.add(mitogen::Receiver::new(&router));
+    /// assert_eq!(select.len(), 1);
+    /// # }).unwrap();
+    /// ```
     pub fn len(&self) -> usize {
         lock(&self.members).len()
     }
 
     /// `true` when the select has no members.
+    ///
+    /// # Examples
+    /// ```
+    /// let select = mitogen::Select::new();
+    /// assert!(select.is_empty());
+    /// assert_eq!(select.recv().unwrap_err(), mitogen::ChannelError::SelectEmpty);
+    /// ```
     pub fn is_empty(&self) -> bool {
         lock(&self.members).is_empty()
     }
 
     /// `true` when a message is ready, so `recv` would not block (the
     /// opposite of Mitogen's `empty()`).
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let mut select = mitogen::Select::new();
+    /// let rx = mitogen::Receiver::new(&router);
+    /// let tx = rx.to_sender();
+    /// select.add(rx);
+    /// assert!(!select.is_ready());
+    /// tx.send(&()).unwrap();
+    /// assert!(select.is_ready());
+    /// # }).unwrap();
+    /// ```
     #[doc(alias = "empty")]
     pub fn is_ready(&self) -> bool {
         !self.ready.is_empty()
     }
 
     /// Remove every member and wake waiters with [`ChannelError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let mut select = mitogen::Select::new();
+    /// select.add(mitogen::Receiver::new(&router));
+    /// select.close();
+    /// assert!(select.is_empty());
+    /// assert_eq!(select.recv().unwrap_err(), mitogen::ChannelError::Closed);
+    /// # }).unwrap();
+    /// ```
     pub fn close(&mut self) {
         for m in lock(&self.members).drain(..) {
             m.set_notify(None);
@@ -194,6 +286,19 @@ impl Select {
     ///
     /// # Errors
     /// [`TryRecvError::Empty`] or a member's channel error.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let mut select = mitogen::Select::new();
+    /// let rx = mitogen::Receiver::new(&router);
+    /// let tx = rx.to_sender();
+    /// select.add(rx);
+    /// assert_eq!(select.try_recv().unwrap_err(), mitogen::TryRecvError::Empty);
+    /// tx.send(&1u8).unwrap();
+    /// assert_eq!(select.try_recv().unwrap().unpickle::<u8>().unwrap(), 1);
+    /// # }).unwrap();
+    /// ```
     pub fn try_recv(&self) -> Result<Message, TryRecvError> {
         loop {
             let key = match self.ready.try_get() {
@@ -216,6 +321,22 @@ impl Select {
     /// The member's [`ChannelError`] (e.g. a dead reply),
     /// [`ChannelError::SelectEmpty`] when no member is left, or
     /// [`ChannelError::Closed`] when the select was closed.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Receiver, Select};
+    /// let (a, b) = (Receiver::new(&router), Receiver::new(&router));
+    /// let tb = b.to_sender();
+    /// let b_handle = b.handle();
+    /// let mut select = Select::new();
+    /// select.add(a);
+    /// select.add(b);
+    /// std::thread::spawn(move || tb.send(&"from b").unwrap());
+    /// let msg = select.recv().unwrap(); // whichever member is ready first
+    /// assert_eq!(msg.receiver_handle(), b_handle);
+    /// # }).unwrap();
+    /// ```
     #[doc(alias = "get")]
     pub fn recv(&self) -> Result<Message, ChannelError> {
         self.recv_inner(None).map_err(|e| match e {
@@ -228,6 +349,21 @@ impl Select {
     ///
     /// # Errors
     /// As [`Select::recv`], plus [`RecvTimeoutError::Timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use std::time::Duration;
+    /// let mut select = mitogen::Select::new();
+    /// select.add(mitogen::Receiver::new(&router));
+    /// match select.recv_timeout(Duration::from_millis(10)) {
+    ///     Err(mitogen::RecvTimeoutError::Timeout(t)) => {
+    ///         assert!(t.to_string().contains("waiting on a Select of 1 members"));
+    ///     }
+    ///     other => panic!("expected a timeout, got {other:?}"),
+    /// }
+    /// # }).unwrap();
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
         self.recv_inner(super::deadline_after(timeout))
     }
@@ -236,6 +372,19 @@ impl Select {
     ///
     /// # Errors
     /// As [`Select::recv_timeout`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use std::time::{Duration, Instant};
+    /// let mut select = mitogen::Select::new();
+    /// let rx = mitogen::Receiver::new(&router);
+    /// rx.to_sender().send(&2u8).unwrap();
+    /// select.add(rx);
+    /// let deadline = Instant::now() + Duration::from_secs(5);
+    /// assert_eq!(select.recv_deadline(deadline).unwrap().unpickle::<u8>().unwrap(), 2);
+    /// # }).unwrap();
+    /// ```
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Message, RecvTimeoutError> {
         self.recv_inner(Some(deadline))
     }
@@ -287,6 +436,20 @@ impl Select {
     }
 
     /// Iterate over messages until no member is left (or an error).
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let receivers: Vec<_> = (0..3).map(|_| mitogen::Receiver::new(&router)).collect();
+    /// for (i, rx) in receivers.iter().enumerate() {
+    ///     rx.to_sender().send(&i).unwrap();
+    /// }
+    /// let select = mitogen::Select::from_members(receivers);
+    /// let mut got: Vec<usize> = select.iter().map(|m| m.unpickle().unwrap()).collect();
+    /// got.sort(); // arrival order
+    /// assert_eq!(got, [0, 1, 2]);
+    /// # }).unwrap();
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = Message> + '_ {
         std::iter::from_fn(move || self.recv().ok())
     }

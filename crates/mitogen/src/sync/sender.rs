@@ -47,6 +47,17 @@ impl std::fmt::Debug for Sender {
 
 impl Sender {
     /// A sender to `dst_handle` in `context`.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use mitogen::{Context, Receiver, Sender};
+    /// let rx = Receiver::new(&router);
+    /// let tx = Sender::new(Context::local(&router), rx.handle());
+    /// tx.send(&"hi").unwrap();
+    /// assert_eq!(rx.recv().unwrap().unpickle::<String>().unwrap(), "hi");
+    /// # }).unwrap();
+    /// ```
     pub fn new(context: Context, dst_handle: u32) -> Sender {
         Sender {
             context,
@@ -56,11 +67,28 @@ impl Sender {
     }
 
     /// The destination context.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// let tx = rx.to_sender();
+    /// assert_eq!(tx.context().context_id(), router.context_id());
+    /// # }).unwrap();
+    /// ```
     pub fn context(&self) -> &Context {
         &self.context
     }
 
     /// The destination handle.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// assert_eq!(rx.to_sender().dst_handle(), rx.handle());
+    /// # }).unwrap();
+    /// ```
     pub fn dst_handle(&self) -> u32 {
         self.dst_handle
     }
@@ -75,6 +103,21 @@ impl Sender {
     /// Encoding failures, a message larger than the maximum message size,
     /// or [`ChannelError::Dead`](crate::ChannelError::Dead) when the
     /// receiver's context is lost while waiting.
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    /// struct Progress {
+    ///     done: u32,
+    ///     of: u32,
+    /// }
+    /// let rx = mitogen::Receiver::new(&router);
+    /// rx.to_sender().send(&Progress { done: 1, of: 3 }).unwrap();
+    /// let got: Progress = rx.recv().unwrap().unpickle().unwrap();
+    /// assert_eq!(got, Progress { done: 1, of: 3 });
+    /// # }).unwrap();
+    /// ```
     #[doc(alias = "put")]
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let msg = self.message(value)?;
@@ -118,6 +161,17 @@ impl Sender {
     /// # Errors
     /// [`SendTimeoutError::Timeout`] with the value, or
     /// [`SendTimeoutError::Failed`] as for [`Sender::send`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// use std::time::Duration;
+    /// let rx = mitogen::Receiver::new(&router);
+    /// let tx = rx.to_sender();
+    /// tx.send_timeout(7u8, Duration::from_secs(5)).unwrap();
+    /// assert_eq!(rx.recv().unwrap().unpickle::<u8>().unwrap(), 7);
+    /// # }).unwrap();
+    /// ```
     pub fn send_timeout<T: Serialize>(
         &self,
         value: T,
@@ -154,6 +208,15 @@ impl Sender {
     ///
     /// # Errors
     /// As [`Sender::send`].
+    ///
+    /// # Examples
+    /// ```
+    /// # mitogen::Router::with(|router| {
+    /// let rx = mitogen::Receiver::new(&router);
+    /// rx.to_sender().close().unwrap();
+    /// assert!(matches!(rx.recv(), Err(mitogen::ChannelError::SenderClosed { .. })));
+    /// # }).unwrap();
+    /// ```
     pub fn close(&self) -> Result<()> {
         self.context
             .send(Message::dead(crate::error::SENDER_CLOSED, self.dst_handle))
