@@ -82,7 +82,7 @@
 //! # }
 //! ```
 //!
-//! # Timeouts
+//! # Timeouts and disconnection
 //! Every blocking call has a bounded form ([`Context::call_timeout`],
 //! [`Context::call_deadline`], [`AsyncCall::get_timeout`],
 //! [`Select::all_timeout`], `recv_timeout` and `get_timeout`), all failing
@@ -102,6 +102,32 @@
 //! }
 //! // Runs once `slow` has returned.
 //! let one = child.call(quick::remote, ()).unwrap();
+//! # }).unwrap();
+//! # }
+//! ```
+//!
+//! A context that is lost (its process died, a link broke, it was shut
+//! down) fails every call and receive waiting on it with
+//! [`ChannelError::Dead`], whose [`Loss`] names the context and the
+//! reason; nothing waits forever. To react when it happens rather than
+//! when you next wait, subscribe with [`Router::on_disconnect`] (every
+//! context) or [`Context::on_disconnect`] (one); see [Signals](#signals).
+//! [`Router::disconnect`] cuts one child off and waits until its loss is
+//! reported, while the broker and every other context keep running
+//! ([`Router::disconnect_stream`], [`Router::disconnect_all`]: without
+//! waiting).
+//! ```no_run
+//! # #[mitogen::remote] fn work() -> u32 { 1 }
+//! # fn main() {
+//! # mitogen::Router::with(|router| {
+//! let (a, b) = (router.local(Default::default()).unwrap(), router.local(Default::default()).unwrap());
+//! let _watch = router.on_disconnect(|context, loss| eprintln!("lost {}: {loss}", context.name()));
+//! router.disconnect(&a).unwrap(); // prints "lost local.…: …"
+//! match a.call(work::remote, ()) {
+//!     Err(mitogen::Error::Channel(mitogen::ChannelError::Dead(loss))) => eprintln!("{loss}"),
+//!     other => println!("{other:?}"),
+//! }
+//! assert_eq!(b.call(work::remote, ()).unwrap(), 1); // b is unaffected
 //! # }).unwrap();
 //! # }
 //! ```
@@ -147,6 +173,93 @@
 //! # let _ = root_on_db1;
 //! # }).unwrap();
 //! # }
+//! ```
+//!
+//! # Connection methods
+//! Each method starts a copy of the program through another program (or
+//! none) and returns its [`Context`]. All take an options value built with
+//! `new`/`container` and builder methods; the options every method shares
+//! ([`CommonOptions`]: `remote_name`, `connect_timeout` (30 s), `via`,
+//! `forward_level`, `profiling`, …) have the same builders on each.
+//!
+//! | Method | Options | Reaches |
+//! |---|---|---|
+//! | [`Router::local`] | [`LocalOptions::new`] | a new process on this machine |
+//! | [`Router::fork`] | [`ForkOptions::new`] | a fork of a clean copy of this program (fast) |
+//! | [`Router::ssh`] | [`SshOptions::new`]`(host)` | a host through OpenSSH (password, host key prompts answered) |
+//! | [`Router::sudo`] | [`SudoOptions::new`] | another user through `sudo` (`root` by default) |
+//! | [`Router::su`] | [`SuOptions::new`] | another user through `su` (password) |
+//! | [`Router::doas`] | [`DoasOptions::new`] | another user through `doas` |
+//! | [`Router::docker`] | [`DockerOptions::container`], [`DockerOptions::image`] | a Docker container (`docker exec`, or `run` of an image) |
+//! | [`Router::podman`] | [`PodmanOptions::container`] | a Podman container |
+//! | [`Router::buildah`] | [`BuildahOptions::container`] | a Buildah working container |
+//! | [`Router::kubectl`] | [`KubectlOptions::new`]`(pod)` | a Kubernetes pod (`kubectl exec`) |
+//! | [`Router::lxc`] | [`LxcOptions::new`] | an LXC container (`lxc-attach`) |
+//! | [`Router::lxd`] | [`LxdOptions::new`] | an LXD container (`lxc exec`) |
+//! | [`Router::incus`] | [`IncusOptions::new`] | an Incus container |
+//! | [`Router::machinectl`] | [`MachinectlOptions::new`] | a systemd-nspawn machine |
+//! | [`Router::jail`] | [`JailOptions::new`] | a FreeBSD jail (`jexec`) |
+//! | [`Router::setns`] | [`SetnsOptions::new`] | a container's namespaces, entered directly (root) |
+//!
+//! [`MethodOptions`] holds any method's options (serde, so it can be kept
+//! in a file), connected with [`Router::connect`]; a [`ConnectionSpec`]
+//! chains hops, each made from the context the one before reached
+//! ([`Router::connect_spec`]). Failures say why: [`Error::connect_failure`].
+//! ```no_run
+//! use mitogen::{ConnectionSpec, SshOptions, SudoOptions};
+//! use std::time::Duration;
+//! # fn main() {
+//! # mitogen::Router::with(|router| {
+//! let web1 = router
+//!     .ssh(SshOptions::new("web1").connect_timeout(Duration::from_secs(10)))
+//!     .unwrap();
+//! let root = router.sudo(SudoOptions::new().via(&web1)).unwrap();
+//! // The same chain as data:
+//! let spec = ConnectionSpec::new()
+//!     .then(SshOptions::new("web1"))
+//!     .then(SudoOptions::new().password("secret"));
+//! let root_again = router.connect_spec(&spec).unwrap();
+//! # let _ = (root, root_again);
+//! # }).unwrap();
+//! # }
+//! ```
+//!
+//! # Signals
+//! Callbacks for what happens to a router, context, stream or broker
+//! (Mitogen's `listen`/`fire`): typed methods for the built-in events
+//! ([`Router::on_disconnect`], [`Router::on_shutdown`],
+//! [`Context::on_disconnect`], [`Broker::on_exit`], …: the table in
+//! [`signal`]) and [`signal::listen`]/[`signal::fire`] for events of your
+//! own. Each returns a [`Subscription`]: dropping it unsubscribes,
+//! [`Subscription::detach`] keeps the callback for the object's life.
+//!
+//! Built-in events fire **on the broker thread**, which does all the I/O:
+//! a callback must return quickly and never block (no calls, no `recv`, no
+//! [`Router::shutdown`]); hand real work to a thread of your own, e.g.
+//! through a [`Latch`]. Sending a message does not block there. [`signal::fire`]
+//! runs the callbacks on the thread that calls it.
+//! ```
+//! use mitogen::{signal, Latch};
+//!
+//! let events = Latch::new();
+//! mitogen::Router::with(|router| {
+//!     // A user-defined event, fired and received on this thread.
+//!     let e = events.clone();
+//!     let _sub = signal::listen(&router, "deployed", move |host: &String| {
+//!         let _ = e.put(format!("deployed {host}"));
+//!     });
+//!     signal::fire(&router, "deployed", &"web1".to_string());
+//!     // A built-in event, on the broker thread: hand it over, don't block.
+//!     let e = events.clone();
+//!     router
+//!         .on_shutdown(move || {
+//!             let _ = e.put("shutdown".to_string());
+//!         })
+//!         .detach();
+//! })
+//! .unwrap(); // the router shuts down here
+//! assert_eq!(events.get().unwrap(), "deployed web1");
+//! assert_eq!(events.get().unwrap(), "shutdown");
 //! ```
 //!
 //! # Logging
@@ -203,7 +316,8 @@
 //! [`Router::enable_profiling`] makes this process and every context
 //! started afterwards count calls per function (p50/p99), stream bytes,
 //! broker wake-ups and queue depths; [`Context::stats`] fetches a context's
-//! [`Stats`], and each profiling context writes them as JSON on exit.
+//! [`Stats`] ([`Router::stats`]: this process's own), and each profiling
+//! context writes them as JSON on exit.
 //! [`Context::dump_stacks`] shows what every thread of a context is doing,
 //! also while it is stuck in a call.
 //! ```no_run
