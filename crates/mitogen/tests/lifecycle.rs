@@ -213,8 +213,17 @@ fn garbage_after_configuration_closes_the_child() {
     let hex = String::from_utf8_lossy(&config.stdout);
     let hex = hex
         .lines()
-        .find_map(|l| l.strip_prefix("frame "))
-        .expect("config frame printed");
+        // The harness may print "test print_config_frame ... " first.
+        .filter_map(|l| l.rsplit_once("frame ").map(|(_, hex)| hex.trim()))
+        .map(|hex| &hex[..hex.bytes().take_while(u8::is_ascii_hexdigit).count()])
+        .find(|hex| !hex.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "no config frame printed: {}\nstderr: {}",
+                String::from_utf8_lossy(&config.stdout),
+                String::from_utf8_lossy(&config.stderr)
+            )
+        });
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
@@ -224,10 +233,11 @@ fn garbage_after_configuration_closes_the_child() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut hello = String::new();
     stdout.read_line(&mut hello).unwrap();
-    assert!(
-        hello.starts_with(&format!("MITOGEN-HELLO:{RAW_NONCE}:")),
-        "{hello}"
-    );
+    if !hello.starts_with(&format!("MITOGEN-HELLO:{RAW_NONCE}:")) {
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("no hello but {hello:?} (frame {hex}); stderr: {err}");
+    }
     let stdin = child.stdin.as_mut().unwrap();
     stdin
         .write_all(b"this is not a frame at all, not even close....")
@@ -268,6 +278,7 @@ fn print_config_frame() {
         shutdown_timeout_ms: u64,
         flow_window: u64,
         keepalive_ms: Option<(u64, u32)>,
+        profiling: bool,
     }
     let body = postcard::to_allocvec(&Config {
         nonce: RAW_NONCE.into(),
@@ -281,6 +292,7 @@ fn print_config_frame() {
         shutdown_timeout_ms: 1000,
         flow_window: 1 << 20,
         keepalive_ms: None,
+        profiling: false,
     })
     .unwrap();
     let header = mitogen_wire::Header {

@@ -346,11 +346,9 @@ const ASK_STACKS: u8 = 1;
 
 /// Answer `PROFILE` requests from this context's parents.
 pub(crate) fn install(router: &Router) {
-    router.add_handler(
+    router.add_service(
         Router::own(answer),
-        Some(PROFILE),
-        true,
-        None,
+        PROFILE,
         Some(Arc::new(has_parent_authority)),
     );
 }
