@@ -336,6 +336,20 @@
 //! # }
 //! ```
 //!
+//! # Coming from Python Mitogen
+//! The vocabulary is the same; where Python needed a helper, Rust's types
+//! often do the job:
+//!
+//! | Python Mitogen | here |
+//! |---|---|
+//! | `mitogen.main()`, `utils.run_with_router`, `utils.with_router` | [`mitogen::main`], [`Router::with`] |
+//! | `context.call(f, *args)`, `call_async`, `call_no_reply` | [`Context::call`], [`Context::call_async`], [`Context::call_no_reply`], typed by `#[remote]` |
+//! | `utils.cast(obj)` (turn subclasses of `str`, `dict`… into plain ones before sending) | not needed: arguments are typed and serialised by serde, so nothing but the declared types can travel |
+//! | `core.listen`, `unlisten`, `fire` | [`signal::listen`], [`signal::unlisten`], [`signal::fire`], and typed `on_*` methods |
+//! | `utils.log_to_file()` | [`log_to_file`] |
+//! | `router.enable_debug()`, `router.profiling` | [`Router::enable_debug`], [`Router::enable_profiling`] |
+//! | `mitogen.select.Select` | [`Select`] (results in completion order; [`Select::all_timeout`] tags them with their call) |
+//!
 //! # Static builds: any Linux target
 //! Every target runs a copy of your binary, so build it to run anywhere of
 //! its architecture: the default (dynamic glibc) build needs glibc 2.34 or
