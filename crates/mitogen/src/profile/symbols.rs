@@ -5,7 +5,7 @@
 //! the section headers, the `SHT_SYMTAB` section and the string table it
 //! links to, keeps the `STT_FUNC` symbols sorted by address and
 //! binary-searches each address. It gives function names only (no inlined
-//! frames, files or lines), demangled with `rustc-demangle`. A stripped
+//! frames, files or lines), demangled by [`demangle`]. A stripped
 //! binary (our release profile, `strip = "symbols"`) has no `.symtab`:
 //! every lookup then finds nothing and the caller prints an offset.
 //!
@@ -144,7 +144,7 @@ impl Symbols {
         let rest = self.names.get(f.name..)?;
         let rest = &rest[..rest.len().min(MAX_NAME)];
         let raw = std::str::from_utf8(&rest[..rest.iter().position(|&b| b == 0)?]).ok()?;
-        (!raw.is_empty()).then(|| format!("{:#}", rustc_demangle::demangle(raw)))
+        (!raw.is_empty()).then(|| demangle(raw))
     }
 
     /// How many functions are known.
@@ -152,6 +152,84 @@ impl Symbols {
     fn len(&self) -> usize {
         self.funcs.len()
     }
+}
+
+/// A Rust symbol in the legacy mangling (`_ZN` `<len><ident>`… `E`, the
+/// default of stable Rust) as a path without its hash:
+/// `mitogen::sys::stacks::on_signal::{{closure}}`. Anything else (C
+/// names, v0 `_R` symbols, malformed names) comes back unchanged.
+///
+/// Our own few lines rather than the `rustc-demangle` crate, which adds
+/// ~15 KB gzip to every uploaded binary for v0 names stable Rust does not
+/// produce by default.
+fn demangle(raw: &str) -> String {
+    legacy(raw).unwrap_or_else(|| raw.to_string())
+}
+
+fn legacy(raw: &str) -> Option<String> {
+    let mut rest = raw.strip_prefix("_ZN")?;
+    let mut parts: Vec<&str> = Vec::new();
+    while !rest.starts_with('E') {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let len: usize = rest.get(..digits)?.parse().ok()?;
+        parts.push(rest.get(digits..digits.checked_add(len)?)?);
+        rest = &rest[digits + len..];
+    }
+    // After the `E`: nothing, or a suffix such as `.llvm.1234`.
+    if !(rest.len() == 1 || rest[1..].starts_with('.')) || parts.is_empty() {
+        return None;
+    }
+    let hash = |p: &str| {
+        p.len() == 17 && p.starts_with('h') && p[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    if parts.len() > 1 && parts.last().is_some_and(|p| hash(p)) {
+        parts.pop();
+    }
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str("::");
+        }
+        // An identifier may not start with `$`: `_$LT$` stands for `<`.
+        let part = if part.starts_with("_$") {
+            &part[1..]
+        } else {
+            part
+        };
+        unescape(part, &mut out)?;
+    }
+    Some(out)
+}
+
+/// One identifier of a legacy symbol: `$LT$` is `<`, `$u7b$` is `{`,
+/// `..` is `::`, and so on.
+fn unescape(mut id: &str, out: &mut String) -> Option<()> {
+    while !id.is_empty() {
+        if let Some(after) = id.strip_prefix('$') {
+            let end = after.find('$')?;
+            let c = match &after[..end] {
+                "SP" => '@',
+                "BP" => '*',
+                "RF" => '&',
+                "LT" => '<',
+                "GT" => '>',
+                "LP" => '(',
+                "RP" => ')',
+                "C" => ',',
+                code => char::from_u32(u32::from_str_radix(code.strip_prefix('u')?, 16).ok()?)?,
+            };
+            out.push(c);
+            id = &after[end + 1..];
+        } else if let Some(after) = id.strip_prefix("..") {
+            out.push_str("::");
+            id = after;
+        } else {
+            let c = id.chars().next()?;
+            out.push(c);
+            id = &id[c.len_utf8()..];
+        }
+    }
+    Some(())
 }
 
 /// The page-aligned link-time address of the lowest `PT_LOAD` segment.
@@ -304,6 +382,55 @@ mod tests {
         let mut link = good;
         link[shoff + SHDR_SIZE + 40..shoff + SHDR_SIZE + 44].copy_from_slice(&9u32.to_le_bytes());
         assert!(parse(&link).is_none());
+    }
+
+    #[test]
+    fn legacy_rust_names_are_demangled_and_others_kept() {
+        for (raw, want) in [
+            (MANGLED, "mitogen::profile::probe"),
+            (
+                "_ZN7mitogen3sys6stacks9on_signal28_$u7b$$u7b$closure$u7d$$u7d$17hc53c9cafbfb91aadE",
+                "mitogen::sys::stacks::on_signal::{{closure}}",
+            ),
+            (
+                "_ZN4core3ptr48drop_in_place$LT$std..rt..lang_start$LP$$RP$$GT$17h0000000000000000E",
+                "core::ptr::drop_in_place<std::rt::lang_start()>",
+            ),
+            (
+                "_ZN64_$LT$alloc..vec..Vec$LT$T$C$A$GT$$u20$as$u20$core..ops..Drop$GT$4drop17h0123456789abcdefE.llvm.42",
+                "<alloc::vec::Vec<T,A> as core::ops::Drop>::drop",
+            ),
+            ("__restore_rt", "__restore_rt"),
+            ("_RNvCs1234_7mitogen4main", "_RNvCs1234_7mitogen4main"),
+            ("_ZN7mitogen", "_ZN7mitogen"),
+            ("_ZN99mitogenE", "_ZN99mitogenE"),
+            ("_ZN3foo$ZZ$E", "_ZN3foo$ZZ$E"),
+            ("_ZN5a$u$bE", "_ZN5a$u$bE"),
+            ("_ZNE", "_ZNE"),
+            ("_ZN3fooEjunk", "_ZN3fooEjunk"),
+        ] {
+            assert_eq!(demangle(raw), want, "{raw}");
+        }
+    }
+
+    /// Every legacy Rust name of this test binary demangles as the
+    /// reference crate does.
+    #[test]
+    fn demangling_matches_rustc_demangle_on_this_binary() {
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let s = parse(&exe).expect("test binaries keep their symbols");
+        let mut checked = 0;
+        for f in &s.funcs {
+            let rest = &s.names[f.name..];
+            let raw =
+                std::str::from_utf8(&rest[..rest.iter().position(|&b| b == 0).unwrap()]).unwrap();
+            if raw.starts_with("_ZN") {
+                let want = format!("{:#}", rustc_demangle::demangle(raw));
+                assert_eq!(demangle(raw), want, "{raw}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "only {checked} Rust names");
     }
 
     #[inline(never)]
