@@ -445,7 +445,11 @@ mod tests {
         let base = exe_base().expect("the executable is mapped");
         let f = a_function_with_a_symbol as fn() -> usize as usize;
         assert_eq!(a_function_with_a_symbol(), 7);
-        let name = s.name_at(f + 1 - base).expect("a name");
-        assert!(name.ends_with("a_function_with_a_symbol"), "{name}");
+        let offset = f + 1 - base;
+        let name = s.name_at(offset).expect("a name");
+        assert!(
+            name.ends_with("a_function_with_a_symbol"),
+            "{name} at offset {offset:#x} (function {f:#x}, executable mapped at {base:#x})"
+        );
     }
 }
