@@ -378,6 +378,10 @@ mod tests {
         let size = shoff + SHDR_SIZE + 32;
         huge[size..size + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
         assert!(parse(&huge).is_none());
+        // No symbol table (a stripped binary): no names.
+        let mut stripped = good.clone();
+        stripped[shoff + SHDR_SIZE + 4] = 3;
+        assert!(parse(&stripped).is_none());
         // A string table link out of range.
         let mut link = good;
         link[shoff + SHDR_SIZE + 40..shoff + SHDR_SIZE + 44].copy_from_slice(&9u32.to_le_bytes());
