@@ -91,18 +91,20 @@ pub(crate) fn is_plain_path(p: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"/._+-".contains(&b))
 }
 
-fn u16_at(b: &[u8], o: usize) -> Option<usize> {
+/// Little-endian integers at byte `o` of `b`; `None` past the end (also
+/// used by `profile::symbols`).
+pub(crate) fn u16_at(b: &[u8], o: usize) -> Option<usize> {
     Some(u16::from_le_bytes(b.get(o..o.checked_add(2)?)?.try_into().ok()?) as usize)
 }
 
-fn u32_at(b: &[u8], o: usize) -> Option<usize> {
+pub(crate) fn u32_at(b: &[u8], o: usize) -> Option<usize> {
     usize::try_from(u32::from_le_bytes(
         b.get(o..o.checked_add(4)?)?.try_into().ok()?,
     ))
     .ok()
 }
 
-fn u64_at(b: &[u8], o: usize) -> Option<usize> {
+pub(crate) fn u64_at(b: &[u8], o: usize) -> Option<usize> {
     usize::try_from(u64::from_le_bytes(
         b.get(o..o.checked_add(8)?)?.try_into().ok()?,
     ))

@@ -24,6 +24,7 @@
 
 mod histogram;
 mod stacks;
+mod symbols;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -516,7 +517,8 @@ impl Context {
     /// thread in turn (a real-time signal, `SIGRTMIN+7`) and waits up to
     /// 1 s for it to record its return addresses; a thread that does not
     /// answer is listed with the reason. Binaries with symbols show
-    /// function names, files and lines. A release build with
+    /// function names, read from the executable's ELF symbol table (no
+    /// files or lines, no inlined functions). A release build with
     /// `strip = "symbols"` (as this workspace's) shows each frame as an
     /// offset into the executable: resolve it with
     /// `addr2line -f -e <the same build, unstripped> <offset>`, or build

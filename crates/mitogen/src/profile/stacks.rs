@@ -2,16 +2,18 @@
 //!
 //! Each thread is listed from `/proc/self/task` and asked for its stack by
 //! a signal (`sys::stacks`); the addresses are resolved here, outside the
-//! signal handler. Binaries with symbols (test and debug builds, or a
-//! release built with `strip = "debuginfo"` or `strip = false`) show
-//! function names, files and lines; a binary built with
-//! `strip = "symbols"` (our release profile) shows each frame as an offset
-//! into the executable, to resolve offline with
+//! signal handler, with the ELF symbol table of the executable
+//! (`symbols`): function names only, no files or lines. Binaries with
+//! symbols (test and debug builds, or a release built with
+//! `strip = "debuginfo"` or `strip = false`) show function names; a binary
+//! built with `strip = "symbols"` (our release profile) shows each frame
+//! as an offset into the executable, to resolve offline with
 //! `addr2line -f -e <the unstripped binary> <offset>`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use super::symbols::{exe_base, Symbols};
 use crate::sys::stacks;
 
 /// How long one thread may take to answer.
@@ -23,6 +25,7 @@ pub(crate) fn dump() -> String {
     let me = stacks::gettid();
     let pid = std::process::id();
     let base = exe_base();
+    let symbols = Symbols::of_this_program();
     let mut out = String::new();
     let mut tids: Vec<u32> = std::fs::read_dir("/proc/self/task")
         .map(|d| {
@@ -41,7 +44,7 @@ pub(crate) fn dump() -> String {
         };
         let _ = writeln!(out, "thread '{name}' (tid {tid}):");
         match stacks::capture(tid, Instant::now() + PER_THREAD) {
-            Ok(ips) => write_frames(&mut out, &ips, base),
+            Ok(ips) => write_frames(&mut out, &ips, base, &symbols),
             Err(e) => {
                 let _ = writeln!(out, "    <no stack: {e}>");
             }
@@ -51,19 +54,26 @@ pub(crate) fn dump() -> String {
     out
 }
 
-/// One line per frame (two with a file and line), skipping the frames of
-/// the signal handler itself: everything up to the signal trampoline.
-fn write_frames(out: &mut String, ips: &[usize], base: Option<usize>) {
-    // A zero return address ends the stack (the unwinder reports it).
-    let frames: Vec<(usize, Vec<(String, String)>)> = ips
+/// One line per frame, skipping the frames of the signal handler itself:
+/// everything up to the signal trampoline.
+fn write_frames(out: &mut String, ips: &[usize], base: Option<usize>, symbols: &Symbols) {
+    // A zero return address ends the stack (the unwinder reports it). A
+    // return address points after the call: look up the call itself.
+    let frames: Vec<(usize, Option<String>)> = ips
         .iter()
         .filter(|&&ip| ip != 0)
-        .map(|&ip| (ip, resolve(ip)))
+        .map(|&ip| {
+            let offset = base.and_then(|b| ip.checked_sub(b));
+            (
+                ip,
+                offset.and_then(|o| symbols.name_at(o.saturating_sub(1))),
+            )
+        })
         .collect();
     let named = |what: &str| {
         frames
             .iter()
-            .position(|(_, syms)| syms.iter().any(|(n, _)| n.contains(what)))
+            .position(|(_, name)| name.as_deref().is_some_and(|n| n.contains(what)))
     };
     // The trampoline follows the handler; without symbols, show them all.
     let start = match (named("__restore_rt"), named("stacks::on_signal")) {
@@ -72,49 +82,17 @@ fn write_frames(out: &mut String, ips: &[usize], base: Option<usize>) {
         (None, None) => 0,
     }
     .min(frames.len());
-    for (n, (ip, syms)) in frames[start..].iter().enumerate() {
-        if syms.is_empty() {
-            let _ = match base {
-                Some(b) if *ip >= b => writeln!(
-                    out,
-                    "  {n:>3}: <no symbol> at offset {:#x} in the executable",
-                    ip - b
-                ),
-                _ => writeln!(out, "  {n:>3}: <no symbol> {ip:#x}"),
-            };
-        }
-        for (name, place) in syms {
-            let _ = writeln!(out, "  {n:>3}: {name}");
-            if !place.is_empty() {
-                let _ = writeln!(out, "             at {place}");
-            }
-        }
-    }
-}
-
-/// The function names (inlined ones first) and `file:line` of a return
-/// address.
-fn resolve(ip: usize) -> Vec<(String, String)> {
-    let mut syms = Vec::new();
-    // A return address points after the call: look up the call itself.
-    backtrace::resolve(ip.saturating_sub(1) as *mut std::ffi::c_void, |sym| {
-        let Some(name) = sym.name() else { return };
-        let place = match (sym.filename(), sym.lineno()) {
-            (Some(f), Some(l)) => format!("{}:{l}", f.display()),
-            _ => String::new(),
+    for (n, (ip, name)) in frames[start..].iter().enumerate() {
+        let _ = match (name, base) {
+            (Some(name), _) => writeln!(out, "  {n:>3}: {name}"),
+            (None, Some(b)) if *ip >= b => writeln!(
+                out,
+                "  {n:>3}: <no symbol> at offset {:#x} in the executable",
+                ip - b
+            ),
+            (None, _) => writeln!(out, "  {n:>3}: <no symbol> {ip:#x}"),
         };
-        syms.push((format!("{name:#}"), place));
-    });
-    syms
-}
-
-/// Where the executable is mapped (its first mapping), for offsets.
-fn exe_base() -> Option<usize> {
-    let exe = std::fs::read_link("/proc/self/exe").ok()?;
-    let exe = exe.to_str()?;
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let line = maps.lines().find(|l| l.ends_with(exe))?;
-    usize::from_str_radix(line.split('-').next()?, 16).ok()
+    }
 }
 
 #[cfg(test)]
