@@ -378,7 +378,7 @@
 //! binaries") have the measurements.
 //!
 //! Without the musl target, static glibc works with nothing to install (a
-//! larger upload: 1.17 MB against 0.79 MB for the quick start), and is what
+//! larger upload: about 1.2 MB against 0.9 MB for the quick start), and is what
 //! this repository's own `.cargo/config.toml` does for its examples, tests
 //! and benchmarks; in yours:
 //!
