@@ -47,13 +47,17 @@ fn parse(line: &str) -> Option<usize> {
     assert_eq!(n.kernel, words.first().copied().unwrap_or(""));
     assert_eq!(n.machine, words.last().copied().unwrap_or(""));
     assert_eq!(n.gzip, rest.ends_with(":gz"));
+    // A hello is `<protocol>:<table>:<version>:<pid>`, each part up to the
+    // next `:` but the last; a pid that is not a positive number is none.
     let h = hello(rest);
-    assert!(!h.protocol.contains(':'));
-    if h.table.is_empty() {
-        assert!(rest == h.protocol || rest == format!("{}:", h.protocol));
-    } else {
-        assert_eq!(rest, format!("{}:{}", h.protocol, h.table));
-    }
+    let parts: Vec<&str> = rest.splitn(4, ':').collect();
+    let part = |i: usize| parts.get(i).copied().unwrap_or("");
+    assert!(!h.protocol.contains(':') && !h.table.contains(':') && !h.version.contains(':'));
+    assert_eq!(
+        (h.protocol, h.table, h.version),
+        (part(0), part(1), part(2))
+    );
+    assert_eq!(h.pid, part(3).parse().ok().filter(|&p: &u32| p > 0));
     Some(k)
 }
 
@@ -104,7 +108,7 @@ pub fn marker(data: &[u8]) -> MarkerRun {
         0 => format!(":{a} {b}:{}", if first & 0x80 != 0 { "gz" } else { "raw" }),
         1 => String::new(),
         2 => format!(":{fields}"),
-        _ => format!(":{a}:{fields}"),
+        _ => format!(":{a}:{b}:{}:{}", a.len(), u32::from(first) + 1),
     };
     let built = format!("{noise}{}:{NONCE}{tail}", KINDS[k]);
     assert_eq!(parse(&built), Some(k), "built marker not found: {built:?}");
@@ -120,7 +124,16 @@ pub fn marker(data: &[u8]) -> MarkerRun {
         }
         3 => {
             let h = hello(got);
-            assert_eq!((h.protocol, h.table), (a.as_str(), fields.as_str()));
+            let version = a.len().to_string();
+            assert_eq!(
+                (h.protocol, h.table, h.version, h.pid),
+                (
+                    a.as_str(),
+                    b.as_str(),
+                    version.as_str(),
+                    Some(u32::from(first) + 1)
+                )
+            );
         }
         _ => {}
     }

@@ -249,9 +249,15 @@ fn reply_input(rng: &mut XorShift) -> Vec<u8> {
                 } else {
                     string(rng)
                 },
+                context_id: if rng.below(2) == 0 {
+                    None
+                } else {
+                    Some(rng.below(1 << 20) as u32)
+                },
                 type_name: string(rng),
                 message: string(rng),
                 backtrace: string(rng),
+                location: string(rng),
             };
             [vec![1], encode(&e).unwrap()].concat()
         }
