@@ -222,25 +222,28 @@ fn plain_target(t: &str) -> bool {
 }
 
 /// The callsite for `target` at `level`, made (and leaked) the first time;
-/// `None` when `target` is refused (see the module docs).
+/// `None` when `target` is refused (see the module docs). A known target is
+/// looked up without allocating: this runs for every forwarded record.
 fn callsite(target: &str, level: Level) -> Option<&'static Metadata<'static>> {
-    type Key = (Box<str>, u8);
-    static CALLSITES: Mutex<Option<HashMap<Key, &'static Forwarded>>> = Mutex::new(None);
+    /// Per target, its callsite at each level (index: level number - 1).
+    type Levels = [Option<&'static Forwarded>; 5];
+    static CALLSITES: Mutex<Option<HashMap<Box<str>, Levels>>> = Mutex::new(None);
     let mut map = CALLSITES.lock().unwrap_or_else(|p| p.into_inner());
     let map = map.get_or_insert_with(HashMap::new);
-    let key = (Box::<str>::from(target), level_num(&level));
-    if let Some(cs) = map.get(&key) {
+    let slot = usize::from(level_num(&level)).clamp(1, 5) - 1;
+    if let Some(cs) = map.get(target).and_then(|levels| levels[slot]) {
         return cs.0.get();
     }
-    let refused = !plain_target(target) || map.len() >= MAX_TARGETS;
+    let known = map.contains_key(target);
+    let refused = !plain_target(target) || (!known && map.len() >= MAX_TARGETS);
     if refused && target != FALLBACK_TARGET {
         return None;
     }
     let cs: &'static Forwarded = Box::leak(Box::new(Forwarded(OnceLock::new())));
-    let target: &'static str = Box::leak(target.into());
+    let leaked: &'static str = Box::leak(target.into());
     let _ = cs.0.set(Metadata::new(
         "forwarded event",
-        target,
+        leaked,
         level,
         None,
         None,
@@ -249,7 +252,7 @@ fn callsite(target: &str, level: Level) -> Option<&'static Metadata<'static>> {
         tracing_core::metadata::Kind::EVENT,
     ));
     tracing::callsite::register(cs);
-    map.insert(key, cs);
+    map.entry(target.into()).or_default()[slot] = Some(cs);
     cs.0.get()
 }
 
