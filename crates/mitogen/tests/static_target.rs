@@ -74,6 +74,29 @@ fn static_example() -> Result<PathBuf, String> {
     ))
 }
 
+/// The example's path when it and Docker are there; otherwise says why
+/// (a skip, or a failure under CI) and gives `None`.
+fn ready(test: &str, example: Result<PathBuf, String>) -> Option<PathBuf> {
+    let found = fixture::ready_or_skip(test, example.clone().map(|_| ()));
+    (found && fixture::ready_or_skip(test, docker::available()))
+        .then(|| example.ok())
+        .flatten()
+}
+
+/// Run `example` against the container, bounded by `limit`: its output,
+/// stdout and stderr.
+fn run_example(
+    example: &Path,
+    ctr: &Container,
+    limit: Duration,
+) -> (std::process::Output, String, String) {
+    let out = run_bounded(Command::new(example).arg(ctr.name()), limit)
+        .unwrap_or_else(|e| panic!("{} {}: {e}", example.display(), ctr.name()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
 /// The `key=value` line of `out` for `key`.
 fn value<'a>(out: &'a str, key: &str) -> &'a str {
     out.lines()
@@ -128,21 +151,11 @@ fn dynamic_example() -> Result<PathBuf, String> {
 #[test]
 fn dynamic_build_fails_fast_by_kind_and_caches_nothing() {
     let test = "dynamic_build_fails_fast_by_kind_and_caches_nothing";
-    let example = dynamic_example();
-    if !fixture::ready_or_skip(test, example.clone().map(|_| ()))
-        || !fixture::ready_or_skip(test, docker::available())
-    {
+    let Some(example) = ready(test, dynamic_example()) else {
         return;
-    }
-    let example = example.unwrap();
+    };
     let bb = Container::start(&image("busybox")).expect("start a busybox container");
-    let out = run_bounded(
-        Command::new(&example).arg(bb.name()),
-        Duration::from_secs(60),
-    )
-    .unwrap_or_else(|e| panic!("{} {}: {e}", example.display(), bb.name()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stdout, stderr) = run_example(&example, &bb, Duration::from_secs(60));
     assert!(
         !out.status.success(),
         "the dynamic build connected to busybox:\n{stdout}"
@@ -184,13 +197,9 @@ fn dynamic_build_fails_fast_by_kind_and_caches_nothing() {
 #[test]
 fn static_build_answers_calls_from_a_busybox_only_container() {
     let test = "static_build_answers_calls_from_a_busybox_only_container";
-    let example = static_example();
-    if !fixture::ready_or_skip(test, example.clone().map(|_| ()))
-        || !fixture::ready_or_skip(test, docker::available())
-    {
+    let Some(example) = ready(test, static_example()) else {
         return;
-    }
-    let example = example.unwrap();
+    };
     eprintln!("static master: {}", example.display());
     let bb = Container::start(&image("busybox")).expect("start a busybox container");
     // The image really has no libc: a dynamic binary could not run there.
@@ -202,13 +211,7 @@ fn static_build_answers_calls_from_a_busybox_only_container() {
         "the busybox image has a glibc loader"
     );
 
-    let out = run_bounded(
-        Command::new(&example).arg(bb.name()),
-        Duration::from_secs(90),
-    )
-    .unwrap_or_else(|e| panic!("{} {}: {e}", example.display(), bb.name()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stdout, stderr) = run_example(&example, &bb, Duration::from_secs(90));
     assert!(
         out.status.success(),
         "{} exited with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
