@@ -40,7 +40,16 @@ cargo build --release --quiet --example quickstart -p mitogen
 # `musl` is scripts/build-static.sh with mimalloc. MITOGEN_BENCH_BUILDS=0
 # skips them (each is a release build of its own).
 builds=()
-if [ "${MITOGEN_BENCH_BUILDS:-1}" != 0 ]; then
+# Only when a build-comparison row (workloads.rs, BUILD_ROWS) is wanted.
+want_builds=${MITOGEN_BENCH_BUILDS:-1}
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    if [ "${args[i]}" = --only ] &&
+        ! [[ ",${args[i + 1]:-}," =~ ,(call_roundtrip_us|pipelined_calls_per_s|small_msgs_per_s|arg_64mib_mbps|result_64mib_mbps|quickstart_cold_bootstrap_bytes), ]]; then
+        want_builds=0
+    fi
+done
+if [ "$want_builds" != 0 ]; then
     dyn_dir=target/bench-dynamic
     for what in "-p mitogen-bench" "-p mitogen --example quickstart"; do
         # shellcheck disable=SC2086

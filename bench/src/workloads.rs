@@ -145,7 +145,9 @@ use Better::{Higher, Lower};
 /// The rows `bench/run.sh` also measures with other builds of the runner
 /// (`--build`): the workspace builds static glibc by default, and these
 /// show what that costs against a dynamic build and against musl +
-/// mimalloc (docs/design.md, "Portable binaries").
+/// mimalloc (docs/design.md, "Portable binaries"). `bench/run.sh` names
+/// them too, to skip those builds when `--only` wants none: keep both in
+/// step.
 pub const BUILD_ROWS: &[&str] = &[
     "call_roundtrip_us",
     "pipelined_calls_per_s",

@@ -859,15 +859,16 @@ mod reason_tests {
             glibc: Some((2, 34)),
         };
         let r = failure_reason_for(said, "old", "", dynamic);
-        assert!(r.starts_with("dynamically linked binary: "), "{r}");
-        for words in [
-            "did not start on old",
-            "needs /lib64/ld-linux-x86-64.so.2 (glibc 2.34 or newer)",
-            "GLIBC_2.34' not found",
-            "build it statically",
-        ] {
-            assert!(r.contains(words), "{words:?} in {r}");
-        }
+        assert_words(
+            &r,
+            "dynamically linked binary: ",
+            &[
+                "did not start on old",
+                "needs /lib64/ld-linux-x86-64.so.2 (glibc 2.34 or newer)",
+                "GLIBC_2.34' not found",
+                "build it statically",
+            ],
+        );
         // Test binaries are static (.cargo/config.toml): no kind claimed.
         let r = failure_reason(said, "old", "");
         assert!(
